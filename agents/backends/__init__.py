@@ -1,0 +1,1 @@
+"""Inference backends; each is the only module that imports its runtime."""

@@ -1,0 +1,84 @@
+"""The only module that imports onnxruntime: sessions with a strict execution provider, and their inputs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+
+class Refusal(Exception):
+    """The device will not run this task as asked (a status with a reason, not a crash)."""
+
+
+class ModelLoadError(Exception):
+    """The model file does not load in onnxruntime."""
+
+
+@dataclass
+class OrtSession:
+    session: ort.InferenceSession
+    provider: str
+    providers_used: list[str]
+    input_names: list[str]
+    output_names: list[str]
+    create_ms: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def runner(self) -> Callable[[dict[str, np.ndarray]], list[Any]]:
+        """A bound call for the hot loop: feeds in, all outputs out."""
+        run, names = self.session.run, self.output_names
+        return lambda feed: run(names, feed)
+
+
+def available_providers() -> list[str]:
+    return list(ort.get_available_providers())
+
+
+def open_session(model: Path, provider: str, settings: dict[str, Any]) -> OrtSession:
+    """Create a session on exactly the requested provider: no silent fallback to the CPU."""
+    provider = provider or "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        raise Refusal(f"execution provider {provider} is not available on this device "
+                      f"(it has {', '.join(ort.get_available_providers())})")
+    so = ort.SessionOptions()
+    if provider != "CPUExecutionProvider":
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    intra = int(settings.get("intra_op_threads", 0))
+    so.intra_op_num_threads = intra
+    so.inter_op_num_threads = int(settings.get("inter_op_threads", 0))
+    level = settings.get("graph_optimization", "all")
+    so.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }.get(str(level), ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    t0 = time.perf_counter()
+    try:
+        sess = ort.InferenceSession(str(model), sess_options=so, providers=[provider])
+    except Exception as e:  # onnxruntime raises several unrelated types for a bad model
+        raise ModelLoadError(f"onnxruntime could not load the model: {str(e).splitlines()[0][:300]}") from e
+    create_ms = (time.perf_counter() - t0) * 1000
+    used = list(sess.get_providers())
+    if provider not in used:
+        raise Refusal(f"onnxruntime did not place the model on {provider} (used {', '.join(used)})")
+    return OrtSession(
+        session=sess, provider=provider, providers_used=used,
+        input_names=[i.name for i in sess.get_inputs()], output_names=[o.name for o in sess.get_outputs()],
+        create_ms=create_ms,
+        options={"intra_op_threads": intra, "inter_op_threads": so.inter_op_num_threads,
+                 "graph_optimization": str(level)},
+    )
+
+
+def preload_feeds(sess: OrtSession, arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """One ready feed per dataset sample (batch of one), built before any timing starts."""
+    missing = [n for n in sess.input_names if n not in arrays]
+    if missing:
+        raise Refusal(f"the dataset has no array for model input(s) {', '.join(missing)}")
+    n = len(arrays[sess.input_names[0]])
+    return [{name: np.ascontiguousarray(arrays[name][i:i + 1]) for name in sess.input_names} for i in range(n)]

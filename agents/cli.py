@@ -1,0 +1,61 @@
+"""The `lab-agent` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agents import AGENT_VERSION
+from agents.config import AgentConfig
+from pilotlab.domain import DEVICE_CLASSES
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"tag {text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab-agent", description="PilotLab device agent")
+    p.add_argument("--version", action="version", version=f"lab-agent {AGENT_VERSION}")
+    p.add_argument("--lab", required=True, help="the lab's HOST:PORT")
+    p.add_argument("--token", required=True, help="enrolment token (role agent)")
+    p.add_argument("--name", required=True, help="this device's name in the lab")
+    p.add_argument("--class", dest="device_class", required=True, choices=DEVICE_CLASSES)
+    p.add_argument("--tag", action="append", type=_tag, default=[], help="KEY=VALUE (repeatable)")
+    p.add_argument("--region", default="")
+    p.add_argument("--work-dir", type=Path, default=Path("lab-agent-work"),
+                   help="credentials, artifact cache and result outbox (default ./lab-agent-work)")
+    p.add_argument("--power-meter", default=None, help="scpi://HOST:PORT[?query=CMD]")
+    p.add_argument("--slots", type=int, default=1, help="tasks run at once")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = AgentConfig(lab=args.lab, token=args.token, name=args.name, device_class=args.device_class,
+                      tags=dict(args.tag), region=args.region, work_dir=args.work_dir, power_meter=args.power_meter,
+                      slots=max(1, args.slots))
+    from agents.worker import AgentStopped, Worker
+
+    worker = Worker(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    try:
+        worker.run()
+    except AgentStopped as e:
+        print(f"lab-agent: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

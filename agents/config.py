@@ -1,0 +1,30 @@
+"""The agent's configuration, from its command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class AgentConfig:
+    lab: str
+    token: str
+    name: str
+    device_class: str
+    tags: dict[str, str] = field(default_factory=dict)
+    region: str = ""
+    work_dir: Path = Path("lab-agent-work")
+    power_meter: str | None = None
+    slots: int = 1
+    batch_size: int = 4096          # raw samples per result batch
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.work_dir / "cache"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.work_dir / "outbox"

@@ -1,0 +1,80 @@
+"""Single-stream scenario: one query at a time; every latency kept raw with its issue time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SingleStreamSettings:
+    warmup_queries: int = 50
+    min_query_count: int = 300
+    min_duration_ms: int = 500
+    max_query_count: int = 1_000_000
+    seed: int = 0
+
+    @classmethod
+    def from_requested(cls, requested: dict[str, Any]) -> SingleStreamSettings:
+        known = set(cls.__dataclass_fields__)
+        s = cls(**{k: int(v) for k, v in requested.items() if k in known})
+        s.max_query_count = max(s.max_query_count, s.min_query_count)
+        return s
+
+    def effective(self) -> dict[str, Any]:
+        return {"scenario": "single-stream", **self.__dict__}
+
+
+@dataclass
+class SingleStreamResult:
+    issue_ns: np.ndarray
+    latency_ns: np.ndarray
+    sample_index: np.ndarray
+    duration_ns: int
+    cancelled: bool = False
+
+
+class Cancelled(Exception):
+    """The lab cancelled the task; stopped at a query boundary."""
+
+
+def run_single_stream(issue: Callable[[Any], object], samples: Sequence[Any], settings: SingleStreamSettings,
+                      cancel: threading.Event | None = None) -> SingleStreamResult:
+    """Warm up, then issue queries one at a time until both minimum count and minimum duration are met."""
+    n = len(samples)
+    if n == 0:
+        raise ValueError("single-stream needs at least one sample")
+    rng = np.random.default_rng(settings.seed)
+    for i in range(settings.warmup_queries):
+        issue(samples[i % n])
+    cap = max(settings.min_query_count, 1024)
+    order = rng.integers(0, n, size=settings.max_query_count, dtype=np.int64)
+    issue_ns = np.zeros(cap, dtype=np.int64)
+    latency_ns = np.zeros(cap, dtype=np.int64)
+    min_count, max_count = settings.min_query_count, settings.max_query_count
+    min_ns = settings.min_duration_ms * 1_000_000
+    clock = time.perf_counter_ns
+    cancel_set = cancel.is_set if cancel is not None else (lambda: False)
+    start = clock()
+    q = 0
+    t1 = start
+    while q < max_count and (q < min_count or t1 - start < min_ns):
+        if q == cap:
+            cap *= 2
+            issue_ns.resize(cap, refcheck=False)
+            latency_ns.resize(cap, refcheck=False)
+        if q & 255 == 0 and cancel_set():
+            raise Cancelled()
+        sample = samples[order[q]]
+        t0 = clock()
+        issue(sample)
+        t1 = clock()
+        issue_ns[q] = t0
+        latency_ns[q] = t1 - t0
+        q += 1
+    return SingleStreamResult(issue_ns[:q].copy(), latency_ns[:q].copy(), order[:q].copy(), t1 - start)

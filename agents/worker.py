@@ -1,0 +1,195 @@
+"""The agent's lifecycle as one sequence: enrol → connect → (heartbeat, jobs, acks) → reconnect, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+from agents.artifact_cache import ArtifactCache
+from agents.capabilities import probe
+from agents.config import AgentConfig
+from agents.credentials import Credential, device_key, load_credential, public_raw, save_credential
+from agents.job_runner import Job, JobRunner
+from agents.lab_client import Backoff, LabClient
+from agents.outbox import Outbox
+from pilotlab import convert
+from pilotlab.v1 import agent_pb2
+
+log = logging.getLogger("agent")
+
+FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+
+
+class AgentStopped(Exception):
+    """The agent cannot go on (a refused credential); message says why."""
+
+
+class Worker:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._send_q: queue.Queue[agent_pb2.AgentMessage | None] | None = None
+        self._jobs: dict[str, Job] = {}
+        self._call: Any = None
+        cfg.work_dir.mkdir(parents=True, exist_ok=True)
+        self.key = device_key(cfg.work_dir)
+        self.outbox = Outbox(cfg.outbox_dir)
+        self.client = LabClient(cfg.lab, Backoff(cfg.backoff_initial_s, cfg.backoff_max_s))
+        self.cache = ArtifactCache(cfg.cache_dir, self.client)
+        self.executor = ThreadPoolExecutor(max_workers=cfg.slots, thread_name_prefix="job")
+        self.capabilities = probe(cfg.power_meter, cfg.slots)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Enrol once, then hold a session to the lab, reconnecting with backoff, until stop is set."""
+        cred = load_credential(self.cfg.work_dir) or self.enrol()
+        self.client.token = cred.device_token
+        self.recover_interrupted()
+        backoff = self.client.backoff
+        while not self.stop.is_set():
+            opened = time.monotonic()
+            try:
+                self.session()
+            except grpc.RpcError as e:
+                if e.code() in FATAL:
+                    raise AgentStopped(f"the lab refused this device's credential ({e.details()}); remove "
+                                       f"{self.cfg.work_dir}/device.json and enrol again with a new agent token")
+                if not self.stop.is_set():
+                    log.warning("session to %s lost: %s %s", self.cfg.lab, e.code().name, e.details())
+            if self.stop.is_set():
+                break
+            if time.monotonic() - opened > 30:
+                backoff.reset()
+            delay = backoff.next_delay()
+            log.info("reconnecting in %.1fs", delay)
+            self.stop.wait(delay)
+        self.shutdown()
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def shutdown(self) -> None:
+        """Stop taking work; results of unfinished jobs stay in the outbox for the next start."""
+        for job in list(self._jobs.values()):
+            job.cancel.set()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+    def enrol(self) -> Credential:
+        req = agent_pb2.EnrolRequest(name=self.cfg.name, device_class=self.cfg.device_class, tags=self.cfg.tags,
+                                     region=self.cfg.region, capabilities=convert.capabilities_to_pb(self.capabilities),
+                                     public_key=public_raw(self.key))
+        try:
+            resp = self.client.enrol(self.cfg.token, req)
+        except grpc.RpcError as e:
+            raise AgentStopped(f"enrolment refused: {e.details()}") from e
+        cred = Credential(device_id=resp.device_id, device_token=resp.device_token, name=self.cfg.name,
+                          lab=self.cfg.lab)
+        save_credential(self.cfg.work_dir, cred)
+        log.info("enrolled as %s (%s)", cred.name, cred.device_id)
+        return cred
+
+    def recover_interrupted(self) -> None:
+        """Attempts cut short by a restart are reported as infrastructure errors so the lab requeues them."""
+        for attempt_id in self.outbox.attempts():
+            if not self.outbox.has_finished(attempt_id):
+                self.outbox.put_finished(agent_pb2.TaskFinished(
+                    attempt_id=attempt_id, outcome=agent_pb2.OUTCOME_ERROR,
+                    reason="the agent restarted during the task", batches=self.outbox.batch_count(attempt_id)))
+
+    # --- one session ----------------------------------------------------------------------------------------
+    def session(self) -> None:
+        q: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
+        done = threading.Event()
+        running = sorted(set(self._jobs) | set(self.outbox.attempts()))
+        q.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
+            capabilities=convert.capabilities_to_pb(self.capabilities), running_attempt_ids=running)))
+
+        def requests() -> Iterator[agent_pb2.AgentMessage]:
+            while (m := q.get()) is not None:
+                yield m
+
+        self._call = self.client.session(requests())
+        try:
+            for msg in self._call:
+                self.handle(msg, q, done)
+        finally:
+            with self._lock:
+                self._send_q = None
+            done.set()
+            q.put(None)
+            self._call = None
+
+    def handle(self, msg: agent_pb2.LabMessage, q: queue.Queue[agent_pb2.AgentMessage | None],
+               done: threading.Event) -> None:
+        kind = msg.WhichOneof("msg")
+        if kind == "welcome":
+            log.info("connected to %s as %s", self.cfg.lab, msg.welcome.device_name)
+            with self._lock:
+                self._send_q = q
+                for pending in self.outbox.pending():
+                    q.put(pending)
+            interval = max(0.2, msg.welcome.heartbeat_interval_ms / 1000)
+            threading.Thread(target=self._heartbeat, args=(q, done, interval), daemon=True).start()
+        elif kind == "assignment":
+            a = convert.assignment_from_pb(msg.assignment)
+            job = Job(a)
+            self._jobs[a.attempt_id] = job
+            log.info("assigned %s (attempt %s)", a.task_name, a.attempt_id)
+            self.executor.submit(self._run_job, job)
+        elif kind == "ack":
+            if msg.ack.finished:
+                self.outbox.ack_finished(msg.ack.attempt_id)
+            else:
+                self.outbox.ack_batch(msg.ack.attempt_id, msg.ack.seq)
+        elif kind == "cancel":
+            job = self._jobs.get(msg.cancel.attempt_id)
+            if job is not None:
+                log.info("cancel %s: %s", msg.cancel.attempt_id, msg.cancel.reason)
+                job.cancel.set()
+
+    def _heartbeat(self, q: queue.Queue[agent_pb2.AgentMessage | None], done: threading.Event,
+                   interval: float) -> None:
+        while not done.wait(interval):
+            q.put(agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(
+                sent_unix_ms=time.time_ns() // 1_000_000,
+                running_attempt_ids=sorted(set(self._jobs) | set(self.outbox.attempts())))))
+
+    def _run_job(self, job: Job) -> None:
+        try:
+            JobRunner(self.cache, self, self.cfg.batch_size, self._sign).run(job)
+        finally:
+            self._jobs.pop(job.assignment.attempt_id, None)
+
+    # --- the reporter jobs write through: durable first, then sent if connected ---------------------------
+    def _publish(self, msg: agent_pb2.AgentMessage) -> None:
+        if self._send_q is not None:
+            self._send_q.put(msg)
+
+    def batch(self, batch: agent_pb2.ResultBatch) -> None:
+        with self._lock:
+            self._publish(self.outbox.put_batch(batch))
+
+    def finished(self, fin: agent_pb2.TaskFinished) -> None:
+        with self._lock:
+            self._publish(self.outbox.put_finished(fin))
+
+    def progress(self, attempt_id: str, phase: str, fraction: float, message: str = "") -> None:
+        with self._lock:
+            self._publish(agent_pb2.AgentMessage(progress=agent_pb2.TaskProgress(
+                attempt_id=attempt_id, phase=phase, fraction=fraction, message=message)))
+
+    def _sign(self, batch: agent_pb2.ResultBatch) -> None:
+        batch.signature = b""
+        batch.signature = self.key.sign(batch.SerializeToString(deterministic=True))

@@ -1,0 +1,37 @@
+"""Evaluation suites: declarative, versioned, content-addressed test definitions and their loader."""
+
+from evalsuites.loader import builtin_suites_dir, discover_suites, load_suite, suite_digest, validate_suite
+from evalsuites.schema import (
+    CLASSIFICATIONS,
+    DEVICE_CLASSES,
+    METRICS,
+    OPS,
+    RULES,
+    SCENARIOS,
+    ArtifactSpec,
+    Criterion,
+    Problem,
+    Suite,
+    SuiteError,
+    TaskSpec,
+)
+
+__all__ = [
+    "CLASSIFICATIONS",
+    "DEVICE_CLASSES",
+    "METRICS",
+    "OPS",
+    "RULES",
+    "SCENARIOS",
+    "ArtifactSpec",
+    "Criterion",
+    "Problem",
+    "Suite",
+    "SuiteError",
+    "TaskSpec",
+    "builtin_suites_dir",
+    "discover_suites",
+    "load_suite",
+    "suite_digest",
+    "validate_suite",
+]

@@ -1,0 +1,228 @@
+"""The suite data model: frozen dataclasses, the closed vocabularies, problems and the canonical digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pilotlab.domain import DEVICE_CLASSES
+
+FORMAT_VERSION = 1
+SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
+ARTIFACT_KINDS = ("model", "dataset")
+CLASSIFICATIONS = ("public", "personal", "important", "sensitive")
+METRICS = ("accuracy", "latency_ms.p50", "latency_ms.p90", "latency_ms.p99", "throughput_per_s")
+OPS = ("<=", ">=", "<", ">")
+RULES = ("point", "ci95_lower", "ci95_upper")
+ACCURACY_METRICS = ("top1",)
+SOURCE_SCHEMES = ("path", "package", "url")
+DEFAULT_EXECUTION_PROVIDER = "CPUExecutionProvider"
+ANY_REGION = "*"
+
+__all__ = [
+    "ACCURACY_METRICS",
+    "ARTIFACT_KINDS",
+    "CLASSIFICATIONS",
+    "DEVICE_CLASSES",
+    "METRICS",
+    "OPS",
+    "RULES",
+    "SCENARIOS",
+    "ArtifactSpec",
+    "Criterion",
+    "Problem",
+    "Suite",
+    "SuiteError",
+    "TaskSpec",
+    "suite_digest",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a suite, located by dotted field and (when known) suite.toml line."""
+
+    field: str
+    line: int | None
+    message: str
+
+    def format(self, filename: str = "suite.toml") -> str:
+        """Render as `file:line: field: message` (the line part is left out when unknown)."""
+        where = f"{filename}:{self.line}" if self.line is not None else filename
+        return f"{where}: {self.field}: {self.message}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class SuiteError(Exception):
+    """A suite that cannot be used; `problems` lists everything found, first one first."""
+
+    def __init__(self, problems: list[Problem], path: Path | None = None) -> None:
+        if not problems:
+            raise ValueError("SuiteError needs at least one problem")
+        self.problems = list(problems)
+        self.path = path
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        first = self.problems[0].format(str(self.path) if self.path is not None else "suite.toml")
+        more = len(self.problems) - 1
+        return f"{first} (and {more} more)" if more else first
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """A model or dataset the suite needs, pinned by sha256 and size."""
+
+    name: str
+    kind: str
+    sha256: str
+    size: int
+    source: str
+    path: Path | None
+    classification: str
+    regions: tuple[str, ...]
+
+    def canonical(self) -> dict[str, Any]:
+        """The artifact as written (defaults filled in), without the local path."""
+        return {
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "size": self.size,
+            "source": self.source,
+            "classification": self.classification,
+            "regions": list(self.regions),
+        }
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One measurement: a model run under a load scenario, optionally scored on a labelled dataset."""
+
+    name: str
+    model: str
+    dataset: str | None
+    scenario: str
+    settings: dict[str, Any]
+    accuracy: dict[str, Any] | None
+    execution_provider: str = DEFAULT_EXECUTION_PROVIDER
+
+    def __hash__(self) -> int:
+        return hash(_dumps(self.canonical()))
+
+    def canonical(self) -> dict[str, Any]:
+        """The task as written, defaults filled in; JSON-able."""
+        return {
+            "name": self.name,
+            "model": self.model,
+            "dataset": self.dataset,
+            "scenario": self.scenario,
+            "settings": dict(self.settings),
+            "accuracy": dict(self.accuracy) if self.accuracy is not None else None,
+            "execution_provider": self.execution_provider,
+        }
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A pass/fail condition on one metric of one task."""
+
+    task: str
+    metric: str
+    op: str
+    threshold: float
+    rule: str
+    description: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        """The criterion as written, threshold always a float; JSON-able."""
+        return {
+            "task": self.task,
+            "metric": self.metric,
+            "op": self.op,
+            "threshold": float(self.threshold),
+            "rule": self.rule,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded, validated suite; `digest` identifies its content and every artifact byte."""
+
+    id: str
+    version: str
+    title: str
+    description: str
+    device_classes: tuple[str, ...]
+    artifacts: dict[str, ArtifactSpec]
+    tasks: tuple[TaskSpec, ...]
+    criteria: tuple[Criterion, ...]
+    digest: str
+    root: Path | None
+
+    def __hash__(self) -> int:
+        return hash((self.digest, self.root))
+
+    def canonical(self) -> dict[str, Any]:
+        """The whole suite as a JSON-able dict: no local paths, no digest; tasks/criteria in file order."""
+        return {
+            "format": FORMAT_VERSION,
+            "suite": {
+                "id": self.id,
+                "version": self.version,
+                "title": self.title,
+                "description": self.description,
+                "device_classes": list(self.device_classes),
+            },
+            "artifacts": {name: a.canonical() for name, a in sorted(self.artifacts.items())},
+            "tasks": [t.canonical() for t in self.tasks],
+            "criteria": [c.canonical() for c in self.criteria],
+        }
+
+    def to_json(self) -> str:
+        """canonical() plus "digest", as sorted-key JSON; Suite.from_json reads it back."""
+        doc = self.canonical()
+        doc["digest"] = self.digest
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, root: Path | None = None) -> Suite:
+        """Rebuild a suite from to_json() output; raises SuiteError if it is invalid or its digest is off.
+
+        Artifact paths are resolved against `root` (path: sources) or the installed package (package:
+        sources) when `root` is given, and are None otherwise. Files are not read.
+        """
+        from evalsuites.checks import suite_from_json
+
+        return suite_from_json(text, root)
+
+    def task(self, name: str) -> TaskSpec:
+        """The task called `name`; KeyError if there is none."""
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def criteria_for(self, task: str) -> tuple[Criterion, ...]:
+        """The criteria that grade task `task`, in file order."""
+        return tuple(c for c in self.criteria if c.task == task)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def suite_digest(suite: Suite | Mapping[str, Any]) -> str:
+    """`sha256:<hex>` over the canonical JSON of a Suite (or of an already-canonical dict)."""
+    doc = suite.canonical() if isinstance(suite, Suite) else dict(suite)
+    doc.pop("digest", None)
+    return "sha256:" + hashlib.sha256(_dumps(doc).encode("utf-8")).hexdigest()

@@ -1,0 +1,1 @@
+"""labctl: the command line for test engineers, certifiers and admins."""

@@ -1,0 +1,99 @@
+"""`labctl devices`, `labctl suites`, `labctl token` and `labctl lab`: fleet, catalogue and admin commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from labctl import views
+from labctl.client import EXIT_USAGE, Ctx
+from labctl.output import console, emit_json, table
+from pilotlab import convert
+from pilotlab.v1 import lab_pb2
+
+devices = typer.Typer(help="The enrolled devices.", no_args_is_help=True)
+suites = typer.Typer(help="Standard evaluation suites.", no_args_is_help=True)
+token = typer.Typer(help="Tokens (admins).", no_args_is_help=True)
+lab = typer.Typer(help="The lab's identity.", no_args_is_help=True)
+
+
+@devices.command("list")
+def devices_list(c: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every enrolled device with its status and capabilities."""
+    ctx: Ctx = c.obj
+    devs = [convert.device_from_pb(m) for m in ctx.call(ctx.stub.ListDevices, lab_pb2.ListDevicesRequest()).devices]
+    if json_out:
+        emit_json([views.device(dv) for dv in devs])
+        return
+    table("devices", ["name", "class", "status", "region", "arch", "cores", "memory GiB", "providers", "energy"],
+          [[dv.name, dv.device_class, dv.status, dv.region, dv.capabilities.arch, dv.capabilities.cpu_cores,
+            f"{dv.capabilities.memory_bytes / 2**30:.1f}", ",".join(dv.capabilities.providers),
+            ",".join(sorted({s.kind for s in dv.capabilities.energy_sensors})) or "none"] for dv in devs])
+
+
+@suites.command("list")
+def suites_list(c: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Suites this lab offers."""
+    ctx: Ctx = c.obj
+    found = ctx.call(ctx.stub.ListSuites, lab_pb2.ListSuitesRequest()).suites
+    rows = [{"id": s.id, "version": s.version, "title": s.title, "digest": s.digest} for s in found]
+    if json_out:
+        emit_json(rows)
+        return
+    table("suites", ["id", "version", "title", "digest"],
+          [[r["id"], r["version"], r["title"], r["digest"][:19] + "…"] for r in rows])
+
+
+@suites.command("show")
+def suites_show(c: typer.Context, suite: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """One suite (ID[@VERSION]) in full."""
+    ctx: Ctx = c.obj
+    sid, _, version = suite.partition("@")
+    info = ctx.call(ctx.stub.GetSuite, lab_pb2.GetSuiteRequest(id=sid, version=version))
+    doc = json.loads(info.suite_json)
+    doc["digest"] = info.digest
+    if json_out:
+        emit_json(doc)
+        return
+    console.print(f"[bold]{info.id}[/bold] {info.version} — {info.title}\n{info.digest}")
+    table("tasks", ["name", "model", "dataset", "scenario"],
+          [[t["name"], t["model"], t.get("dataset") or "", t["scenario"]] for t in doc.get("tasks", [])])
+
+
+@suites.command("validate")
+def suites_validate(path: Path, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Check a suite directory or suite.toml offline; every problem with its field and line."""
+    from evalsuites import validate_suite
+
+    problems = validate_suite(path, deep=True)
+    if json_out:
+        emit_json({"valid": not problems, "problems": [{"field": p.field, "line": p.line, "message": p.message}
+                                                       for p in problems]})
+    else:
+        for p in problems:
+            typer.echo(str(p), err=True)
+        if not problems:
+            console.print(f"{path}: valid")
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@token.command("create")
+def token_create(c: typer.Context, role: str = typer.Option(..., "--role", help="agent|engineer|certifier|admin"),
+                 json_out: bool = typer.Option(False, "--json")) -> None:
+    """Mint a token for a role (admin only)."""
+    ctx: Ctx = c.obj
+    resp = ctx.call(ctx.stub.CreateToken, lab_pb2.CreateTokenRequest(role=role))
+    if json_out:
+        emit_json({"token": resp.token, "role": resp.role})
+    else:
+        print(resp.token)
+
+
+@lab.command("pubkey")
+def lab_pubkey(c: typer.Context) -> None:
+    """The lab's Ed25519 public key (PEM), for verifying reports."""
+    ctx: Ctx = c.obj
+    print(ctx.call(ctx.stub.GetLabInfo, lab_pb2.GetLabInfoRequest()).public_key_pem, end="")

@@ -1,0 +1,92 @@
+"""`labctl report pull|verify`: fetch a run's evidence bundle, and check one offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import typer
+
+from labctl.client import EXIT_FAIL, Ctx, die, rpc_errors
+from labctl.output import console, emit_json, table
+from labctl.verify import verify_bundle
+from pilotlab.v1 import lab_pb2
+
+app = typer.Typer(help="Evidence bundles: pull and verify.", no_args_is_help=True)
+
+
+def _safe(out: Path, rel: str) -> Path:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        die(f"the lab sent a file with an unsafe path {rel!r}; refusing to write it")
+    return out.joinpath(*p.parts)
+
+
+def summary_rows(report: dict) -> list[list[str]]:  # type: ignore[type-arg]
+    rows = []
+    for t in report["tasks"]:
+        m = t.get("metrics") or {}
+        lat = m.get("latency_ms") or {}
+        acc = m.get("accuracy")
+        energy = m.get("energy") or {}
+        rows.append([
+            t["name"], t.get("verdict") or t.get("status", ""),
+            f"{lat['p50']:.3f}" if lat else "—", f"{lat['p99']:.3f}" if lat else "—",
+            f"{m['throughput_per_s']:.1f}" if m.get("throughput_per_s") else "—",
+            (f"{acc['value']:.2%} [{acc['ci95'][0]:.2%}, {acc['ci95'][1]:.2%}]" if acc else "—"),
+            (f"{energy['joules_per_inference']:.4g} J" if energy.get("joules_per_inference") is not None else "—")
+            + f" ({energy.get('source', 'unavailable')})",
+        ])
+    return rows
+
+
+@app.command()
+def pull(c: typer.Context, run_id: str, out: Path = typer.Option(..., "--out"),
+         json_out: bool = typer.Option(False, "--json")) -> None:
+    """Write the run's report.json, report.html, raw samples and signed attestation into --out."""
+    ctx: Ctx = c.obj
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, int] = {}
+    handles = {}
+    with rpc_errors(ctx.lab):
+        for chunk in ctx.stub.GetReport(lab_pb2.GetReportRequest(run_id=run_id), metadata=ctx.md, timeout=300):
+            if chunk.path not in handles:
+                dest = _safe(out, chunk.path)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                handles[chunk.path] = dest.open("wb")
+            handles[chunk.path].write(chunk.data)
+            written[chunk.path] = written.get(chunk.path, 0) + len(chunk.data)
+            if chunk.last:
+                handles[chunk.path].close()
+    for h in handles.values():
+        h.close()
+    report = json.loads((out / "report.json").read_text())
+    if json_out:
+        emit_json({"run": report["run"], "files": sorted(written), "out": str(out)})
+        return
+    r = report["run"]
+    console.print(f"report for run {r['id']} ({r['suite']['id']}@{r['suite']['version']}) on "
+                  f"{report['device'].get('name', '?')}: [bold]{(r['verdict'] or r['status']).upper()}[/bold]")
+    table(None, ["task", "verdict", "p50 ms", "p99 ms", "throughput /s", "accuracy [95% CI]", "energy"],
+          summary_rows(report))
+    console.print(f"{len(written)} files in {out}")
+
+
+@app.command()
+def verify(path: Path, pubkey: Path | None = typer.Option(None, "--pubkey", help="the lab's public key (PEM)"),
+           json_out: bool = typer.Option(False, "--json")) -> None:
+    """Check a bundle offline: signature, digests, unsigned files, and metrics recomputed from raw samples."""
+    if not path.is_dir():
+        die(f"{path} is not a directory; pass the folder `labctl report pull` wrote")
+    problems, notes = verify_bundle(path, pubkey)
+    if json_out:
+        emit_json({"intact": not problems, "problems": problems, "notes": notes})
+    else:
+        for p in problems:
+            typer.echo(f"FAIL {p}", err=True)
+        for n in notes:
+            typer.echo(f"note: {n}", err=True)
+        if not problems:
+            console.print(f"{path}: intact — signature valid, every file signed, metrics recompute")
+    if problems:
+        raise typer.Exit(EXIT_FAIL)

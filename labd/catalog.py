@@ -1,0 +1,57 @@
+"""Loads standard suites into the lab: validates them, registers them and copies their artifacts by digest."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+from evalsuites import Suite, discover_suites
+from labd.state import Store
+from pilotlab import domain as d
+
+log = logging.getLogger("labd.catalog")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def store_artifact_file(src: Path, sha256: str, artifacts_dir: Path) -> Path:
+    """Copy src into the content-addressed store (once), verifying its digest on the way."""
+    dest = artifacts_dir / sha256
+    if dest.exists() and _sha256(dest) == sha256:
+        return dest
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part")
+    shutil.copyfile(src, tmp)
+    got = _sha256(tmp)
+    if got != sha256:
+        tmp.unlink()
+        raise d.Invalid(f"artifact {src} has sha256 {got}, the suite pins {sha256}")
+    tmp.replace(dest)
+    return dest
+
+
+def register_suite(suite: Suite, store: Store, artifacts_dir: Path) -> None:
+    for art in suite.artifacts.values():
+        if art.path is None:
+            raise d.Invalid(f"suite {suite.id}: artifact {art.name} ({art.source}) is not available locally")
+        dest = store_artifact_file(art.path, art.sha256, artifacts_dir)
+        store.put_artifact(d.ArtifactRecord(sha256=art.sha256, size=art.size, name=art.name, kind=art.kind,
+                                            path=str(dest)))
+    store.put_suite(d.SuiteRecord(id=suite.id, version=suite.version, title=suite.title, digest=suite.digest,
+                                  suite_json=suite.to_json()))
+    log.info("suite %s@%s registered (%s)", suite.id, suite.version, suite.digest)
+
+
+def load_catalog(dirs: list[Path], store: Store, artifacts_dir: Path) -> list[Suite]:
+    suites = discover_suites(dirs)
+    for s in suites:
+        register_suite(s, store, artifacts_dir)
+    return suites

@@ -1,0 +1,53 @@
+"""The `labd` command line: `labd serve --data-dir DIR [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from evalsuites import SuiteError
+from labd.config import LabConfig
+from pilotlab import __version__
+from pilotlab import domain as d
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labd", description="PilotLab lab daemon")
+    p.add_argument("--version", action="version", version=f"labd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the lab daemon")
+    s.add_argument("--data-dir", required=True, type=Path, help="keys, admin token, artifacts, SQLite db")
+    s.add_argument("--listen", default="127.0.0.1:50051", help="gRPC HOST:PORT (port 0 picks one)")
+    s.add_argument("--db", default="", help="database URL (default sqlite:///DATA_DIR/lab.db)")
+    s.add_argument("--metrics-listen", default=None, help="Prometheus HOST:PORT")
+    s.add_argument("--suites", action="append", type=Path, default=[], help="suite directory (repeatable)")
+    s.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
+                       metrics_listen=args.metrics_listen, suite_dirs=args.suites)
+    from labd.server import serve
+
+    try:
+        asyncio.run(serve(config))
+    except (SuiteError, d.LabError, ValueError) as e:
+        print(f"labd: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"labd: {e}; is another labd using {args.listen}? pick another --listen", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""labd's configuration, from the command line, with the contract's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LabConfig:
+    data_dir: Path
+    listen: str = "127.0.0.1:50051"
+    db_url: str = ""
+    metrics_listen: str | None = None
+    suite_dirs: list[Path] = field(default_factory=list)
+    lab_name: str = "PilotLab"
+    heartbeat_interval_ms: int = 5_000
+    lease_ms: int = 30_000
+    max_attempts: int = 3
+    chunk_size: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.data_dir / 'lab.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin.token"

@@ -1,0 +1,1 @@
+"""Certification evidence: the lab's signing key, report bundles and their signatures."""

@@ -1,0 +1,46 @@
+"""Inline SVG charts for the self-contained HTML report (no scripts, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+W, H, PAD = 560, 260, 48
+
+
+def latency_cdf_svg(latency_ns: np.ndarray, marks: dict[str, float]) -> str:
+    """Empirical CDF of per-query latency (ms) with the reported percentiles marked."""
+    if latency_ns.size == 0:
+        return ""
+    ms = np.sort(latency_ns.astype(np.float64)) / 1e6
+    n = ms.size
+    lo, hi = float(ms[0]), float(ms[min(n - 1, int(np.ceil(0.999 * n)) - 1)])
+    if hi <= lo:
+        hi = lo + 1e-3
+    step = max(1, n // 400)
+    idx = np.unique(np.r_[np.arange(0, n, step), n - 1])
+
+    def x(v: float) -> float:
+        return PAD + (min(v, hi) - lo) / (hi - lo) * (W - 2 * PAD)
+
+    def y(p: float) -> float:
+        return H - PAD + -p * (H - 2 * PAD)
+
+    pts = " ".join(f"{x(float(ms[i])):.1f},{y((i + 1) / n):.1f}" for i in idx)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" role="img" '
+             f'aria-label="Latency CDF">',
+             f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="#fafafa" '
+             'stroke="#ccc"/>']
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        v = lo + frac * (hi - lo)
+        parts.append(f'<text x="{x(v):.1f}" y="{H - PAD + 16}" font-size="11" text-anchor="middle">{v:.3f}</text>')
+        parts.append(f'<text x="{PAD - 6}" y="{y(frac) + 4:.1f}" font-size="11" text-anchor="end">{frac:.2f}</text>')
+    parts.append(f'<polyline points="{pts}" fill="none" stroke="#1f6feb" stroke-width="2"/>')
+    for label, v in marks.items():
+        parts.append(f'<line x1="{x(v):.1f}" y1="{PAD}" x2="{x(v):.1f}" y2="{H - PAD}" stroke="#d1242f" '
+                     'stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{x(v) + 3:.1f}" y="{PAD + 12}" font-size="11" fill="#d1242f">{label}</text>')
+    parts.append(f'<text x="{W / 2}" y="{H - 8}" font-size="12" text-anchor="middle">latency (ms)</text>')
+    parts.append(f'<text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 {H / 2})" '
+                 'text-anchor="middle">fraction of queries</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,35 @@
+"""Renders report.html: verdict first, then per task its charts, figures, criteria and environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+from labd.evidence.charts import latency_cdf_svg
+from pilotlab.samples import read_latency_csv
+
+_env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
+                          autoescape=jinja2.select_autoescape(["html", "j2"]))
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+_env.filters["fmt"] = _fmt
+
+
+def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
+    charts: dict[str, str] = {}
+    for task in report["tasks"]:
+        lat_path = task.get("samples", {}).get("latency")
+        lat = task.get("metrics", {}).get("latency_ms")
+        if lat_path and lat and lat_path in files:
+            _, latency_ns = read_latency_csv(files[lat_path])
+            charts[task["id"]] = latency_cdf_svg(latency_ns, {f"p{p}": lat[f"p{p}"] for p in (50, 99)})
+    return _env.get_template("report.html.j2").render(r=report, charts=charts)

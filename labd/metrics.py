@@ -1,0 +1,46 @@
+"""Prometheus metrics of labd: connected agents, tasks by state, dispatch latency, results ingested."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pilotlab import domain as d
+
+
+class _LiveCollector(Collector):
+    def __init__(self, connected: Callable[[], int], task_counts: Callable[[], dict[str, int]]) -> None:
+        self._connected = connected
+        self._task_counts = task_counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("labd_connected_agents", "Agents with an open session to this labd")
+        g.add_metric([], self._connected())
+        yield g
+        t = GaugeMetricFamily("labd_tasks", "Tasks by state", labels=["state"])
+        counts = self._task_counts()
+        for s in d.Status:
+            t.add_metric([s.value], counts.get(s.value, 0))
+        yield t
+
+
+class LabMetrics:
+    def __init__(self, connected: Callable[[], int], task_counts: Callable[[], dict[str, int]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_LiveCollector(connected, task_counts))
+        self.dispatch_latency = Histogram(
+            "labd_dispatch_latency_seconds", "From a task entering the queue to its assignment being sent",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry)
+        self.results_ingested = Counter("labd_results_ingested", "Raw samples stored", ["kind"],
+                                        registry=self.registry)
+        self.batches_duplicate = Counter("labd_result_batches_duplicate",
+                                         "Result batches received again and ignored", registry=self.registry)
+        self.sessions_opened = Counter("labd_sessions_opened", "Agent sessions opened", registry=self.registry)
+
+    def serve(self, host: str, port: int) -> int:
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)

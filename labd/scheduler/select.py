@@ -1,0 +1,63 @@
+"""Device selector expressions, e.g. `class=robot and providers contains CUDAExecutionProvider and memory_gb >= 4`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pilotlab import domain as d
+
+_CLAUSE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=|>|<|\s+contains\s+)\s*(.+?)\s*$")
+_NUMERIC_OPS = {">=": float.__ge__, "<=": float.__le__, ">": float.__gt__, "<": float.__lt__}
+
+
+def _field(dev: d.Device, key: str) -> Any:
+    caps = dev.capabilities
+    if key.startswith(("tag.", "tags.")):
+        return dev.tags.get(key.split(".", 1)[1])
+    table: dict[str, Callable[[], Any]] = {
+        "name": lambda: dev.name, "class": lambda: dev.device_class, "region": lambda: dev.region,
+        "status": lambda: dev.status, "os": lambda: caps.os, "arch": lambda: caps.arch,
+        "cpu_cores": lambda: caps.cpu_cores, "memory_gb": lambda: caps.memory_bytes / 2**30,
+        "providers": lambda: caps.providers, "onnxruntime_version": lambda: caps.onnxruntime_version,
+        "energy_sensors": lambda: [s.kind for s in caps.energy_sensors],
+    }
+    if key not in table:
+        raise d.Invalid(f"unknown selector field {key!r}; use one of {', '.join(sorted(table))}, tag.KEY")
+    return table[key]()
+
+
+def parse(expr: str) -> Callable[[d.Device], bool]:
+    """Compile a selector: clauses joined by `and`; raises Invalid naming the clause it cannot read."""
+    clauses = [c for c in re.split(r"\s+and\s+", expr.strip()) if c]
+    if not clauses:
+        raise d.Invalid("empty selector; write e.g. --select 'class=robot and region=eu'")
+    tests: list[Callable[[d.Device], bool]] = []
+    for clause in clauses:
+        m = _CLAUSE.match(clause)
+        if not m:
+            raise d.Invalid(f"cannot read selector clause {clause!r}; write KEY=VALUE, KEY>=N or KEY contains X")
+        key, op, value = m.group(1), m.group(2).strip(), m.group(3).strip().strip("'\"")
+        tests.append(_clause(key, op, value))
+    return lambda dev: all(t(dev) for t in tests)
+
+
+def _clause(key: str, op: str, value: str) -> Callable[[d.Device], bool]:
+    if op in _NUMERIC_OPS:
+        try:
+            num = float(value)
+        except ValueError:
+            raise d.Invalid(f"selector {key} {op} {value}: {value!r} is not a number") from None
+        cmp = _NUMERIC_OPS[op]
+        return lambda dev: isinstance(v := _field(dev, key), int | float) and cmp(float(v), num)
+    if op == "contains":
+        return lambda dev: value in (_field(dev, key) or [])
+    if op == "=":
+        return lambda dev: str(_field(dev, key)) == value
+    return lambda dev: str(_field(dev, key)) != value
+
+
+def select_devices(devices: list[d.Device], expr: str) -> list[d.Device]:
+    match = parse(expr)
+    return [dev for dev in devices if match(dev)]

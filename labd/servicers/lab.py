@@ -1,0 +1,148 @@
+"""LabService: what labctl calls — tokens, fleet, suites, runs (submit, watch, cancel) and reports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from labd.auth import hash_token, new_token
+from labd.evidence.bundle import report_bundle
+from labd.handlers import runs as h
+from labd.lab import Lab
+from labd.scheduler.dispatcher import Dispatcher
+from labd.servicers.errors import streaming, unary
+from labd.servicers.tokens import call_token
+from pilotlab import __version__, convert, dsse
+from pilotlab import domain as d
+from pilotlab.v1 import agent_pb2, lab_pb2, lab_pb2_grpc
+
+log = logging.getLogger("labd.lab")
+
+READERS = [d.Role.ENGINEER, d.Role.CERTIFIER]
+ENGINEERS = [d.Role.ENGINEER]
+WATCH_POLL_S = 1.0
+REPORT_CHUNK = 1 << 20
+
+
+class LabServicer(lab_pb2_grpc.LabServiceServicer):
+    def __init__(self, lab: Lab, dispatcher: Dispatcher) -> None:
+        self.lab = lab
+        self.dispatcher = dispatcher
+
+    async def _who(self, context: grpc.aio.ServicerContext, roles: list[d.Role], action: str) -> d.Principal:
+        return await asyncio.to_thread(self.lab.auth.require, call_token(context), roles, action)
+
+    @unary
+    async def CreateToken(self, request: lab_pb2.CreateTokenRequest,
+                          context: grpc.aio.ServicerContext) -> lab_pb2.CreateTokenResponse:
+        await self._who(context, [d.Role.ADMIN], "create tokens")
+        try:
+            role = d.Role(request.role)
+        except ValueError:
+            role = None
+        if role not in d.USER_ROLES:
+            raise d.Invalid(f"unknown role {request.role!r}; use one of "
+                            f"{', '.join(r.value for r in d.USER_ROLES)}")
+        assert role is not None
+        token = new_token(role)
+        await asyncio.to_thread(self.lab.store.create_token, role, hash_token(token))
+        return lab_pb2.CreateTokenResponse(token=token, role=role.value)
+
+    @unary
+    async def ListDevices(self, request: lab_pb2.ListDevicesRequest,
+                          context: grpc.aio.ServicerContext) -> lab_pb2.ListDevicesResponse:
+        await self._who(context, READERS, "list devices")
+        devices = await asyncio.to_thread(self.lab.store.list_devices)
+        for dev in devices:
+            sess = self.lab.sessions.get(dev.id)
+            if sess is not None and sess.running:
+                dev.status = "busy"
+        return lab_pb2.ListDevicesResponse(devices=[convert.device_to_pb(x) for x in devices])
+
+    @unary
+    async def ListSuites(self, request: lab_pb2.ListSuitesRequest,
+                         context: grpc.aio.ServicerContext) -> lab_pb2.ListSuitesResponse:
+        await self._who(context, READERS, "list suites")
+        suites = await asyncio.to_thread(self.lab.store.list_suites)
+        return lab_pb2.ListSuitesResponse(suites=[
+            lab_pb2.SuiteInfo(id=s.id, version=s.version, title=s.title, digest=s.digest) for s in suites])
+
+    @unary
+    async def GetSuite(self, request: lab_pb2.GetSuiteRequest,
+                       context: grpc.aio.ServicerContext) -> lab_pb2.SuiteInfo:
+        await self._who(context, READERS, "read suites")
+        s = await asyncio.to_thread(self.lab.store.get_suite, request.id, request.version or None)
+        return lab_pb2.SuiteInfo(id=s.id, version=s.version, title=s.title, digest=s.digest,
+                                 suite_json=s.suite_json)
+
+    @unary
+    async def SubmitRun(self, request: lab_pb2.SubmitRunRequest,
+                        context: grpc.aio.ServicerContext) -> lab_pb2.Run:
+        who = await self._who(context, ENGINEERS, "submit runs")
+        run = await asyncio.to_thread(h.submit_run, self.lab, who, request.suite_id, request.suite_version,
+                                      request.device, request.select, request.priority)
+        log.info("run %s submitted: %s@%s, %d tasks", run.id, run.suite_id, run.suite_version, len(run.tasks))
+        self.dispatcher.kick()
+        return convert.run_to_pb(run)
+
+    @unary
+    async def GetRun(self, request: lab_pb2.GetRunRequest, context: grpc.aio.ServicerContext) -> lab_pb2.Run:
+        await self._who(context, READERS, "read runs")
+        return convert.run_to_pb(await asyncio.to_thread(self.lab.store.get_run, request.id))
+
+    @unary
+    async def ListRuns(self, request: lab_pb2.ListRunsRequest,
+                       context: grpc.aio.ServicerContext) -> lab_pb2.ListRunsResponse:
+        await self._who(context, READERS, "list runs")
+        runs = await asyncio.to_thread(self.lab.store.list_runs, request.limit or 100)
+        return lab_pb2.ListRunsResponse(runs=[convert.run_to_pb(r) for r in runs])
+
+    @unary
+    async def CancelRun(self, request: lab_pb2.CancelRunRequest,
+                        context: grpc.aio.ServicerContext) -> lab_pb2.Run:
+        await self._who(context, ENGINEERS, "cancel runs")
+        run, running = await asyncio.to_thread(h.cancel_run, self.lab, request.id, request.reason)
+        for att in running:
+            sess = self.lab.sessions.get(att.device_id)
+            if sess is not None:
+                sess.running.discard(att.id)
+                sess.send(agent_pb2.LabMessage(cancel=agent_pb2.Cancel(attempt_id=att.id, reason=run.reason)))
+        await self.lab.events.notify(run.id)
+        self.dispatcher.kick()
+        return convert.run_to_pb(run)
+
+    @streaming
+    async def WatchRun(self, request: lab_pb2.GetRunRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[lab_pb2.Run]:
+        await self._who(context, READERS, "watch runs")
+        seen, last = -1, None
+        while True:
+            version = self.lab.events.version(request.id)
+            msg = convert.run_to_pb(await asyncio.to_thread(self.lab.store.get_run, request.id))
+            if msg != last:
+                yield msg
+                last = msg
+            if msg.status in (convert.status_to_pb(s) for s in d.Status if s.terminal):
+                return
+            seen = await self.lab.events.wait_change(request.id, max(seen, version), WATCH_POLL_S)
+
+    @streaming
+    async def GetReport(self, request: lab_pb2.GetReportRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[lab_pb2.ReportChunk]:
+        await self._who(context, READERS, "pull reports")
+        files = await asyncio.to_thread(report_bundle, self.lab, request.run_id)
+        for path in sorted(files):
+            data = files[path]
+            for off in range(0, max(len(data), 1), REPORT_CHUNK):
+                chunk = data[off:off + REPORT_CHUNK]
+                yield lab_pb2.ReportChunk(path=path, data=chunk, last=off + REPORT_CHUNK >= len(data))
+
+    @unary
+    async def GetLabInfo(self, request: lab_pb2.GetLabInfoRequest,
+                         context: grpc.aio.ServicerContext) -> lab_pb2.LabInfo:
+        await self._who(context, READERS + [d.Role.AGENT, d.Role.DEVICE], "read the lab's identity")
+        return lab_pb2.LabInfo(name=self.lab.config.lab_name, version=__version__,
+                               public_key_pem=dsse.public_pem(self.lab.signing_key.public_key()))

@@ -1,0 +1,143 @@
+"""The store contract: what every labd state backend MUST do, independent of the database underneath."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pilotlab import domain as d
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    role: d.Role
+    device_id: str | None
+    revoked: bool = False
+
+
+class Store(ABC):
+    """Durable lab state. Every method is one transaction; a method that returns has committed."""
+
+    # --- tokens -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None) -> str:
+        """MUST store only the hash and return a new token id."""
+
+    @abstractmethod
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        """MUST return the token with this hash, or None."""
+
+    # --- devices ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def enrol_device(self, name: str, device_class: str, region: str, tags: dict[str, str],
+                     capabilities: d.Capabilities, public_key: bytes, now_ms: int) -> d.Device:
+        """MUST create the device; MUST raise Conflict when the name is taken."""
+
+    @abstractmethod
+    def get_device(self, device_id: str) -> d.Device:
+        """MUST raise NotFound for an unknown id."""
+
+    @abstractmethod
+    def get_device_by_name(self, name: str) -> d.Device:
+        """MUST raise NotFound for an unknown name."""
+
+    @abstractmethod
+    def list_devices(self) -> list[d.Device]:
+        """All devices ordered by name."""
+
+    @abstractmethod
+    def update_device(self, device_id: str, *, status: str, now_ms: int,
+                      capabilities: d.Capabilities | None = None) -> None:
+        """MUST set status and last-seen time, and capabilities when given."""
+
+    # --- suites and artifacts -----------------------------------------------------------------------------
+    @abstractmethod
+    def put_suite(self, suite: d.SuiteRecord) -> None:
+        """MUST be idempotent; MUST raise Conflict for the same id and version with another digest."""
+
+    @abstractmethod
+    def get_suite(self, suite_id: str, version: str | None = None) -> d.SuiteRecord:
+        """The given version, or the highest semantic version when None; MUST raise NotFound."""
+
+    @abstractmethod
+    def list_suites(self) -> list[d.SuiteRecord]:
+        """All suite versions ordered by id and version."""
+
+    @abstractmethod
+    def put_artifact(self, artifact: d.ArtifactRecord) -> None:
+        """MUST be idempotent on sha256."""
+
+    @abstractmethod
+    def get_artifact(self, sha256: str) -> d.ArtifactRecord:
+        """MUST raise NotFound for an unknown digest."""
+
+    # --- runs and tasks -----------------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(self, run: d.Run) -> d.Run:
+        """MUST store the run and all its tasks (status queued) atomically."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> d.Run:
+        """The run with its tasks and each task's attempt history; MUST raise NotFound."""
+
+    @abstractmethod
+    def list_runs(self, limit: int = 100) -> list[d.Run]:
+        """Newest first, with tasks."""
+
+    @abstractmethod
+    def cancel_run(self, run_id: str, reason: str, now_ms: int) -> tuple[d.Run, list[d.Attempt]]:
+        """MUST cancel every non-terminal task and the run; returns the attempts that were running."""
+
+    @abstractmethod
+    def claim_next_task(self, device_id: str, now_ms: int, lease_ms: int) -> tuple[d.Task, d.Attempt] | None:
+        """MUST atomically take the queued task for this device with the highest priority, then the oldest,
+        create its next attempt (running, leased until now+lease), and mark task and run running. Two
+        concurrent callers MUST never claim the same task."""
+
+    @abstractmethod
+    def get_attempt(self, attempt_id: str) -> d.Attempt:
+        """MUST raise NotFound."""
+
+    @abstractmethod
+    def running_attempts(self, device_id: str | None = None) -> list[d.Attempt]:
+        """Attempts still running, for one device or all."""
+
+    @abstractmethod
+    def renew_leases(self, device_id: str, attempt_ids: list[str], until_ms: int) -> None:
+        """MUST extend the lease of those running attempts of this device."""
+
+    @abstractmethod
+    def set_progress(self, attempt_id: str, phase: str, fraction: float) -> str:
+        """Records the task's live phase; returns the run id."""
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> d.Task:
+        """MUST raise NotFound."""
+
+    # --- results ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def add_result_batch(self, batch: d.ResultBatch, now_ms: int) -> bool:
+        """MUST be idempotent on (attempt_id, seq): True when stored now, False for a duplicate, which
+        MUST store nothing."""
+
+    @abstractmethod
+    def batch_seqs(self, attempt_id: str) -> set[int]:
+        """Sequence numbers received for an attempt."""
+
+    @abstractmethod
+    def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
+        """Raw samples of one kind as int64 arrays index, sample_index, t_ns, value, ordered by index."""
+
+    @abstractmethod
+    def finish_attempt(self, finish: d.AttemptFinish, *, task_status: d.Status, verdict: d.Verdict | None,
+                       metrics: dict[str, Any], reason: str, now_ms: int, requeue: bool = False) -> d.Run:
+        """MUST close the attempt with its outcome; set the task's status, verdict, metrics and reason (or put
+        it back in the queue when requeue); recompute the run's status and verdict; return the run."""
+
+    @abstractmethod
+    def count_tasks(self) -> dict[str, int]:
+        """Number of tasks per status."""

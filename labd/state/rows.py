@@ -1,0 +1,88 @@
+"""Row ⇄ domain mapping and run-status bookkeeping shared by the SQL store's methods."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow
+from pilotlab import domain as d
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def device(r: DeviceRow) -> d.Device:
+    return d.Device(id=r.id, name=r.name, device_class=r.device_class, region=r.region,
+                    tags=json.loads(r.tags_json or "{}"),
+                    capabilities=d.Capabilities.from_dict(json.loads(r.capabilities_json or "{}")),
+                    status=r.status, last_seen_ms=r.last_seen_ms, public_key=bytes(r.public_key or b""))
+
+
+def attempt(r: AttemptRow, device_name: str) -> d.Attempt:
+    return d.Attempt(
+        id=r.id, task_id=r.task_id, number=r.number, device_id=r.device_id, device_name=device_name,
+        status=d.Status(r.status), outcome=r.outcome, reason=r.reason, started_ms=r.started_ms,
+        finished_ms=r.finished_ms, lease_expires_ms=r.lease_expires_ms, batches_expected=r.batches_expected,
+        effective_settings=json.loads(r.effective_settings_json or "{}"),
+        environment=json.loads(r.environment_json or "{}"), execution_provider=r.execution_provider,
+        providers_used=json.loads(r.providers_used_json or "[]"), phases=json.loads(r.phases_json or "{}"),
+    )
+
+
+def task(r: TaskRow, device_name: str, history: list[d.Attempt]) -> d.Task:
+    return d.Task(
+        id=r.id, run_id=r.run_id, name=r.name, device_id=r.device_id, device_name=device_name,
+        status=d.Status(r.status), spec=json.loads(r.spec_json or "{}"),
+        verdict=d.Verdict(r.verdict) if r.verdict else None, attempts=r.attempts,
+        metrics=json.loads(r.metrics_json or "{}"), reason=r.reason, phase=r.phase, progress=r.progress,
+        queued_ms=r.queued_ms, history=history,
+    )
+
+
+def load_run(s: Session, r: RunRow, history: bool = True) -> d.Run:
+    trows = list(s.execute(select(TaskRow).where(TaskRow.run_id == r.id).order_by(TaskRow.ordinal)).scalars())
+    dev_ids = {t.device_id for t in trows}
+    names = {}
+    if dev_ids:
+        q = select(DeviceRow.id, DeviceRow.name).where(DeviceRow.id.in_(dev_ids))  # type: ignore[attr-defined]
+        names = {i: n for i, n in s.execute(q).all()}
+    hist: dict[str, list[d.Attempt]] = {}
+    if history and trows:
+        q2 = (select(AttemptRow).where(AttemptRow.task_id.in_([t.id for t in trows]))  # type: ignore[attr-defined]
+              .order_by(AttemptRow.number))
+        for a in s.execute(q2).scalars():
+            hist.setdefault(a.task_id, []).append(attempt(a, names.get(a.device_id, "")))
+    tasks = [task(t, names.get(t.device_id, ""), hist.get(t.id, [])) for t in trows]
+    return d.Run(id=r.id, suite_id=r.suite_id, suite_version=r.suite_version, suite_digest=r.suite_digest,
+                 status=d.Status(r.status), priority=r.priority, verdict=d.Verdict(r.verdict) if r.verdict else None,
+                 submitted_ms=r.submitted_ms, finished_ms=r.finished_ms, reason=r.reason,
+                 submitted_by=r.submitted_by, tasks=tasks)
+
+
+def refresh_run_status(s: Session, run_id: str, at_ms: int) -> None:
+    """A run is done when all its tasks are; error if any errored, else completed with pass only if all pass."""
+    run = s.get(RunRow, run_id)
+    if run is None or d.Status(run.status).terminal:
+        return
+    statuses = [(d.Status(t.status), t.verdict, t.reason)
+                for t in s.execute(select(TaskRow).where(TaskRow.run_id == run_id)).scalars()]
+    if all(st.terminal for st, _, _ in statuses):
+        errors = [reason for st, _, reason in statuses if st == d.Status.ERROR]
+        if errors:
+            run.status, run.verdict, run.reason = d.Status.ERROR.value, None, errors[0]
+        else:
+            run.status = d.Status.COMPLETED.value
+            run.verdict = "pass" if all(v == "pass" for _, v, _ in statuses) else "fail"
+        run.finished_ms = at_ms
+    elif any(st != d.Status.QUEUED for st, _, _ in statuses):
+        run.status = d.Status.RUNNING.value
+    s.add(run)

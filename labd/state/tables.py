@@ -1,0 +1,132 @@
+"""SQLModel tables of labd's state; the same definitions serve SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+
+def _big(**kw: object) -> object:
+    return Field(sa_type=BigInteger, **kw)  # type: ignore[arg-type]
+
+
+class TokenRow(SQLModel, table=True):
+    __tablename__ = "tokens"
+    id: str = Field(primary_key=True)
+    hash: str = Field(index=True, unique=True)
+    role: str
+    device_id: str | None = Field(default=None, index=True)
+    created_ms: int = _big(default=0)  # type: ignore[assignment]
+    revoked: bool = False
+
+
+class DeviceRow(SQLModel, table=True):
+    __tablename__ = "devices"
+    id: str = Field(primary_key=True)
+    name: str = Field(index=True, unique=True)
+    device_class: str
+    region: str = ""
+    tags_json: str = Field(default="{}", sa_type=Text)
+    capabilities_json: str = Field(default="{}", sa_type=Text)
+    status: str = "offline"
+    last_seen_ms: int = _big(default=0)  # type: ignore[assignment]
+    enrolled_ms: int = _big(default=0)  # type: ignore[assignment]
+    public_key: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
+
+
+class SuiteRow(SQLModel, table=True):
+    __tablename__ = "suites"
+    id: str = Field(primary_key=True)
+    version: str = Field(primary_key=True)
+    title: str = ""
+    digest: str
+    suite_json: str = Field(sa_type=Text)
+
+
+class ArtifactRow(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    sha256: str = Field(primary_key=True)
+    size: int = _big()  # type: ignore[assignment]
+    name: str
+    kind: str
+    path: str
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True)
+    suite_id: str
+    suite_version: str
+    suite_digest: str
+    status: str = Field(index=True)
+    verdict: str | None = None
+    priority: int = 0
+    submitted_ms: int = _big(default=0, index=True)  # type: ignore[assignment]
+    finished_ms: int = _big(default=0)  # type: ignore[assignment]
+    reason: str = ""
+    submitted_by: str = ""
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_queue", "device_id", "status", "priority", "queue_ns"),)
+    id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    ordinal: int = 0
+    name: str
+    device_id: str
+    status: str = Field(index=True)
+    verdict: str | None = None
+    attempts: int = 0
+    spec_json: str = Field(default="{}", sa_type=Text)
+    metrics_json: str = Field(default="{}", sa_type=Text)
+    reason: str = ""
+    phase: str = ""
+    progress: float = 0.0
+    priority: int = 0
+    queued_ms: int = _big(default=0)  # type: ignore[assignment]
+    queue_ns: int = _big(default=0)  # type: ignore[assignment]
+
+
+class AttemptRow(SQLModel, table=True):
+    __tablename__ = "attempts"
+    id: str = Field(primary_key=True)
+    task_id: str = Field(index=True)
+    number: int
+    device_id: str = Field(index=True)
+    status: str = Field(index=True)
+    outcome: str = ""
+    reason: str = ""
+    started_ms: int = _big(default=0)  # type: ignore[assignment]
+    finished_ms: int = _big(default=0)  # type: ignore[assignment]
+    lease_expires_ms: int = _big(default=0)  # type: ignore[assignment]
+    batches_expected: int = -1
+    effective_settings_json: str = Field(default="{}", sa_type=Text)
+    environment_json: str = Field(default="{}", sa_type=Text)
+    execution_provider: str = ""
+    providers_used_json: str = Field(default="[]", sa_type=Text)
+    phases_json: str = Field(default="{}", sa_type=Text)
+
+
+class ResultBatchRow(SQLModel, table=True):
+    __tablename__ = "result_batches"
+    attempt_id: str = Field(primary_key=True)
+    seq: int = _big(primary_key=True)  # type: ignore[assignment]
+    kind: str
+    n: int
+    received_ms: int = _big(default=0)  # type: ignore[assignment]
+    signature: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
+
+
+class SampleRow(SQLModel, table=True):
+    __tablename__ = "samples"
+    __table_args__ = (Index("ix_samples_attempt_kind", "attempt_id", "kind", "idx"),)
+    id: int | None = Field(default=None, primary_key=True,
+                           sa_type=BigInteger().with_variant(Integer, "sqlite"))  # type: ignore[call-overload]
+    attempt_id: str
+    seq: int = _big()  # type: ignore[assignment]
+    kind: str
+    idx: int = _big()  # type: ignore[assignment]
+    sample_index: int = _big()  # type: ignore[assignment]
+    t_ns: int = _big()  # type: ignore[assignment]
+    value: int = _big()  # type: ignore[assignment]

@@ -1,0 +1,199 @@
+"""The one place where protobuf messages become domain objects and back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pilotlab import domain as d
+from pilotlab.v1 import agent_pb2, common_pb2, lab_pb2
+
+_STATUS_TO_PB = {
+    d.Status.QUEUED: common_pb2.STATUS_QUEUED,
+    d.Status.RUNNING: common_pb2.STATUS_RUNNING,
+    d.Status.COMPLETED: common_pb2.STATUS_COMPLETED,
+    d.Status.CANCELLED: common_pb2.STATUS_CANCELLED,
+    d.Status.ERROR: common_pb2.STATUS_ERROR,
+}
+_STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
+_VERDICT_TO_PB = {None: common_pb2.VERDICT_UNSPECIFIED, d.Verdict.PASS: common_pb2.VERDICT_PASS,
+                  d.Verdict.FAIL: common_pb2.VERDICT_FAIL}
+_VERDICT_FROM_PB = {v: k for k, v in _VERDICT_TO_PB.items()}
+_OUTCOME_TO_PB = {
+    d.Outcome.OK: agent_pb2.OUTCOME_OK,
+    d.Outcome.REFUSED: agent_pb2.OUTCOME_REFUSED,
+    d.Outcome.ERROR: agent_pb2.OUTCOME_ERROR,
+    d.Outcome.CANCELLED: agent_pb2.OUTCOME_CANCELLED,
+}
+_OUTCOME_FROM_PB = {v: k for k, v in _OUTCOME_TO_PB.items()}
+
+
+def _loads(text: str) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")) if obj else ""
+
+
+def status_to_pb(s: d.Status) -> int:
+    return _STATUS_TO_PB[s]
+
+
+def status_from_pb(v: int) -> d.Status:
+    return _STATUS_FROM_PB[v]
+
+
+def verdict_to_pb(v: d.Verdict | None) -> int:
+    return _VERDICT_TO_PB[v]
+
+
+def verdict_from_pb(v: int) -> d.Verdict | None:
+    return _VERDICT_FROM_PB[v]
+
+
+def capabilities_to_pb(c: d.Capabilities) -> common_pb2.Capabilities:
+    return common_pb2.Capabilities(
+        os=c.os, os_release=c.os_release, arch=c.arch, cpu_model=c.cpu_model, cpu_cores=c.cpu_cores,
+        memory_bytes=c.memory_bytes, onnxruntime_version=c.onnxruntime_version, providers=c.providers,
+        energy_sensors=[common_pb2.EnergySensor(kind=s.kind, name=s.name, path=s.path, readable=s.readable)
+                        for s in c.energy_sensors],
+        agent_version=c.agent_version, hostname=c.hostname, slots=c.slots, python_version=c.python_version,
+    )
+
+
+def capabilities_from_pb(m: common_pb2.Capabilities) -> d.Capabilities:
+    return d.Capabilities(
+        os=m.os, os_release=m.os_release, arch=m.arch, cpu_model=m.cpu_model, cpu_cores=m.cpu_cores,
+        memory_bytes=m.memory_bytes, onnxruntime_version=m.onnxruntime_version, providers=list(m.providers),
+        energy_sensors=[d.EnergySensor(kind=s.kind, name=s.name, path=s.path, readable=s.readable)
+                        for s in m.energy_sensors],
+        agent_version=m.agent_version, hostname=m.hostname, slots=m.slots or 1, python_version=m.python_version,
+    )
+
+
+def device_to_pb(dev: d.Device) -> lab_pb2.Device:
+    return lab_pb2.Device(
+        id=dev.id, name=dev.name, device_class=dev.device_class, status=dev.status, region=dev.region,
+        tags=dev.tags, capabilities=capabilities_to_pb(dev.capabilities), last_seen_unix_ms=dev.last_seen_ms,
+    )
+
+
+def device_from_pb(m: lab_pb2.Device) -> d.Device:
+    return d.Device(
+        id=m.id, name=m.name, device_class=m.device_class, region=m.region, tags=dict(m.tags),
+        capabilities=capabilities_from_pb(m.capabilities), status=m.status, last_seen_ms=m.last_seen_unix_ms,
+    )
+
+
+def attempt_to_pb(a: d.Attempt) -> lab_pb2.Attempt:
+    return lab_pb2.Attempt(
+        id=a.id, number=a.number, device=a.device_name, status=status_to_pb(a.status), outcome=a.outcome,
+        reason=a.reason, started_unix_ms=a.started_ms, finished_unix_ms=a.finished_ms,
+    )
+
+
+def attempt_from_pb(m: lab_pb2.Attempt, task_id: str = "") -> d.Attempt:
+    return d.Attempt(
+        id=m.id, task_id=task_id, number=m.number, device_id="", device_name=m.device,
+        status=status_from_pb(m.status), outcome=m.outcome, reason=m.reason, started_ms=m.started_unix_ms,
+        finished_ms=m.finished_unix_ms,
+    )
+
+
+def task_to_pb(t: d.Task) -> lab_pb2.Task:
+    return lab_pb2.Task(
+        id=t.id, name=t.name, status=status_to_pb(t.status), verdict=verdict_to_pb(t.verdict),
+        device=t.device_name, attempts=t.attempts, phase=t.phase, progress=t.progress,
+        metrics_json=_dumps(t.metrics), reason=t.reason, attempt_history=[attempt_to_pb(a) for a in t.history],
+    )
+
+
+def task_from_pb(m: lab_pb2.Task, run_id: str = "") -> d.Task:
+    return d.Task(
+        id=m.id, run_id=run_id, name=m.name, device_id="", device_name=m.device, status=status_from_pb(m.status),
+        spec={}, verdict=verdict_from_pb(m.verdict), attempts=m.attempts, metrics=_loads(m.metrics_json),
+        reason=m.reason, phase=m.phase, progress=m.progress,
+        history=[attempt_from_pb(a, m.id) for a in m.attempt_history],
+    )
+
+
+def run_to_pb(r: d.Run) -> lab_pb2.Run:
+    return lab_pb2.Run(
+        id=r.id, suite_id=r.suite_id, suite_version=r.suite_version, suite_digest=r.suite_digest,
+        status=status_to_pb(r.status), verdict=verdict_to_pb(r.verdict), priority=r.priority,
+        submitted_unix_ms=r.submitted_ms, finished_unix_ms=r.finished_ms, tasks=[task_to_pb(t) for t in r.tasks],
+        reason=r.reason, submitted_by=r.submitted_by,
+    )
+
+
+def run_from_pb(m: lab_pb2.Run) -> d.Run:
+    return d.Run(
+        id=m.id, suite_id=m.suite_id, suite_version=m.suite_version, suite_digest=m.suite_digest,
+        status=status_from_pb(m.status), priority=m.priority, verdict=verdict_from_pb(m.verdict),
+        submitted_ms=m.submitted_unix_ms, finished_ms=m.finished_unix_ms, reason=m.reason,
+        submitted_by=m.submitted_by, tasks=[task_from_pb(t, m.id) for t in m.tasks],
+    )
+
+
+def result_batch_to_pb(b: d.ResultBatch) -> agent_pb2.ResultBatch:
+    return agent_pb2.ResultBatch(
+        attempt_id=b.attempt_id, seq=b.seq, kind=b.kind, index=b.index, sample_index=b.sample_index,
+        t_ns=b.t_ns, value=b.value, signature=b.signature,
+    )
+
+
+def result_batch_from_pb(m: agent_pb2.ResultBatch) -> d.ResultBatch:
+    return d.ResultBatch(
+        attempt_id=m.attempt_id, seq=m.seq, kind=m.kind, index=list(m.index), sample_index=list(m.sample_index),
+        t_ns=list(m.t_ns), value=list(m.value), signature=m.signature,
+    )
+
+
+def finish_to_pb(f: d.AttemptFinish) -> agent_pb2.TaskFinished:
+    return agent_pb2.TaskFinished(
+        attempt_id=f.attempt_id, outcome=_OUTCOME_TO_PB[f.outcome], reason=f.reason, batches=f.batches,
+        effective_settings_json=_dumps(f.effective_settings), environment_json=_dumps(f.environment),
+        execution_provider=f.execution_provider, providers_used=f.providers_used, phases_json=_dumps(f.phases),
+    )
+
+
+def finish_from_pb(m: agent_pb2.TaskFinished) -> d.AttemptFinish:
+    return d.AttemptFinish(
+        attempt_id=m.attempt_id, outcome=_OUTCOME_FROM_PB.get(m.outcome, d.Outcome.ERROR), reason=m.reason,
+        batches=m.batches, effective_settings=_loads(m.effective_settings_json),
+        environment=_loads(m.environment_json), execution_provider=m.execution_provider,
+        providers_used=list(m.providers_used), phases=_loads(m.phases_json),
+    )
+
+
+def artifact_ref_to_pb(a: d.ArtifactRecord | None) -> common_pb2.ArtifactRef:
+    if a is None:
+        return common_pb2.ArtifactRef()
+    return common_pb2.ArtifactRef(name=a.name, kind=a.kind, sha256=a.sha256, size=a.size)
+
+
+def artifact_ref_from_pb(m: common_pb2.ArtifactRef) -> d.ArtifactRecord | None:
+    if not m.sha256:
+        return None
+    return d.ArtifactRecord(sha256=m.sha256, size=m.size, name=m.name, kind=m.kind, path="")
+
+
+def assignment_to_pb(a: d.Assignment) -> agent_pb2.Assignment:
+    return agent_pb2.Assignment(
+        attempt_id=a.attempt_id, task_id=a.task_id, run_id=a.run_id, task_name=a.task_name,
+        model=artifact_ref_to_pb(a.model), dataset=artifact_ref_to_pb(a.dataset), scenario=a.scenario,
+        settings_json=_dumps(a.settings), execution_provider=a.execution_provider,
+        accuracy_json=_dumps(a.accuracy),
+    )
+
+
+def assignment_from_pb(m: agent_pb2.Assignment) -> d.Assignment:
+    model = artifact_ref_from_pb(m.model)
+    if model is None:
+        raise d.Invalid(f"assignment {m.attempt_id} names no model")
+    return d.Assignment(
+        attempt_id=m.attempt_id, task_id=m.task_id, run_id=m.run_id, task_name=m.task_name, model=model,
+        dataset=artifact_ref_from_pb(m.dataset), scenario=m.scenario, settings=_loads(m.settings_json),
+        execution_provider=m.execution_provider, accuracy=_loads(m.accuracy_json) or None,
+    )
