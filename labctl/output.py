@@ -8,7 +8,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+import sys
+
+# Piped output (make demo, CI logs) gets a readable width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 132)
 
 
 def emit_json(obj: Any) -> None:

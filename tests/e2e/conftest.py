@@ -1,0 +1,182 @@
+"""Real processes for end-to-end tests: labd and lab-agent as subprocesses on 127.0.0.1, labctl as a command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BIN = Path(sys.executable).parent
+PG_BASE = os.environ.get("PILOTLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Labd:
+    data_dir: Path
+    port: int = 0
+    db: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    addr: str = ""
+    log: Path = field(default_factory=Path)
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin.token").read_text().strip()
+
+    def start(self) -> Labd:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "labd.addr").unlink(missing_ok=True)
+        self.log = self.data_dir / f"labd-{time.monotonic_ns()}.log"
+        cmd = [str(BIN / "labd"), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+               "--metrics-listen", "127.0.0.1:0"]
+        if self.db:
+            cmd += ["--db", self.db]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        addr_file = self.data_dir / "labd.addr"
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"labd exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            return addr_file.exists()
+
+        wait_until(ready, 60, "labd to listen")
+        self.addr = addr_file.read_text().strip()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        addr = (self.data_dir / "metrics.addr").read_text().strip()
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+
+@dataclass
+class Agent:
+    lab: Labd
+    name: str
+    work_dir: Path
+    token: str
+    device_class: str = "smart-terminal"
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def start(self) -> Agent:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.work_dir.parent / f"{self.name}-{time.monotonic_ns()}.log"
+        cmd = [str(BIN / "lab-agent"), "--lab", self.lab.addr, "--token", self.token, "--name", self.name,
+               "--class", self.device_class, "--work-dir", str(self.work_dir), *self.extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+def labctl(lab: Labd | str, token: str | None, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LAB_ADDR", "LAB_TOKEN")}
+    env["LAB_ADDR"] = lab.addr if isinstance(lab, Labd) else lab
+    if token is not None:
+        env["LAB_TOKEN"] = token
+    return subprocess.run([str(BIN / "labctl"), *args], env=env, text=True, capture_output=True, timeout=timeout)
+
+
+def labctl_json(lab: Labd, token: str, *args: str) -> Any:
+    p = labctl(lab, token, *args, "--json")
+    assert p.returncode == 0, f"labctl {' '.join(args)} exited {p.returncode}: {p.stderr}"
+    return json.loads(p.stdout)
+
+
+def make_token(lab: Labd, role: str) -> str:
+    return str(labctl_json(lab, lab.admin_token, "token", "create", "--role", role)["token"])
+
+
+def device_online(lab: Labd, name: str) -> bool:
+    devs = labctl_json(lab, lab.admin_token, "devices", "list")
+    return any(d["name"] == name and d["status"] in ("online", "busy") for d in devs)
+
+
+@pytest.fixture
+def labd(tmp_path: Path) -> Iterator[Labd]:
+    lab = Labd(tmp_path / "lab").start()
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
+    agents: list[Agent] = []
+
+    def start(lab: Labd, name: str = "dev1", token: str | None = None, wait: bool = True, **kw: Any) -> Agent:
+        a = Agent(lab, name, tmp_path / f"agent-{name}", token or make_token(lab, "agent"), **kw).start()
+        agents.append(a)
+        if wait:
+            wait_until(lambda: device_online(lab, name) or (a.proc is not None and a.proc.poll() is not None),
+                       60, f"agent {name} online")
+            assert a.proc is not None and a.proc.poll() is None, a.log_text()
+        return a
+
+    yield start
+    for a in agents:
+        if a.proc is not None and a.proc.poll() is None:
+            a.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one labd; the test fails (not skips) when the server is missing."""
+    import psycopg
+
+    if os.environ.get("PILOTLAB_SKIP_POSTGRES") == "1":
+        pytest.skip("PILOTLAB_SKIP_POSTGRES=1")
+    schema = f"e2e_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_BASE, autocommit=True, connect_timeout=5) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as e:
+        pytest.fail(f"PostgreSQL at {PG_BASE} is not reachable ({e}); start it or set PILOTLAB_PG_URL",
+                    pytrace=False)
+    yield PG_BASE.replace("postgresql://", "postgresql+psycopg://") + f"?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_BASE, autocommit=True) as c:
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
