@@ -1,0 +1,115 @@
+"""The agent protocol spoken directly: device isolation, resumable artifacts, duplicate batches."""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, common_pb2
+from tests.e2e.conftest import labctl_json, make_token
+
+MODEL = Path("evalsuites/smoke/models/digits_logreg.onnx")
+
+
+class RawDevice:
+    """A device speaking the real protocol by hand, for checks the real agent would never attempt."""
+
+    def __init__(self, addr: str, agent_token: str, name: str) -> None:
+        self.channel = grpc.insecure_channel(addr)
+        stub = agent_pb2_grpc.AgentServiceStub(self.channel)
+        resp = stub.Enrol(agent_pb2.EnrolRequest(name=name, device_class="smart-terminal",
+                                                 capabilities=common_pb2.Capabilities(slots=1)),
+                          metadata=[("authorization", f"Bearer {agent_token}")], timeout=10)
+        self.md = [("authorization", f"Bearer {resp.device_token}")]
+        self.out: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
+        self.out.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello()))
+        self.inbox: queue.Queue[agent_pb2.LabMessage | grpc.RpcError] = queue.Queue()
+        self.call = stub.Session(self._requests(), metadata=self.md)
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.next().HasField("welcome")
+
+    def _requests(self) -> Iterator[agent_pb2.AgentMessage]:
+        while (m := self.out.get()) is not None:
+            yield m
+
+    def _read(self) -> None:
+        try:
+            for msg in self.call:
+                self.inbox.put(msg)
+        except grpc.RpcError as e:
+            self.inbox.put(e)
+
+    def next(self, timeout: float = 30) -> agent_pb2.LabMessage:
+        item = self.inbox.get(timeout=timeout)
+        if isinstance(item, grpc.RpcError):
+            raise item
+        return item
+
+    def send(self, msg: agent_pb2.AgentMessage) -> None:
+        self.out.put(msg)
+
+    def close(self) -> None:
+        self.out.put(None)
+        self.channel.close()
+
+
+def _batch(attempt_id: str, seq: int) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(results=agent_pb2.ResultBatch(
+        attempt_id=attempt_id, seq=seq, kind="latency", index=[0, 1], sample_index=[0, 1],
+        t_ns=[1_000, 2_000], value=[500, 600]))
+
+
+def test_device_cannot_act_for_another(labd) -> None:  # type: ignore[no-untyped-def]
+    agent_token = make_token(labd, "agent")
+    a = RawDevice(labd.addr, agent_token, "dev-a")
+    b = RawDevice(labd.addr, agent_token, "dev-b")
+    try:
+        labctl_json(labd, make_token(labd, "engineer"), "run", "submit", "--suite", "smoke", "--device", "dev-a")
+        msg = a.next()
+        assert msg.HasField("assignment") and msg.assignment.model.sha256
+        attempt = msg.assignment.attempt_id
+
+        # The assigned device's batches are acknowledged, a duplicate too (idempotent), ...
+        a.send(_batch(attempt, 0))
+        assert a.next().ack.seq == 0
+        a.send(_batch(attempt, 0))
+        assert a.next().ack.seq == 0
+        # ... but another device may not write into that attempt.
+        b.send(_batch(attempt, 1))
+        with pytest.raises(grpc.RpcError) as e:
+            b.next()
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "not assigned to this device" in (e.value.details() or "")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_artifact_download_resumes_from_offset(labd) -> None:  # type: ignore[no-untyped-def]
+    dev = RawDevice(labd.addr, make_token(labd, "agent"), "dl")
+    try:
+        data = MODEL.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        stub = artifact_pb2_grpc.ArtifactServiceStub(dev.channel)
+        info = stub.Stat(artifact_pb2.StatArtifactRequest(sha256=sha), metadata=dev.md, timeout=10)
+        assert info.size == len(data) and info.kind == "model"
+        head = b"".join(c.data for c in stub.Get(artifact_pb2.GetArtifactRequest(sha256=sha, chunk_size=1000),
+                                                 metadata=dev.md, timeout=10))
+        assert head == data
+        tail = list(stub.Get(artifact_pb2.GetArtifactRequest(sha256=sha, offset=1234, chunk_size=1000),
+                             metadata=dev.md, timeout=10))
+        assert tail[0].offset == 1234 and b"".join(c.data for c in tail) == data[1234:]
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Get(artifact_pb2.GetArtifactRequest(sha256="0" * 64), metadata=dev.md, timeout=10))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Stat(artifact_pb2.StatArtifactRequest(sha256=sha), timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        dev.close()
