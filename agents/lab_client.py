@@ -34,7 +34,7 @@ class Backoff:
         self.initial, self.max, self.attempt = initial_s, max_s, 0
 
     def next_delay(self) -> float:
-        cap = min(self.max, self.initial * (2 ** self.attempt))
+        cap = min(self.max, self.initial * (2 ** min(self.attempt, 64)))
         self.attempt += 1
         return random.uniform(cap / 2, cap)
 

@@ -61,7 +61,7 @@ class Worker:
             except grpc.RpcError as e:
                 if e.code() in FATAL:
                     raise AgentStopped(f"the lab refused this device's credential ({e.details()}); remove "
-                                       f"{self.cfg.work_dir}/device.json and enrol again with a new agent token")
+                                       f"{self.cfg.work_dir}/device.json and enrol again with a new agent token") from e
                 if not self.stop.is_set():
                     log.warning("session to %s lost: %s %s", self.cfg.lab, e.code().name, e.details())
             if self.stop.is_set():

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-import sys
 
 # Piped output (make demo, CI logs) gets a readable width instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 132)

@@ -8,7 +8,6 @@ import json
 import uuid
 from typing import Any
 
-
 from labd.evidence.html import render_html
 from labd.lab import Lab
 from labd.results.grade import dataset_labels, grade

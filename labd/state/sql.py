@@ -10,17 +10,24 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import create_engine, event, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from labd.state import rows
 from labd.state.base import Store, TokenRecord
 from labd.state.tables import (
-    ArtifactRow, AttemptRow, DeviceRow, ResultBatchRow, RunRow, SampleRow, SuiteRow, TaskRow, TokenRow,
+    ArtifactRow,
+    AttemptRow,
+    DeviceRow,
+    ResultBatchRow,
+    RunRow,
+    SampleRow,
+    SuiteRow,
+    TaskRow,
+    TokenRow,
 )
 from pilotlab import domain as d
 
@@ -61,9 +68,8 @@ class SqlStore(Store):
         if lock is not None:
             lock.acquire()
         try:
-            with Session(self.engine, expire_on_commit=False) as s:
-                with s.begin():
-                    yield s
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                yield s
         finally:
             if lock is not None:
                 lock.release()
