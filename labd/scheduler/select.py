@@ -12,6 +12,10 @@ _CLAUSE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=|>|<|\s+contains\s+)
 _NUMERIC_OPS = {">=": float.__ge__, "<=": float.__le__, ">": float.__gt__, "<": float.__lt__}
 
 
+FIELDS = ("name", "class", "region", "status", "os", "arch", "cpu_cores", "memory_gb", "providers",
+          "onnxruntime_version", "energy_sensors")
+
+
 def _field(dev: d.Device, key: str) -> Any:
     caps = dev.capabilities
     if key.startswith(("tag.", "tags.")):
@@ -30,7 +34,7 @@ def _field(dev: d.Device, key: str) -> Any:
 
 def parse(expr: str) -> Callable[[d.Device], bool]:
     """Compile a selector: clauses joined by `and`; raises Invalid naming the clause it cannot read."""
-    clauses = [c for c in re.split(r"\s+and\s+", expr.strip()) if c]
+    clauses = [c for c in re.split(r"\s+and\s+", expr.strip(), flags=re.IGNORECASE) if c]
     if not clauses:
         raise d.Invalid("empty selector; write e.g. --select 'class=robot and region=eu'")
     tests: list[Callable[[d.Device], bool]] = []
@@ -39,6 +43,8 @@ def parse(expr: str) -> Callable[[d.Device], bool]:
         if not m:
             raise d.Invalid(f"cannot read selector clause {clause!r}; write KEY=VALUE, KEY>=N or KEY contains X")
         key, op, value = m.group(1), m.group(2).strip(), m.group(3).strip().strip("'\"")
+        if key not in FIELDS and not key.startswith(("tag.", "tags.")):
+            raise d.Invalid(f"unknown selector field {key!r}; use one of {', '.join(sorted(FIELDS))}, tag.KEY")
         tests.append(_clause(key, op, value))
     return lambda dev: all(t(dev) for t in tests)
 

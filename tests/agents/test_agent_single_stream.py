@@ -28,9 +28,9 @@ class Sut:
 
 
 def settings(**kw: int) -> SingleStreamSettings:
-    base = dict(warmup_queries=5, min_query_count=50, min_duration_ms=0, max_query_count=1_000_000, seed=0)
-    base.update(kw)
-    return SingleStreamSettings(**base)
+    base = {"warmup_queries": 5, "min_query_count": 50, "min_duration_ms": 0, "max_query_count": 1_000_000,
+            "seed": 0}
+    return SingleStreamSettings(**{**base, **kw})
 
 
 def test_min_query_count_exact_when_no_duration() -> None:

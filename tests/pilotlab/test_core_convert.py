@@ -12,13 +12,12 @@ SENSORS = [d.EnergySensor("rapl", "intel-rapl:0 (package-0)", "/sys/class/powerc
            d.EnergySensor("scpi", "scpi://127.0.0.1:5025", "scpi://127.0.0.1:5025", False)]
 
 
-def caps(**kw: object) -> d.Capabilities:
-    base = dict(os="Linux", os_release="6.8.0", arch="aarch64", cpu_model="Cortex-A78AE", cpu_cores=12,
-                memory_bytes=64 * 2**30 + 5, onnxruntime_version="1.20.1",
-                providers=["CUDAExecutionProvider", "CPUExecutionProvider"], energy_sensors=list(SENSORS),
-                agent_version="0.1.0", hostname="orin-1", slots=2, python_version="3.11.9")
-    base.update(kw)
-    return d.Capabilities(**base)  # type: ignore[arg-type]
+def caps() -> d.Capabilities:
+    return d.Capabilities(os="Linux", os_release="6.8.0", arch="aarch64", cpu_model="Cortex-A78AE", cpu_cores=12,
+                          memory_bytes=64 * 2**30 + 5, onnxruntime_version="1.20.1",
+                          providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+                          energy_sensors=list(SENSORS), agent_version="0.1.0", hostname="orin-1", slots=2,
+                          python_version="3.11.9")
 
 
 def test_capabilities_round_trip() -> None:

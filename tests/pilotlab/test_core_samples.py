@@ -26,18 +26,18 @@ def test_latency_round_trip_beyond_2_53() -> None:
     data = latency_csv(np.arange(3, dtype=I64), np.array([5, 0, 2], dtype=I64), issue, lat)
     assert data.startswith((LATENCY_HEADER + "\n").encode())
     assert b"9007199254740993" in data  # 2**53 + 1 written exactly, not as a float
-    t, l = read_latency_csv(data)
-    assert t.dtype == I64 and l.dtype == I64
+    t, lat_ns = read_latency_csv(data)
+    assert t.dtype == I64 and lat_ns.dtype == I64
     assert t.tolist() == issue.tolist()
-    assert l.tolist() == lat.tolist()
+    assert lat_ns.tolist() == lat.tolist()
 
 
 @given(st.lists(st.tuples(int64s, int64s, int64s, int64s), max_size=40))
 def test_latency_round_trip_property(rows: list[tuple[int, int, int, int]]) -> None:
     cols = [np.array([r[i] for r in rows], dtype=I64) for i in range(4)]
-    t, l = read_latency_csv(latency_csv(*cols))
+    t, lat_ns = read_latency_csv(latency_csv(*cols))
     assert t.tolist() == cols[2].tolist()
-    assert l.tolist() == cols[3].tolist()
+    assert lat_ns.tolist() == cols[3].tolist()
 
 
 @given(st.lists(st.tuples(int64s, int64s, int64s), max_size=40))
@@ -56,8 +56,8 @@ def test_empty_files() -> None:
     empty = np.array([], dtype=I64)
     data = latency_csv(empty, empty, empty, empty)
     assert data == (LATENCY_HEADER + "\n").encode()
-    t, l = read_latency_csv(data)
-    assert t.shape == (0,) and l.shape == (0,)
+    t, lat_ns = read_latency_csv(data)
+    assert t.shape == (0,) and lat_ns.shape == (0,)
     got = read_predictions_csv(predictions_csv(empty, empty, empty))
     assert all(g.shape == (0,) for g in got)
     assert read_predictions_csv(PREDICTION_HEADER.encode())[0].size == 0  # no trailing newline

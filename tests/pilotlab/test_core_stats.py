@@ -130,4 +130,6 @@ def test_wilson_matches_closed_form_for_wider_z() -> None:
     centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert wilson_interval(k, n, z) == pytest.approx((centre - half, centre + half))
-    assert wilson_interval(k, n, z)[1] - wilson_interval(k, n, z)[0] > wilson_interval(k, n)[1] - wilson_interval(k, n)[0]
+    lo99, hi99 = wilson_interval(k, n, z)
+    lo95, hi95 = wilson_interval(k, n)
+    assert hi99 - lo99 > hi95 - lo95

@@ -89,7 +89,8 @@ def test_empty_selector(expr: str) -> None:
         parse(expr)
 
 
-@pytest.mark.parametrize("expr", ["memory_gb >= four", "cpu_cores < 4GB", "memory_gb > ", "class=robot and memory_gb<=x"])
+@pytest.mark.parametrize("expr", ["memory_gb >= four", "cpu_cores < 4GB", "memory_gb > ",
+                                  "class=robot and memory_gb<=x"])
 def test_non_number_for_numeric_op(expr: str) -> None:
     with pytest.raises(d.Invalid):
         parse(expr)
