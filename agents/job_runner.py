@@ -16,14 +16,15 @@ import numpy as np
 from agents.artifact_cache import ArtifactCache, ArtifactError
 from agents.environment import fingerprint
 from agents.harness.accuracy import run_accuracy
-from agents.harness.single_stream import Cancelled, SingleStreamSettings, run_single_stream
+from agents.harness.conformance import compare_outputs
+from agents.harness.single_stream import Cancelled
+from agents.harness.warmup import warm_up
+from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
 from pilotlab import convert
 from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2
 
 log = logging.getLogger("agent.job")
-
-SCENARIOS = {"single-stream"}
 
 
 class Reporter(Protocol):
@@ -91,13 +92,17 @@ class JobRunner:
             self.reporter.finished(convert.finish_to_pb(fin))
             log.info("task %s (%s) finished: %s %s", a.task_name, a.attempt_id, fin.outcome.value, fin.reason)
 
-    def _emit(self, attempt_id: str, seq: int, kind: str, index: np.ndarray, sample_index: np.ndarray,
-              t_ns: np.ndarray, value: np.ndarray) -> int:
-        for lo in range(0, len(index), self.batch_size):
+    def _emit(self, attempt_id: str, seq: int, kind: str, arrs: dict[str, np.ndarray]) -> int:
+        n = len(arrs["index"])
+        zeros = np.zeros(n, dtype=np.int64)
+        for lo in range(0, max(n, 1), self.batch_size):
             hi = lo + self.batch_size
-            b = agent_pb2.ResultBatch(attempt_id=attempt_id, seq=seq, kind=kind, index=index[lo:hi].tolist(),
-                                      sample_index=sample_index[lo:hi].tolist(), t_ns=t_ns[lo:hi].tolist(),
-                                      value=value[lo:hi].tolist())
+            b = agent_pb2.ResultBatch(
+                attempt_id=attempt_id, seq=seq, kind=kind, index=arrs["index"][lo:hi].tolist(),
+                sample_index=arrs.get("sample_index", zeros)[lo:hi].tolist(),
+                t_ns=arrs.get("t_ns", zeros)[lo:hi].tolist(), value=arrs["value"][lo:hi].tolist(),
+                aux=arrs.get("aux", zeros)[lo:hi].tolist(),
+                fvalue=arrs["fvalue"][lo:hi].tolist() if "fvalue" in arrs else [])
             self.sign(b)
             self.reporter.batch(b)
             seq += 1
@@ -111,42 +116,73 @@ class JobRunner:
         self._sent = 0
         rep = self.reporter
         if a.scenario not in SCENARIOS:
-            raise Refusal(f"scenario {a.scenario!r} is not supported by agent; supported: {', '.join(SCENARIOS)}")
+            raise Refusal(f"scenario {a.scenario!r} is not supported by this agent; it runs {', '.join(SCENARIOS)}")
+        settings = Settings.from_requested(a.scenario, a.settings)
         rep.progress(a.attempt_id, "fetch", 0.0)
-        model = self.cache.get(a.model.sha256, a.model.size, lambda f: None)
-        data_path: Path | None = None
-        if a.dataset is not None:
-            data_path = self.cache.get(a.dataset.sha256, a.dataset.size, lambda f: None)
+        model = self.cache.get(a.model.sha256, a.model.size)
+        if a.dataset is None:
+            raise Refusal(f"{a.scenario} needs a dataset to draw query samples from")
+        data_path = self.cache.get(a.dataset.sha256, a.dataset.size)
+        golden_path = self.cache.get(a.golden.sha256, a.golden.size) if a.golden is not None else None
         rep.progress(a.attempt_id, "prepare", 0.0)
         env_before = fingerprint()
         rss0 = _rss_mb()
         sess = open_session(model, a.execution_provider, a.settings)
-        if data_path is None:
-            raise Refusal("single-stream needs a dataset to draw query samples from")
         with np.load(data_path) as z:
             arrays = {k: z[k] for k in z.files}
         feeds = preload_feeds(sess, arrays)
         issue = sess.runner()
         t0 = time.perf_counter()
         issue(feeds[0])
-        first_ms = (time.perf_counter() - t0) * 1000
-        settings = SingleStreamSettings.from_requested(a.settings)
-        fin.phases = {"session_create_ms": sess.create_ms, "first_inference_ms": first_ms,
+        fin.phases = {"session_create_ms": sess.create_ms, "first_inference_ms": (time.perf_counter() - t0) * 1000,
                       "peak_rss_growth_mb": max(0.0, _rss_mb() - rss0)}
+        batch_cache: dict[int, list[dict[str, np.ndarray]]] = {}
+
+        def batched(b: int) -> list[dict[str, np.ndarray]]:
+            if b not in batch_cache:
+                shape = sess.session.get_inputs()[0].shape
+                if b > 1 and isinstance(shape[0], int) and shape[0] != b:
+                    raise Refusal(f"batch size {b} needs a dynamic batch axis; the model's first input is {shape}")
+                batch_cache[b] = batch_feeds(arrays, sess.input_names, b)
+            return batch_cache[b]
+
+        rep.progress(a.attempt_id, "warmup", 0.0)
+        warm_feeds = batched(settings.batch_sizes[-1]) if a.scenario == "offline" else feeds
+        fin.phases["warmup"] = warm_up(issue, warm_feeds, settings.warmup_queries, settings.warmup_min_ms)
         rep.progress(a.attempt_id, "performance", 0.0)
-        res = run_single_stream(issue, feeds, settings, job.cancel)
-        fin.phases["performance_s"] = res.duration_ns / 1e9
-        seq = self._emit(a.attempt_id, 0, "latency", np.arange(res.latency_ns.size, dtype=np.int64),
-                         res.sample_index, res.issue_ns, res.latency_ns)
+        sets = performance(settings, issue, feeds, batched, job.cancel)
+        fin.phases["performance_s"] = sum(float(x["t_ns"][-1] + x["value"][-1] - x["t_ns"][0])
+                                          for _, x in sets) / 1e9
+        decode = None
         if a.accuracy:
-            rep.progress(a.attempt_id, "accuracy", 0.0)
             decode = _decoder(sess.output_names, a.accuracy.get("output", sess.output_names[0]))
+        if settings.audit and a.scenario in ("single-stream", "server", "multi-stream"):
+            rep.progress(a.attempt_id, "audit", 0.0)
+            sets.append(audit_same_sample(settings, issue, feeds, job.cancel))
+            if decode is not None:
+                order = np.random.default_rng(settings.seed + 7).integers(0, len(feeds), settings.audit_queries)
+                pred = np.array([decode(issue(feeds[i])) for i in order], dtype=np.int64)
+                sets.append(("perf-prediction", {"index": np.arange(order.size, dtype=np.int64),
+                                                 "sample_index": order.astype(np.int64), "value": pred}))
+        if decode is not None:
+            rep.progress(a.attempt_id, "accuracy", 0.0)
             t1 = time.perf_counter()
             pred = run_accuracy(issue, feeds, decode, job.cancel)
             fin.phases["accuracy_s"] = time.perf_counter() - t1
             idx = np.arange(pred.size, dtype=np.int64)
-            seq = self._emit(a.attempt_id, seq, "prediction", idx, idx, np.zeros_like(idx), pred)
-        rep.progress(a.attempt_id, "upload", 1.0)
+            sets.append(("prediction", {"index": idx, "sample_index": idx, "value": pred}))
+        if golden_path is not None:
+            rep.progress(a.attempt_id, "conformance", 0.0)
+            with np.load(golden_path) as g:
+                golden = {k: g[k] for k in g.files}
+            c = compare_outputs(issue, feeds, sess.output_names, golden)
+            sets.append(("conformance", {"index": c["sample_index"], "sample_index": c["sample_index"],
+                                         "value": c["agree"], "fvalue": c["abs_err"],
+                                         "aux": np.round(c["rel_err"] * 1e9).astype(np.int64)}))
+        rep.progress(a.attempt_id, "upload", 0.0)
+        seq = 0
+        for kind, arrs in sets:
+            seq = self._emit(a.attempt_id, seq, kind, arrs)
         fin.effective_settings = {**settings.effective(), **sess.options, "execution_provider": sess.provider}
         fin.environment = {"before": env_before, "after": fingerprint()}
         fin.execution_provider = sess.provider

@@ -12,8 +12,8 @@ import numpy as np
 
 from pilotlab import dsse
 from pilotlab.grading import evaluate
-from pilotlab.metrics import accuracy_metrics, latency_metrics
-from pilotlab.samples import read_latency_csv, read_predictions_csv
+from pilotlab.samples import read_samples_csv
+from pilotlab.scenarios import compute_metrics
 
 ATTESTATION = "attestation.dsse.json"
 REL_TOL = 1e-9
@@ -31,38 +31,45 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _compare(task: str, expected: dict[str, Any], reported: dict[str, Any], prefix: str) -> list[str]:
-    problems = []
-    for key, value in expected.items():
-        if isinstance(value, dict):
-            problems += _compare(task, value, reported.get(key) or {}, f"{prefix}{key}.")
-        elif not _close(value, reported.get(key)):
-            problems.append(f"task {task}: metric {prefix}{key} does not recompute from the raw samples "
-                            f"(report says {reported.get(key)!r}, samples give {value!r})")
-    return problems
+def _compare(task: str, expected: Any, reported: Any, path: str) -> list[str]:
+    if isinstance(expected, dict):
+        if not isinstance(reported, dict):
+            return [f"task {task}: metric {path} is missing from report.json"]
+        out: list[str] = []
+        for key, value in expected.items():
+            out += _compare(task, value, reported.get(key), f"{path}.{key}" if path else key)
+        return out
+    if not _close(expected, reported):
+        return [f"task {task}: metric {path} does not recompute from the raw samples "
+                f"(report says {reported!r}, samples give {expected!r})"]
+    return []
+
+
+def _labels(samples: dict[str, dict[str, np.ndarray]]) -> np.ndarray | None:
+    pred = samples.get("prediction")
+    if pred is None or not pred["sample_index"].size:
+        return None
+    labels = np.full(int(pred["sample_index"].max()) + 1, -1, dtype=np.int64)
+    labels[pred["sample_index"]] = pred["label"]
+    return labels
 
 
 def recompute(root: Path, report: dict[str, Any]) -> list[str]:
+    """Every reported metric of every task, recomputed from the bundle's raw samples alone."""
     problems: list[str] = []
     for task in report.get("tasks", []):
-        name, metrics, samples = task["name"], task.get("metrics") or {}, task.get("samples") or {}
-        expected: dict[str, Any] = {}
-        if "latency" in samples:
-            issue_ns, latency_ns = read_latency_csv((root / samples["latency"]).read_bytes())
-            expected.update(latency_metrics(issue_ns, latency_ns))
-        elif "latency_ms" in metrics:
-            problems.append(f"task {name}: latency figures have no raw samples in the bundle")
-        if "predictions" in samples:
-            si, pred, label = read_predictions_csv((root / samples["predictions"]).read_bytes())
-            acc_name = (metrics.get("accuracy") or {}).get("name", "top1")
-            labels = np.zeros(int(si.max()) + 1 if si.size else 0, dtype=np.int64)
-            labels[si] = label
-            expected.update(accuracy_metrics(acc_name, pred, si, labels))
-        elif "accuracy" in metrics:
-            problems.append(f"task {name}: accuracy has no raw predictions in the bundle")
+        name, metrics, files = task["name"], task.get("metrics") or {}, task.get("samples") or {}
+        if not metrics:
+            continue
+        if not files:
+            problems.append(f"task {name}: figures without raw samples in the bundle")
+            continue
+        samples = {kind: read_samples_csv((root / path).read_bytes()) for kind, path in files.items()}
+        acc_name = (metrics.get("accuracy") or {}).get("name", "top1")
+        expected = compute_metrics(task["scenario"], task.get("settings") or {}, samples, _labels(samples), acc_name)
         problems += _compare(name, expected, metrics, "")
         if task.get("criteria"):
-            verdict, _ = evaluate(metrics, task["criteria"])
+            verdict, _ = evaluate(metrics, [c for c in task["criteria"] if c["metric"] != "validity"])
             if task.get("verdict") and verdict != task["verdict"]:
                 problems.append(f"task {name}: verdict {task['verdict']!r} does not follow from its criteria "
                                 f"({verdict!r})")

@@ -139,14 +139,14 @@ def run_from_pb(m: lab_pb2.Run) -> d.Run:
 def result_batch_to_pb(b: d.ResultBatch) -> agent_pb2.ResultBatch:
     return agent_pb2.ResultBatch(
         attempt_id=b.attempt_id, seq=b.seq, kind=b.kind, index=b.index, sample_index=b.sample_index,
-        t_ns=b.t_ns, value=b.value, signature=b.signature,
+        t_ns=b.t_ns, value=b.value, signature=b.signature, aux=b.aux, fvalue=b.fvalue,
     )
 
 
 def result_batch_from_pb(m: agent_pb2.ResultBatch) -> d.ResultBatch:
     return d.ResultBatch(
         attempt_id=m.attempt_id, seq=m.seq, kind=m.kind, index=list(m.index), sample_index=list(m.sample_index),
-        t_ns=list(m.t_ns), value=list(m.value), signature=m.signature,
+        t_ns=list(m.t_ns), value=list(m.value), signature=m.signature, aux=list(m.aux), fvalue=list(m.fvalue),
     )
 
 
@@ -184,7 +184,8 @@ def assignment_to_pb(a: d.Assignment) -> agent_pb2.Assignment:
         attempt_id=a.attempt_id, task_id=a.task_id, run_id=a.run_id, task_name=a.task_name,
         model=artifact_ref_to_pb(a.model), dataset=artifact_ref_to_pb(a.dataset), scenario=a.scenario,
         settings_json=_dumps(a.settings), execution_provider=a.execution_provider,
-        accuracy_json=_dumps(a.accuracy),
+        accuracy_json=_dumps(a.accuracy), golden=artifact_ref_to_pb(a.golden),
+        conformance_json=_dumps(a.conformance),
     )
 
 
@@ -196,4 +197,5 @@ def assignment_from_pb(m: agent_pb2.Assignment) -> d.Assignment:
         attempt_id=m.attempt_id, task_id=m.task_id, run_id=m.run_id, task_name=m.task_name, model=model,
         dataset=artifact_ref_from_pb(m.dataset), scenario=m.scenario, settings=_loads(m.settings_json),
         execution_provider=m.execution_provider, accuracy=_loads(m.accuracy_json) or None,
+        golden=artifact_ref_from_pb(m.golden), conformance=_loads(m.conformance_json) or None,
     )

@@ -191,6 +191,8 @@ class ResultBatch:
     t_ns: list[int]
     value: list[int]
     signature: bytes = b""
+    aux: list[int] = field(default_factory=list)
+    fvalue: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -218,6 +220,8 @@ class Assignment:
     settings: dict[str, Any]
     execution_provider: str
     accuracy: dict[str, Any] | None
+    golden: ArtifactRecord | None = None
+    conformance: dict[str, Any] | None = None
 
 
 class LabError(Exception):

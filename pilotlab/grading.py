@@ -14,10 +14,12 @@ def metric_value(metrics: dict[str, Any], path: str, rule: str) -> float | None:
         acc = metrics.get("accuracy")
         if not acc:
             return None
+        # Conformity decisions use the exact (Clopper-Pearson) bound when present: it never overstates.
+        bounds = acc.get("ci95_exact") or acc["ci95"]
         if rule == "ci95_lower":
-            return float(acc["ci95"][0])
+            return float(bounds[0])
         if rule == "ci95_upper":
-            return float(acc["ci95"][1])
+            return float(bounds[1])
         return float(acc["value"])
     node: Any = metrics
     for part in path.split("."):
@@ -28,8 +30,14 @@ def metric_value(metrics: dict[str, Any], path: str, rule: str) -> float | None:
 
 
 def evaluate(metrics: dict[str, Any], criteria: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Verdict ("pass"/"fail") and one conformity statement per criterion; a missing figure fails."""
+    """Verdict ("pass"/"fail") and one conformity statement per criterion; a missing figure fails, and so does
+    a measurement that broke a validity rule (it is reported, never silently passed)."""
     results = []
+    validity = metrics.get("validity")
+    if validity is not None and not validity.get("valid", True):
+        results.append({"metric": "validity", "op": "==", "threshold": "valid", "rule": "loadgen-style rules",
+                        "value": "; ".join(validity.get("reasons", [])), "verdict": "fail",
+                        "description": "The measurement met its minimum query count, duration and audits"})
     for c in criteria:
         value = metric_value(metrics, c["metric"], c.get("rule", "point"))
         ok = value is not None and _OPS[c["op"]](value, float(c["threshold"]))

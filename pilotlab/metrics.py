@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from pilotlab.stats import nearest_rank, wilson_interval
+from pilotlab.stats import clopper_pearson, nearest_rank, wilson_interval
 
 PERCENTILES = (50, 90, 99)
 PERCENTILE_METHOD = "nearest-rank"
@@ -38,7 +38,7 @@ def accuracy_metrics(name: str, predicted: np.ndarray, sample_index: np.ndarray,
     k = int(np.count_nonzero(labels[sample_index] == predicted))
     lo, hi = wilson_interval(k, n)
     return {"accuracy": {"name": name, "value": k / n, "ci95": [lo, hi], "n": n, "k": k,
-                         "interval": "wilson"}}
+                         "interval": "wilson", "ci95_exact": list(clopper_pearson(k, n))}}
 
 
 def unavailable_energy() -> dict[str, Any]:

@@ -1,52 +1,51 @@
-"""The open raw-sample format of report bundles (CSV), written by labd and read by the offline verifier."""
+"""The open raw-sample format of report bundles (CSV, one file per sample kind), written by labd and read by
+the offline verifier. Integers are written exactly (ns stamps exceed 2**53); fvalue with 17 significant digits."""
 
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
-LATENCY_HEADER = "query,sample_index,issue_ns,latency_ns"
-PREDICTION_HEADER = "sample_index,predicted,label"
+COLUMNS = ("index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
+HEADER = ",".join(COLUMNS)
+INT_COLUMNS = ("index", "sample_index", "t_ns", "value", "aux", "label")
 
 
-def _csv(header: str, cols: list[np.ndarray]) -> bytes:
+def kind_filename(kind: str) -> str:
+    """`latency;batch=8` → `latency_batch-8.csv`: a file name that names its kind."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", kind.replace("=", "-").replace(";", "_")) + ".csv"
+
+
+def samples_csv(arrays: dict[str, np.ndarray], labels: np.ndarray | None = None) -> bytes:
+    """One kind's samples; label is the dataset label of sample_index for predictions, else -1."""
+    n = len(arrays["index"])
+    cols = {c: arrays.get(c, np.zeros(n, dtype=np.float64 if c == "fvalue" else np.int64)) for c in COLUMNS}
+    cols["label"] = labels if labels is not None else np.full(n, -1, dtype=np.int64)
     buf = io.StringIO()
-    buf.write(header + "\n")
-    for row in zip(*(c.tolist() for c in cols), strict=True):
-        buf.write(",".join(str(v) for v in row) + "\n")
+    buf.write(HEADER + "\n")
+    ints = [cols[c].astype(np.int64).tolist() for c in COLUMNS[:5]]
+    fv = [repr(float(x)) for x in cols["fvalue"].tolist()]
+    lab = cols["label"].astype(np.int64).tolist()
+    for i in range(n):
+        buf.write(f"{ints[0][i]},{ints[1][i]},{ints[2][i]},{ints[3][i]},{ints[4][i]},{fv[i]},{lab[i]}\n")
     return buf.getvalue().encode()
 
 
-def _read(data: bytes, header: str) -> np.ndarray:
+def read_samples_csv(data: bytes) -> dict[str, np.ndarray]:
     text = data.decode()
     first, _, rest = text.partition("\n")
-    if first.strip() != header:
-        raise ValueError(f"unexpected header {first.strip()!r}, expected {header!r}")
-    ncol = header.count(",") + 1
-    if not rest.strip():
-        return np.zeros((0, ncol), dtype=np.int64)
-    arr = np.loadtxt(io.StringIO(rest), delimiter=",", dtype=np.int64, ndmin=2)
-    if arr.shape[1] != ncol:
-        raise ValueError(f"rows have {arr.shape[1]} columns, expected {ncol}")
-    return arr
-
-
-def latency_csv(query: np.ndarray, sample_index: np.ndarray, issue_ns: np.ndarray, latency_ns: np.ndarray) -> bytes:
-    return _csv(LATENCY_HEADER, [query, sample_index, issue_ns, latency_ns])
-
-
-def read_latency_csv(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(issue_ns, latency_ns) from a latency CSV."""
-    arr = _read(data, LATENCY_HEADER)
-    return arr[:, 2], arr[:, 3]
-
-
-def predictions_csv(sample_index: np.ndarray, predicted: np.ndarray, label: np.ndarray) -> bytes:
-    return _csv(PREDICTION_HEADER, [sample_index, predicted, label])
-
-
-def read_predictions_csv(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sample_index, predicted, label) from a predictions CSV."""
-    arr = _read(data, PREDICTION_HEADER)
-    return arr[:, 0], arr[:, 1], arr[:, 2]
+    if first.strip() != HEADER:
+        raise ValueError(f"unexpected header {first.strip()!r}, expected {HEADER!r}")
+    rows = [line.split(",") for line in rest.splitlines() if line.strip()]
+    for i, r in enumerate(rows):
+        if len(r) != len(COLUMNS):
+            raise ValueError(f"row {i + 2} has {len(r)} columns, expected {len(COLUMNS)}")
+    out: dict[str, np.ndarray] = {}
+    for j, c in enumerate(COLUMNS):
+        if c == "fvalue":
+            out[c] = np.array([float(r[j]) for r in rows], dtype=np.float64)
+        else:
+            out[c] = np.array([int(r[j]) for r in rows], dtype=np.int64)
+    return out

@@ -32,3 +32,44 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (phat + z * z / (2 * n)) / denom
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
     return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) binomial interval: conservative, used where a criterion decides conformity."""
+    from scipy.stats import beta
+
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"{k} successes out of {n} trials")
+    alpha = 1 - confidence
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
+def early_stopping_min_queries(percentile: float, confidence: float = 0.99) -> int:
+    """Fewest queries for which an early-stopping estimate of the percentile exists (no query over it)."""
+    p = percentile / 100.0
+    return math.ceil(math.log(1 - confidence) / math.log(p) - 1e-12)
+
+
+def early_stopping(sorted_values: Sequence[float] | np.ndarray, percentile: float,
+                   confidence: float = 0.99) -> dict[str, float | int | None]:
+    """LoadGen-style early-stopping estimate: the smallest latency L such that, with the given confidence, the
+    true fraction of queries slower than L is at most 1 - percentile/100. The number t of queries allowed over L
+    is the largest with BinomCDF(t; n, 1 - p) <= 1 - confidence; L is the (n - t)-th smallest latency."""
+    from scipy.stats import binom
+
+    n = len(sorted_values)
+    need = early_stopping_min_queries(percentile, confidence)
+    out: dict[str, float | int | None] = {"min_queries": need, "n": n, "confidence": confidence,
+                                          "estimate": None, "overlatency_allowed": None}
+    if n < need:
+        return out
+    q = 1 - percentile / 100.0
+    cdf = binom.cdf(np.arange(n), n, q)
+    t = int(np.searchsorted(cdf, 1 - confidence, side="right")) - 1
+    if t < 0:
+        return out
+    out["overlatency_allowed"] = t
+    out["estimate"] = float(sorted_values[n - t - 1])
+    return out

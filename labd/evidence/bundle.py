@@ -10,10 +10,11 @@ from typing import Any
 
 from labd.evidence.html import render_html
 from labd.lab import Lab
-from labd.results.grade import dataset_labels, grade
+from labd.results.grade import attempt_samples, grade, task_labels
 from pilotlab import __version__, dsse
 from pilotlab import domain as d
-from pilotlab.samples import latency_csv, predictions_csv
+from pilotlab.samples import kind_filename, samples_csv
+from pilotlab.scenarios import parse_kind
 
 REPORT_SCHEMA = "pilotlab.report/v1"
 ATTESTATION = "attestation.dsse.json"
@@ -46,18 +47,16 @@ def _device_json(dev: d.Device) -> dict[str, Any]:
 
 
 def _task_files(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
+    """One CSV per kind of raw sample; predictions carry the dataset label of each sample."""
     out: dict[str, str] = {}
-    lat = lab.store.samples(att.id, "latency")
-    if lat["value"].size:
-        path = f"samples/{task.name}/latency.csv"
-        files[path] = latency_csv(lat["index"], lat["sample_index"], lat["t_ns"], lat["value"])
-        out["latency"] = path
-    pred = lab.store.samples(att.id, "prediction")
-    if pred["value"].size and task.spec.get("dataset"):
-        labels = dataset_labels(lab.store.get_artifact(task.spec["dataset"]["sha256"]).path)
-        path = f"samples/{task.name}/predictions.csv"
-        files[path] = predictions_csv(pred["sample_index"], pred["value"], labels[pred["sample_index"]])
-        out["predictions"] = path
+    labels = task_labels(lab.store, task.spec)
+    for kind, arrays in attempt_samples(lab.store, att.id).items():
+        path = f"samples/{task.name}/{kind_filename(kind)}"
+        with_labels = None
+        if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
+            with_labels = labels[arrays["sample_index"]]
+        files[path] = samples_csv(arrays, with_labels)
+        out[kind] = path
     return out
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import jinja2
 
 from labd.evidence.charts import latency_cdf_svg
-from pilotlab.samples import read_latency_csv
+from pilotlab.samples import read_samples_csv
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
                           autoescape=jinja2.select_autoescape(["html", "j2"]))
@@ -27,9 +27,11 @@ _env.filters["fmt"] = _fmt
 def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
     charts: dict[str, str] = {}
     for task in report["tasks"]:
-        lat_path = task.get("samples", {}).get("latency")
+        samples = task.get("samples", {})
+        lat_path = samples.get("latency") or next((p for k, p in sorted(samples.items())
+                                                   if k.startswith("latency")), None)
         lat = task.get("metrics", {}).get("latency_ms")
         if lat_path and lat and lat_path in files:
-            _, latency_ns = read_latency_csv(files[lat_path])
+            latency_ns = read_samples_csv(files[lat_path])["value"]
             charts[task["id"]] = latency_cdf_svg(latency_ns, {f"p{p}": lat[f"p{p}"] for p in (50, 99)})
     return _env.get_template("report.html.j2").render(r=report, charts=charts)

@@ -9,6 +9,9 @@ from labd.lab import Lab
 from labd.results.grade import attempt_metrics, grade
 from labd.state.rows import now_ms
 from pilotlab import domain as d
+from pilotlab.scenarios import parse_kind
+
+SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "conformance")
 
 log = logging.getLogger("labd.agents")
 
@@ -57,11 +60,11 @@ def heartbeat(lab: Lab, device_id: str, running: list[str]) -> None:
 
 def ingest(lab: Lab, device_id: str, batch: d.ResultBatch) -> bool:
     own_attempt(lab, device_id, batch.attempt_id)
-    if batch.kind not in ("latency", "prediction"):
-        raise d.Invalid(f"result batch kind {batch.kind!r} is not latency or prediction")
+    if parse_kind(batch.kind)[0] not in SAMPLE_KINDS:
+        raise d.Invalid(f"result batch kind {batch.kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
     stored = lab.store.add_result_batch(batch, now_ms())
     if stored:
-        lab.m.results_ingested.labels(batch.kind).inc(len(batch.value))
+        lab.m.results_ingested.labels(parse_kind(batch.kind)[0]).inc(len(batch.value))
     else:
         lab.m.batches_duplicate.inc()
     return stored
@@ -89,7 +92,7 @@ def finish(lab: Lab, device_id: str, fin: d.AttemptFinish) -> tuple[d.Run | None
             log.warning("attempt %s finished with %d result batches missing; waiting", att.id, len(missing))
             return None, False
         task = lab.store.get_task(att.task_id)
-        metrics = attempt_metrics(lab.store, att.id, task.spec)
+        metrics = attempt_metrics(lab.store, att.id, task.spec, fin.effective_settings)
         verdict, _ = grade(metrics, task.spec)
         run = lab.store.finish_attempt(fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics,
                                        reason="", now_ms=now_ms())

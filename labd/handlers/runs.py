@@ -23,11 +23,19 @@ def task_spec(suite: Suite, task_name: str) -> dict[str, Any]:
         return {"name": a.name, "kind": a.kind, "sha256": a.sha256, "size": a.size,
                 "classification": a.classification, "regions": list(a.regions)}
 
+    criteria = [c.canonical() for c in suite.criteria if c.task == t.name]
+    conformance = dict(getattr(t, "conformance", None) or {})
+    for key, op in (("max_abs_err", "<="), ("max_rel_err", "<="), ("top1_agreement", ">=")):
+        if key in conformance and not any(c["metric"] == f"conformance.{key}" for c in criteria):
+            criteria.append({"task": t.name, "metric": f"conformance.{key}", "op": op,
+                             "threshold": float(conformance[key]), "rule": "point",
+                             "description": f"numerical conformance to the suite's golden outputs ({key})"})
     return {
         "name": t.name, "model": ref(t.model), "dataset": ref(t.dataset), "scenario": t.scenario,
         "settings": dict(t.settings), "execution_provider": t.execution_provider,
         "accuracy": dict(t.accuracy) if t.accuracy else None,
-        "criteria": [c.canonical() for c in suite.criteria if c.task == t.name],
+        "golden": ref(getattr(t, "golden", None)), "conformance": conformance or None,
+        "criteria": criteria,
     }
 
 

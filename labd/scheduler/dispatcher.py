@@ -29,7 +29,8 @@ def assignment(task: d.Task, att: d.Attempt) -> agent_pb2.LabMessage:
     a = d.Assignment(attempt_id=att.id, task_id=task.id, run_id=task.run_id, task_name=task.name, model=model,
                      dataset=_artifact(spec.get("dataset")), scenario=spec["scenario"],
                      settings=spec.get("settings", {}), execution_provider=spec.get("execution_provider", ""),
-                     accuracy=spec.get("accuracy"))
+                     accuracy=spec.get("accuracy"), golden=_artifact(spec.get("golden")),
+                     conformance=spec.get("conformance"))
     return agent_pb2.LabMessage(assignment=convert.assignment_to_pb(a))
 
 

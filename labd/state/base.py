@@ -130,7 +130,12 @@ class Store(ABC):
 
     @abstractmethod
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
-        """Raw samples of one kind as int64 arrays index, sample_index, t_ns, value, ordered by index."""
+        """Raw samples of one kind: int64 arrays index, sample_index, t_ns, value, aux and float64 fvalue,
+        ordered by index."""
+
+    @abstractmethod
+    def sample_kinds(self, attempt_id: str) -> list[str]:
+        """The kinds of raw samples stored for an attempt, sorted."""
 
     @abstractmethod
     def finish_attempt(self, finish: d.AttemptFinish, *, task_status: d.Status, verdict: d.Verdict | None,

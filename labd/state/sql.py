@@ -316,11 +316,13 @@ class SqlStore(Store):
                 s.add(ResultBatchRow(attempt_id=batch.attempt_id, seq=batch.seq, kind=batch.kind, n=n,
                                      received_ms=now_ms, signature=batch.signature))
                 if n:
+                    aux = batch.aux or [0] * n
+                    fvalue = batch.fvalue or [0.0] * n
                     s.execute(insert(SampleRow.__table__), [  # type: ignore[arg-type]
                         {"attempt_id": batch.attempt_id, "seq": batch.seq, "kind": batch.kind, "idx": i,
-                         "sample_index": si, "t_ns": t, "value": v}
-                        for i, si, t, v in zip(batch.index, batch.sample_index, batch.t_ns, batch.value,
-                                               strict=True)
+                         "sample_index": si, "t_ns": t, "value": v, "aux": x, "fvalue": f}
+                        for i, si, t, v, x, f in zip(batch.index, batch.sample_index, batch.t_ns, batch.value,
+                                                     aux, fvalue, strict=True)
                     ])
         except IntegrityError:
             # A concurrent sender (PostgreSQL) committed the same (attempt, seq) first: a duplicate, rolled back.
@@ -336,11 +338,18 @@ class SqlStore(Store):
 
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
         with self._read() as s:
-            q = (select(SampleRow.idx, SampleRow.sample_index, SampleRow.t_ns, SampleRow.value)
+            q = (select(SampleRow.idx, SampleRow.sample_index, SampleRow.t_ns, SampleRow.value, SampleRow.aux,
+                        SampleRow.fvalue)
                  .where(SampleRow.attempt_id == attempt_id, SampleRow.kind == kind).order_by(SampleRow.idx))
             data = s.execute(q).all()  # type: ignore[call-overload]
-        arr = np.array(data, dtype=np.int64).reshape(-1, 4)
-        return {"index": arr[:, 0], "sample_index": arr[:, 1], "t_ns": arr[:, 2], "value": arr[:, 3]}
+        ints = np.array([r[:5] for r in data], dtype=np.int64).reshape(-1, 5)
+        return {"index": ints[:, 0], "sample_index": ints[:, 1], "t_ns": ints[:, 2], "value": ints[:, 3],
+                "aux": ints[:, 4], "fvalue": np.array([r[5] for r in data], dtype=np.float64)}
+
+    def sample_kinds(self, attempt_id: str) -> list[str]:
+        with self._read() as s:
+            q = select(ResultBatchRow.kind).where(ResultBatchRow.attempt_id == attempt_id).distinct()
+            return sorted(str(k) for k in s.execute(q).scalars())
 
     def finish_attempt(self, finish: d.AttemptFinish, *, task_status: d.Status, verdict: d.Verdict | None,
                        metrics: dict[str, Any], reason: str, now_ms: int, requeue: bool = False) -> d.Run:

@@ -130,3 +130,5 @@ class SampleRow(SQLModel, table=True):
     sample_index: int = _big()  # type: ignore[assignment]
     t_ns: int = _big()  # type: ignore[assignment]
     value: int = _big()  # type: ignore[assignment]
+    aux: int = _big(default=0)  # type: ignore[assignment]
+    fvalue: float = 0.0

@@ -95,7 +95,7 @@ class TaskProgress(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., phase: _Optional[str] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ResultBatch(_message.Message):
-    __slots__ = ("attempt_id", "seq", "kind", "index", "sample_index", "t_ns", "value", "signature")
+    __slots__ = ("attempt_id", "seq", "kind", "index", "sample_index", "t_ns", "value", "signature", "aux", "fvalue")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,8 @@ class ResultBatch(_message.Message):
     T_NS_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    AUX_FIELD_NUMBER: _ClassVar[int]
+    FVALUE_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     seq: int
     kind: str
@@ -112,7 +114,9 @@ class ResultBatch(_message.Message):
     t_ns: _containers.RepeatedScalarFieldContainer[int]
     value: _containers.RepeatedScalarFieldContainer[int]
     signature: bytes
-    def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[str] = ..., index: _Optional[_Iterable[int]] = ..., sample_index: _Optional[_Iterable[int]] = ..., t_ns: _Optional[_Iterable[int]] = ..., value: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    aux: _containers.RepeatedScalarFieldContainer[int]
+    fvalue: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[str] = ..., index: _Optional[_Iterable[int]] = ..., sample_index: _Optional[_Iterable[int]] = ..., t_ns: _Optional[_Iterable[int]] = ..., value: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ..., aux: _Optional[_Iterable[int]] = ..., fvalue: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class TaskFinished(_message.Message):
     __slots__ = ("attempt_id", "outcome", "reason", "batches", "effective_settings_json", "environment_json", "execution_provider", "providers_used", "phases_json")
@@ -159,7 +163,7 @@ class Welcome(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "task_id", "run_id", "task_name", "model", "dataset", "scenario", "settings_json", "execution_provider", "accuracy_json")
+    __slots__ = ("attempt_id", "task_id", "run_id", "task_name", "model", "dataset", "scenario", "settings_json", "execution_provider", "accuracy_json", "golden", "conformance_json")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +174,8 @@ class Assignment(_message.Message):
     SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_JSON_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
+    CONFORMANCE_JSON_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     task_id: str
     run_id: str
@@ -180,7 +186,9 @@ class Assignment(_message.Message):
     settings_json: str
     execution_provider: str
     accuracy_json: str
-    def __init__(self, attempt_id: _Optional[str] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task_name: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scenario: _Optional[str] = ..., settings_json: _Optional[str] = ..., execution_provider: _Optional[str] = ..., accuracy_json: _Optional[str] = ...) -> None: ...
+    golden: _common_pb2.ArtifactRef
+    conformance_json: str
+    def __init__(self, attempt_id: _Optional[str] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task_name: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scenario: _Optional[str] = ..., settings_json: _Optional[str] = ..., execution_provider: _Optional[str] = ..., accuracy_json: _Optional[str] = ..., golden: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., conformance_json: _Optional[str] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("attempt_id", "reason")

@@ -386,9 +386,9 @@ def test_result_batches_idempotent_and_samples_exact(store: Store) -> None:
     assert store.batch_seqs(att.id) == {0, 1}
 
     s = store.samples(att.id, "latency")
-    assert set(s) == {"index", "sample_index", "t_ns", "value"}
-    for arr in s.values():
-        assert arr.dtype == np.int64 and arr.shape == (7,)
+    assert set(s) == {"index", "sample_index", "t_ns", "value", "aux", "fvalue"}
+    for name, arr in s.items():
+        assert arr.dtype == (np.float64 if name == "fvalue" else np.int64) and arr.shape == (7,)
     idx = list(range(7))
     assert s["index"].tolist() == idx
     assert s["sample_index"].tolist() == [i * 7 for i in idx]

@@ -1,4 +1,4 @@
-"""The raw-sample CSV format of report bundles: exact int64 round trips, empty files, bad headers."""
+"""The raw-sample CSV format round-trips exactly, including ns stamps beyond 2**53."""
 
 from __future__ import annotations
 
@@ -7,78 +7,51 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilotlab.samples import (
-    LATENCY_HEADER,
-    PREDICTION_HEADER,
-    latency_csv,
-    predictions_csv,
-    read_latency_csv,
-    read_predictions_csv,
-)
+from pilotlab.samples import HEADER, kind_filename, read_samples_csv, samples_csv
 
-I64 = np.int64
-int64s = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 
-def test_latency_round_trip_beyond_2_53() -> None:
-    issue = np.array([2**53 + 1, 2**62 + 7, 9_223_372_036_854_775_807], dtype=I64)
-    lat = np.array([1, 2**53 + 3, 123_456_789], dtype=I64)
-    data = latency_csv(np.arange(3, dtype=I64), np.array([5, 0, 2], dtype=I64), issue, lat)
-    assert data.startswith((LATENCY_HEADER + "\n").encode())
-    assert b"9007199254740993" in data  # 2**53 + 1 written exactly, not as a float
-    t, lat_ns = read_latency_csv(data)
-    assert t.dtype == I64 and lat_ns.dtype == I64
-    assert t.tolist() == issue.tolist()
-    assert lat_ns.tolist() == lat.tolist()
+def _arrays(n: int, base: int = 1_700_000_000_000_000_000) -> dict[str, np.ndarray]:
+    idx = np.arange(n, dtype=np.int64)
+    return {"index": idx, "sample_index": idx * 3, "t_ns": base + idx * 1_000_003, "value": idx + 500,
+            "aux": base + idx, "fvalue": np.linspace(0, 1, n) / 3}
 
 
-@given(st.lists(st.tuples(int64s, int64s, int64s, int64s), max_size=40))
-def test_latency_round_trip_property(rows: list[tuple[int, int, int, int]]) -> None:
-    cols = [np.array([r[i] for r in rows], dtype=I64) for i in range(4)]
-    t, lat_ns = read_latency_csv(latency_csv(*cols))
-    assert t.tolist() == cols[2].tolist()
-    assert lat_ns.tolist() == cols[3].tolist()
+def test_round_trip_exact() -> None:
+    a = _arrays(50)
+    back = read_samples_csv(samples_csv(a, labels=np.arange(50) % 10))
+    for k, v in a.items():
+        assert back[k].tolist() == v.tolist(), k
+    assert back["label"].tolist() == (np.arange(50) % 10).tolist()
+    assert back["t_ns"].dtype == np.int64 and back["fvalue"].dtype == np.float64
 
 
-@given(st.lists(st.tuples(int64s, int64s, int64s), max_size=40))
-def test_predictions_round_trip_property(rows: list[tuple[int, int, int]]) -> None:
-    cols = [np.array([r[i] for r in rows], dtype=I64) for i in range(3)]
-    got = read_predictions_csv(predictions_csv(*cols))
-    assert [g.tolist() for g in got] == [c.tolist() for c in cols]
+def test_missing_columns_default_and_empty() -> None:
+    back = read_samples_csv(samples_csv({"index": np.arange(3), "value": np.array([7, 8, 9])}))
+    assert back["aux"].tolist() == [0, 0, 0] and back["label"].tolist() == [-1, -1, -1]
+    empty = read_samples_csv(samples_csv({"index": np.zeros(0, dtype=np.int64)}))
+    assert all(v.size == 0 for v in empty.values())
 
 
-def test_single_row() -> None:
-    si, p, lab = read_predictions_csv(predictions_csv(np.array([3]), np.array([1]), np.array([2])))
-    assert (si.tolist(), p.tolist(), lab.tolist()) == ([3], [1], [2])
+def test_bad_input_rejected() -> None:
+    with pytest.raises(ValueError, match="unexpected header"):
+        read_samples_csv(b"a,b\n1,2\n")
+    with pytest.raises(ValueError, match="columns"):
+        read_samples_csv((HEADER + "\n1,2,3\n").encode())
 
 
-def test_empty_files() -> None:
-    empty = np.array([], dtype=I64)
-    data = latency_csv(empty, empty, empty, empty)
-    assert data == (LATENCY_HEADER + "\n").encode()
-    t, lat_ns = read_latency_csv(data)
-    assert t.shape == (0,) and lat_ns.shape == (0,)
-    got = read_predictions_csv(predictions_csv(empty, empty, empty))
-    assert all(g.shape == (0,) for g in got)
-    assert read_predictions_csv(PREDICTION_HEADER.encode())[0].size == 0  # no trailing newline
+def test_kind_filename() -> None:
+    assert kind_filename("latency") == "latency.csv"
+    assert kind_filename("latency;batch=8") == "latency_batch-8.csv"
+    assert kind_filename("../x") == ".._x.csv"
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"query,sample_index,issue_ns\n1,2,3\n",
-    PREDICTION_HEADER.encode() + b"\n1,2,3\n",
-    b"1,2,3,4\n",
-])
-def test_wrong_latency_header(data: bytes) -> None:
-    with pytest.raises(ValueError, match="header"):
-        read_latency_csv(data)
-
-
-def test_wrong_prediction_header() -> None:
-    with pytest.raises(ValueError, match="header"):
-        read_predictions_csv(latency_csv(*(np.array([1]) for _ in range(4))))
-
-
-def test_wrong_column_count() -> None:
-    with pytest.raises(ValueError):
-        read_predictions_csv(PREDICTION_HEADER.encode() + b"\n1,2\n3,4\n")
+@given(st.lists(st.tuples(I64, I64, I64, I64, I64, st.floats(allow_nan=False, allow_infinity=False)), max_size=30))
+def test_property_round_trip(rows: list[tuple[int, int, int, int, int, float]]) -> None:
+    cols = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    a = {k: np.array(c, dtype=np.float64 if k == "fvalue" else np.int64)
+         for k, c in zip(("index", "sample_index", "t_ns", "value", "aux", "fvalue"), cols, strict=True)}
+    back = read_samples_csv(samples_csv(a))
+    for k, v in a.items():
+        assert back[k].tolist() == v.tolist()

@@ -1,0 +1,116 @@
+"""The measurement plan of one task: normalised settings, then the scenario's timed runs as raw sample sets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agents.harness.scheduled import periodic_schedule, poisson_schedule, query_count, run_scheduled
+from agents.harness.single_stream import SingleStreamSettings, run_single_stream
+
+SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
+RawSet = tuple[str, dict[str, np.ndarray]]
+
+
+@dataclass
+class Settings:
+    """Requested settings normalised into the effective ones; the effective ones go to the lab with results."""
+
+    scenario: str
+    warmup_queries: int = 50
+    warmup_min_ms: int = 0
+    min_query_count: int = 300
+    min_duration_ms: int = 500
+    max_query_count: int = 1_000_000
+    seed: int = 0
+    repeats: int = 1
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    samples_per_query: int = 1
+    target_qps: float = 0.0
+    latency_bound_ms: float = 0.0
+    rate_hz: float = 0.0
+    deadline_ms: float = 0.0
+    audit: bool = True
+    audit_queries: int = 100
+    intra_op_threads: int = 0
+    graph_optimization: str = "all"
+
+    @classmethod
+    def from_requested(cls, scenario: str, requested: dict[str, Any]) -> Settings:
+        known = set(cls.__dataclass_fields__) - {"scenario"}
+        s = cls(scenario=scenario, **{k: v for k, v in requested.items() if k in known})
+        s.batch_sizes = sorted({int(b) for b in s.batch_sizes}) or [1]
+        s.repeats = max(1, int(s.repeats))
+        s.max_query_count = max(int(s.max_query_count), int(s.min_query_count))
+        return s
+
+    def effective(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def loop(self) -> SingleStreamSettings:
+        return SingleStreamSettings(warmup_queries=0, min_query_count=self.min_query_count,
+                                    min_duration_ms=self.min_duration_ms, max_query_count=self.max_query_count,
+                                    seed=self.seed)
+
+
+def batch_feeds(arrays: dict[str, np.ndarray], names: list[str], batch: int) -> list[dict[str, np.ndarray]]:
+    """Preloaded feeds of `batch` consecutive samples (wrapping around the dataset)."""
+    n = len(arrays[names[0]])
+    count = max(1, min(64, -(-n // batch)))
+    feeds = []
+    for q in range(count):
+        idx = (np.arange(batch) + q * batch) % n
+        feeds.append({name: np.ascontiguousarray(arrays[name][idx]) for name in names})
+    return feeds
+
+
+def _latency_set(kind: str, issue_ns: np.ndarray, latency_ns: np.ndarray, sample_index: np.ndarray,
+                 scheduled: np.ndarray | None = None) -> RawSet:
+    n = latency_ns.size
+    return kind, {"index": np.arange(n, dtype=np.int64), "sample_index": sample_index, "t_ns": issue_ns,
+                  "value": latency_ns, "aux": scheduled if scheduled is not None else np.zeros(n, dtype=np.int64)}
+
+
+def performance(s: Settings, issue: Callable[[Any], object], feeds: Sequence[Any],
+                batched: Callable[[int], list[dict[str, np.ndarray]]],
+                cancel: threading.Event | None) -> list[RawSet]:
+    """The timed runs of the scenario, each a raw latency set."""
+    out: list[RawSet] = []
+    for rep in range(s.repeats):
+        suffix = f";repeat={rep}" if s.repeats > 1 else ""
+        seed_settings = s.loop()
+        seed_settings.seed = s.seed + rep
+        if s.scenario == "single-stream":
+            r = run_single_stream(issue, feeds, seed_settings, cancel)
+            out.append(_latency_set("latency" + suffix, r.issue_ns, r.latency_ns, r.sample_index))
+        elif s.scenario in ("offline", "multi-stream"):
+            sizes = s.batch_sizes if s.scenario == "offline" else [s.samples_per_query]
+            for b in sizes:
+                bf = batched(b)
+                r = run_single_stream(issue, bf, seed_settings, cancel)
+                kind = f"latency;batch={b}" if s.scenario == "offline" else "latency"
+                out.append(_latency_set(kind + suffix, r.issue_ns, r.latency_ns, r.sample_index * b))
+        elif s.scenario == "server":
+            count = query_count(s.target_qps, s.min_query_count, s.min_duration_ms)
+            sr = run_scheduled(issue, feeds, poisson_schedule(s.target_qps, count, s.seed + rep), s.seed + rep, cancel)
+            out.append(_latency_set("latency" + suffix, sr.issue_ns, sr.latency_ns, sr.sample_index, sr.scheduled_ns))
+        elif s.scenario == "periodic":
+            count = query_count(s.rate_hz, s.min_query_count, s.min_duration_ms)
+            sr = run_scheduled(issue, feeds, periodic_schedule(s.rate_hz, count), s.seed + rep, cancel)
+            out.append(_latency_set("latency" + suffix, sr.issue_ns, sr.latency_ns, sr.sample_index, sr.scheduled_ns))
+        else:
+            raise ValueError(f"unknown scenario {s.scenario!r}")
+    return out
+
+
+def audit_same_sample(s: Settings, issue: Callable[[Any], object], feeds: Sequence[Any],
+                      cancel: threading.Event | None) -> RawSet:
+    """TEST04-style: one sample issued again and again; a system that caches answers runs it much faster."""
+    loop = SingleStreamSettings(warmup_queries=0, min_query_count=s.audit_queries, min_duration_ms=0,
+                                max_query_count=s.audit_queries, seed=s.seed)
+    r = run_single_stream(issue, [feeds[0]], loop, cancel)
+    return _latency_set("audit-same", r.issue_ns, r.latency_ns, r.sample_index)

@@ -1,0 +1,162 @@
+"""Per-scenario metrics from raw samples, with LoadGen-style validity: the lab and the verifier share this."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pilotlab.metrics import accuracy_metrics, latency_metrics, unavailable_energy
+from pilotlab.stats import early_stopping, nearest_rank
+
+Samples = dict[str, dict[str, np.ndarray]]
+TEST04_MIN_RATIO = 0.9  # one sample repeated may not run more than 10% faster than varied samples ...
+TEST04_MIN_P50_MS = 1.0  # ... for models slow enough that a hot input cache cannot explain 10% by itself
+
+
+def parse_kind(kind: str) -> tuple[str, dict[str, str]]:
+    """`latency;batch=8;repeat=1` → ("latency", {"batch": "8", "repeat": "1"})."""
+    base, *params = kind.split(";")
+    return base, dict(p.split("=", 1) for p in params if "=" in p)
+
+
+def _perf_kinds(samples: Samples) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """Latency sample sets keyed by (batch, repeat)."""
+    out = {}
+    for kind, arrs in samples.items():
+        base, params = parse_kind(kind)
+        if base == "latency" and arrs["value"].size:
+            out[(int(params.get("batch", 1)), int(params.get("repeat", 0)))] = arrs
+    return out
+
+
+def _us(values_ns: np.ndarray) -> dict[str, float]:
+    s = np.sort(values_ns.astype(np.float64)) / 1e3
+    return {"p50": nearest_rank(s, 50), "p99": nearest_rank(s, 99), "max": float(s[-1])}
+
+
+def _one_set(scenario: str, a: dict[str, np.ndarray], settings: dict[str, Any], batch: int) -> dict[str, Any]:
+    """Figures of one timed run."""
+    t, lat, aux = a["t_ns"], a["value"], a["aux"]
+    if scenario in ("server", "periodic"):
+        completion = t + lat
+        m = latency_metrics(aux, completion - aux)  # latency counts from the scheduled arrival/release
+    else:
+        m = latency_metrics(t, lat)
+    m["throughput_per_s"] *= batch
+    n = int(lat.size)
+    span_ms = float((t + lat).max() - (aux if scenario in ("server", "periodic") else t).min()) / 1e6
+    m["duration_ms"] = span_ms
+    if scenario == "single-stream":
+        ms = np.sort(lat.astype(np.float64)) / 1e6
+        m["latency_ms"]["early_stopping"] = {f"p{p}": early_stopping(ms, p) for p in (90, 99)}
+    if scenario == "periodic":
+        rate, deadline_ms = float(settings.get("rate_hz", 0)), float(settings.get("deadline_ms", 0))
+        response = completion - aux
+        misses = int(np.count_nonzero(response > deadline_ms * 1e6)) if deadline_ms else 0
+        rel, comp = _us(t - aux), _us(np.abs(response - np.median(response)))
+        m["periodic"] = {"rate_hz": rate, "deadline_ms": deadline_ms, "n": n, "deadline_misses": misses,
+                         "deadline_miss_rate": misses / n, "release_jitter_us_p50": rel["p50"],
+                         "release_jitter_us_p99": rel["p99"], "release_jitter_us_max": rel["max"],
+                         "completion_jitter_us_p99": comp["p99"], "completion_jitter_us_max": comp["max"]}
+    if scenario == "server":
+        bound = float(settings.get("latency_bound_ms", 0))
+        p99 = m["latency_ms"]["p99"]
+        m["server"] = {"target_qps": float(settings.get("target_qps", 0)), "achieved_qps": n / (span_ms / 1e3),
+                       "latency_bound_ms": bound, "p99_within_bound": 1.0 if bound and p99 <= bound else 0.0}
+    return m
+
+
+def _validity(scenario: str, sets: dict[tuple[int, int], dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    reasons = []
+    min_q, min_ms = int(settings.get("min_query_count", 0)), float(settings.get("min_duration_ms", 0))
+    for (batch, rep), m in sorted(sets.items()):
+        where = f"batch {batch}, " if scenario == "offline" else ""
+        where += f"repeat {rep}: " if len(sets) > 1 and scenario != "offline" else ""
+        n = m["latency_ms"]["n"]
+        if n < min_q:
+            reasons.append(f"{where}{n} queries, fewer than min_query_count {min_q}")
+        if m["duration_ms"] < min_ms:
+            reasons.append(f"{where}ran {m['duration_ms']:.0f} ms, shorter than min_duration_ms {min_ms:.0f}")
+        if scenario == "server" and not m["server"]["p99_within_bound"]:
+            reasons.append(f"{where}p99 {m['latency_ms']['p99']:.3f} ms exceeds the latency bound "
+                           f"{m['server']['latency_bound_ms']} ms")
+    return reasons
+
+
+def _audits(samples: Samples, headline_p50_ms: float | None) -> tuple[dict[str, Any], list[str]]:
+    audit: dict[str, Any] = {}
+    reasons = []
+    perf, acc = samples.get("perf-prediction"), samples.get("prediction")
+    if perf is not None and acc is not None and perf["value"].size:
+        truth = dict(zip(acc["sample_index"].tolist(), acc["value"].tolist(), strict=True))
+        mism = sum(1 for s, v in zip(perf["sample_index"].tolist(), perf["value"].tolist(), strict=True)
+                   if truth.get(s, v) != v)
+        audit["test01"] = {"checked": int(perf["value"].size), "mismatches": mism, "passed": mism == 0}
+        if mism:
+            reasons.append(f"audit TEST01: {mism} performance-run outputs differ from the accuracy run")
+    same = samples.get("audit-same")
+    if same is not None and same["value"].size and headline_p50_ms:
+        p50 = nearest_rank(np.sort(same["value"].astype(np.float64)) / 1e6, 50)
+        ratio = p50 / headline_p50_ms
+        conclusive = headline_p50_ms >= TEST04_MIN_P50_MS
+        audit["test04"] = {"same_sample_p50_ms": p50, "varied_p50_ms": headline_p50_ms, "ratio": ratio,
+                           "min_ratio": TEST04_MIN_RATIO, "conclusive": conclusive,
+                           "passed": ratio >= TEST04_MIN_RATIO or not conclusive}
+        if ratio < TEST04_MIN_RATIO and conclusive:
+            reasons.append(f"audit TEST04: one repeated sample ran {1 / ratio:.2f}x faster than varied samples "
+                           "(caching suspected)")
+    return audit, reasons
+
+
+def _conformance(a: dict[str, np.ndarray]) -> dict[str, Any]:
+    n = int(a["value"].size)
+    return {"n": n, "max_abs_err": float(a["fvalue"].max()), "max_rel_err": float(a["aux"].max()) / 1e9,
+            "top1_agreement": float(a["value"].sum()) / n}
+
+
+def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, labels: np.ndarray | None,
+                    accuracy_name: str = "top1") -> dict[str, Any]:
+    """Every metric of one attempt, from its raw samples and effective settings."""
+    out: dict[str, Any] = {}
+    perf = _perf_kinds(samples)
+    sets = {key: _one_set(scenario, a, settings, key[0]) for key, a in perf.items()}
+    if sets:
+        repeats = sorted({r for _, r in sets})
+        batches = sorted({b for b, _ in sets})
+        if scenario == "offline":
+            by_batch = []
+            for b in batches:
+                m = sets[(b, 0)]
+                by_batch.append({"batch": b, "throughput_per_s": m["throughput_per_s"], "queries": m["latency_ms"]["n"],
+                                 "p50_ms": m["latency_ms"]["p50"], "p99_ms": m["latency_ms"]["p99"]})
+            best = max(by_batch, key=lambda r: r["throughput_per_s"])
+            out["offline"] = {"by_batch": by_batch, "best_batch": best["batch"],
+                              "best_throughput_per_s": best["throughput_per_s"]}
+            out["latency_ms"] = sets[(batches[0], 0)]["latency_ms"]
+            out["throughput_per_s"] = best["throughput_per_s"]
+        else:
+            head = [sets[(batches[0], r)] for r in repeats]
+            if len(head) == 1:
+                out.update({k: v for k, v in head[0].items() if k != "duration_ms"})
+            else:
+                order = sorted(head, key=lambda m: m["latency_ms"]["p50"])
+                out.update({k: v for k, v in order[len(order) // 2].items() if k != "duration_ms"})
+                out["repeats"] = {"k": len(head), "statistic": "median repeat by p50",
+                                  "p50_ms": [m["latency_ms"]["p50"] for m in head],
+                                  "p99_ms": [m["latency_ms"]["p99"] for m in head],
+                                  "throughput_per_s": [m["throughput_per_s"] for m in head]}
+                out["repeats"]["spread_p50_ms"] = max(out["repeats"]["p50_ms"]) - min(out["repeats"]["p50_ms"])
+    reasons = _validity(scenario, sets, settings) if sets else ["no performance samples"]
+    pred = samples.get("prediction")
+    if pred is not None and pred["value"].size and labels is not None:
+        out.update(accuracy_metrics(accuracy_name, pred["value"], pred["sample_index"], labels))
+    if "conformance" in samples and samples["conformance"]["value"].size:
+        out["conformance"] = _conformance(samples["conformance"])
+    audit, audit_reasons = _audits(samples, (out.get("latency_ms") or {}).get("p50"))
+    if audit:
+        out["audit"] = audit
+    reasons += audit_reasons
+    out["validity"] = {"valid": not reasons, "reasons": reasons}
+    out.update(unavailable_energy())
+    return out
