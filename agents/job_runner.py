@@ -110,7 +110,7 @@ class JobRunner:
         return seq
 
     def _measure(self, job: Job, fin: d.AttemptFinish) -> int:
-        from agents.backends.onnxruntime import Refusal, open_session, preload_feeds
+        from agents.backends.onnxruntime import Refusal, open_session, preload_feeds, profile_summary
 
         a = job.assignment
         self._sent = 0
@@ -179,6 +179,10 @@ class JobRunner:
             sets.append(("conformance", {"index": c["sample_index"], "sample_index": c["sample_index"],
                                          "value": c["agree"], "fvalue": c["abs_err"],
                                          "aux": np.round(c["rel_err"] * 1e9).astype(np.int64)}))
+        if a.settings.get("profile"):
+            rep.progress(a.attempt_id, "profile", 0.0)
+            fin.phases["profile"] = profile_summary(model, sess.provider, a.settings, feeds,
+                                                    int(a.settings.get("profile_queries", 100)), self.cache.root)
         rep.progress(a.attempt_id, "upload", 0.0)
         seq = 0
         for kind, arrs in sets:

@@ -38,6 +38,8 @@ class Settings:
     audit_queries: int = 100
     intra_op_threads: int = 0
     graph_optimization: str = "all"
+    profile: bool = False
+    profile_queries: int = 100
 
     @classmethod
     def from_requested(cls, scenario: str, requested: dict[str, Any]) -> Settings:

@@ -82,3 +82,41 @@ def preload_feeds(sess: OrtSession, arrays: dict[str, np.ndarray]) -> list[dict[
         raise Refusal(f"the dataset has no array for model input(s) {', '.join(missing)}")
     n = len(arrays[sess.input_names[0]])
     return [{name: np.ascontiguousarray(arrays[name][i:i + 1]) for name in sess.input_names} for i in range(n)]
+
+
+def profile_summary(model: Path, provider: str, settings: dict[str, Any], feeds: list[dict[str, np.ndarray]],
+                    queries: int, out_dir: Path) -> dict[str, Any]:
+    """Run queries under onnxruntime's profiler (a separate session, outside any timed phase) and summarise
+    node time per execution provider and the top operators."""
+    import json
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(out_dir / "ort_profile")
+    so.intra_op_num_threads = int(settings.get("intra_op_threads", 0))
+    if provider != "CPUExecutionProvider":
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    sess = ort.InferenceSession(str(model), sess_options=so, providers=[provider])
+    for i in range(queries):
+        sess.run(None, feeds[i % len(feeds)])
+    path = Path(sess.end_profiling())
+    try:
+        events = json.loads(path.read_text())
+    finally:
+        path.unlink(missing_ok=True)
+    by_ep: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        args = e.get("args", {})
+        us = float(e.get("dur", 0))
+        ep = str(args.get("provider", "?"))
+        op = str(args.get("op_name", "?"))
+        by_ep[ep] = by_ep.get(ep, 0.0) + us
+        by_op[op] = by_op.get(op, 0.0) + us
+    total = sum(by_ep.values()) or 1.0
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
+    return {"queries": queries,
+            "by_provider_us_per_query": {k: v / queries for k, v in sorted(by_ep.items())},
+            "top_ops": [{"op": k, "us_per_query": v / queries, "share": v / total} for k, v in top]}
