@@ -20,6 +20,7 @@ from agents.job_runner import Job, JobRunner
 from agents.lab_client import Backoff, LabClient
 from agents.outbox import Outbox
 from pilotlab import convert
+from pilotlab.samples import batch_signing_bytes
 from pilotlab.v1 import agent_pb2
 
 log = logging.getLogger("agent")
@@ -191,5 +192,6 @@ class Worker:
                 attempt_id=attempt_id, phase=phase, fraction=fraction, message=message)))
 
     def _sign(self, batch: agent_pb2.ResultBatch) -> None:
-        batch.signature = b""
-        batch.signature = self.key.sign(batch.SerializeToString(deterministic=True))
+        arrays = {"index": batch.index, "sample_index": batch.sample_index, "t_ns": batch.t_ns,
+                  "value": batch.value, "aux": batch.aux, "fvalue": batch.fvalue}
+        batch.signature = self.key.sign(batch_signing_bytes(batch.attempt_id, batch.seq, batch.kind, arrays))

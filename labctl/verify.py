@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -9,13 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pilotlab import dsse
 from pilotlab.grading import evaluate
-from pilotlab.samples import read_samples_csv
+from pilotlab.samples import batch_signing_bytes, read_samples_csv
 from pilotlab.scenarios import compute_metrics
+from pilotlab.transparency import verify_proof
 
 ATTESTATION = "attestation.dsse.json"
+TRANSPARENCY = "transparency.json"
 REL_TOL = 1e-9
 
 
@@ -76,6 +82,40 @@ def recompute(root: Path, report: dict[str, Any]) -> list[str]:
     return problems
 
 
+def device_signatures(root: Path, report: dict[str, Any], notes: list[str]) -> list[str]:
+    """Every raw sample batch must carry its device's Ed25519 signature, rebuilt from the CSV rows."""
+    problems: list[str] = []
+    sig_path = root / "device-signatures.json"
+    sigs = json.loads(sig_path.read_bytes()) if sig_path.exists() else {}
+    keys = {dv["name"]: dv.get("public_key") for dv in report.get("devices", [])}
+    for task in report.get("tasks", []):
+        files, attempt = task.get("samples") or {}, task.get("attempt_id")
+        if not files or not attempt:
+            continue
+        key_b64 = keys.get(task.get("device"))
+        if not key_b64:
+            notes.append(f"task {task['name']}: device {task.get('device')} registered no key; its raw samples "
+                         "are vouched for by the lab's signature only")
+            continue
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(key_b64))
+        entries = {(e["kind"], int(e["seq"])): e for e in sigs.get(attempt, [])}
+        for kind, path in files.items():
+            rows = read_samples_csv((root / path).read_bytes())
+            for seq in sorted(set(rows["seq"].tolist())):
+                entry = entries.get((kind, seq))
+                if entry is None:
+                    problems.append(f"task {task['name']}: {path} batch {seq} has no device signature")
+                    continue
+                sel = rows["seq"] == seq
+                arrays = {c: rows[c][sel] for c in ("index", "sample_index", "t_ns", "value", "aux", "fvalue")}
+                try:
+                    key.verify(base64.b64decode(entry["signature"]), batch_signing_bytes(attempt, seq, kind, arrays))
+                except (InvalidSignature, ValueError):
+                    problems.append(f"task {task['name']}: {path} batch {seq} does not match the device's "
+                                    "signature (forged or altered samples)")
+    return problems
+
+
 def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], list[str]]:
     """(problems, notes). No problems means the bundle is intact and its figures recompute."""
     notes: list[str] = []
@@ -100,10 +140,19 @@ def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], li
             problems.append(f"unsigned file {name}: not covered by the attestation")
         elif hashlib.sha256(path.read_bytes()).hexdigest() != subjects[name]:
             problems.append(f"altered file {name}: its sha256 differs from the signed digest")
-    if "report.json" in on_disk and not any(p.endswith("report.json: its sha256 differs from the signed digest")
-                                            for p in problems):
-        try:
-            problems += recompute(root, json.loads(on_disk["report.json"].read_bytes()))
-        except (OSError, ValueError, KeyError) as e:
-            problems.append(f"report.json or its samples cannot be read: {e}")
+    if "report.json" not in on_disk:
+        return problems, notes
+    report_bytes = on_disk["report.json"].read_bytes()
+    if TRANSPARENCY in on_disk:
+        problems += verify_proof(json.loads(on_disk[TRANSPARENCY].read_bytes()), report_bytes, key)
+    else:
+        problems.append(f"missing file {TRANSPARENCY}: the report carries no proof that it is in the lab's log")
+    try:
+        report = json.loads(report_bytes)
+        if rfc8785.dumps(report) != report_bytes:
+            problems.append("report.json is not in RFC 8785 canonical form")
+        problems += device_signatures(root, report, notes)
+        problems += recompute(root, report)
+    except (OSError, ValueError, KeyError) as e:
+        problems.append(f"report.json or its samples cannot be read: {e}")
     return problems, notes

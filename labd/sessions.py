@@ -13,6 +13,7 @@ class AgentSession:
     device_id: str
     device_name: str
     slots: int
+    public_key: bytes = b""
     outbox: asyncio.Queue[agent_pb2.LabMessage | None] = field(default_factory=asyncio.Queue)
     running: set[str] = field(default_factory=set)
 

@@ -124,6 +124,17 @@ class SuiteRecord:
 
 
 @dataclass
+class ReportRecord:
+    id: str
+    run_id: str
+    digest: str
+    issued_ms: int
+    replaces: str | None
+    log_index: int
+    bundle: bytes
+
+
+@dataclass
 class Attempt:
     id: str
     task_id: str

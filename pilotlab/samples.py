@@ -8,9 +8,23 @@ import re
 
 import numpy as np
 
-COLUMNS = ("index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
+COLUMNS = ("seq", "index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
 HEADER = ",".join(COLUMNS)
-INT_COLUMNS = ("index", "sample_index", "t_ns", "value", "aux", "label")
+SIGNED_INT = ("index", "sample_index", "t_ns", "value", "aux")
+
+
+def batch_signing_bytes(attempt_id: str, seq: int, kind: str, arrays: dict[str, object]) -> bytes:
+    """What a device signs for one result batch: a fixed header, then the int64 arrays and the float64 fvalue
+    array in little-endian order, absent arrays as zeros. The offline verifier rebuilds it from the CSVs."""
+    index = np.asarray(arrays["index"], dtype="<i8")
+    n = index.size
+    parts = [f"pilotlab-batch-v1\n{attempt_id}\n{seq}\n{kind}\n{n}\n".encode()]
+    for name in SIGNED_INT:
+        a = arrays.get(name)
+        parts.append((np.asarray(a, dtype="<i8") if a is not None and len(a) else np.zeros(n, "<i8")).tobytes())
+    f = arrays.get("fvalue")
+    parts.append((np.asarray(f, dtype="<f8") if f is not None and len(f) else np.zeros(n, "<f8")).tobytes())
+    return b"".join(parts)
 
 
 def kind_filename(kind: str) -> str:
@@ -25,11 +39,11 @@ def samples_csv(arrays: dict[str, np.ndarray], labels: np.ndarray | None = None)
     cols["label"] = labels if labels is not None else np.full(n, -1, dtype=np.int64)
     buf = io.StringIO()
     buf.write(HEADER + "\n")
-    ints = [cols[c].astype(np.int64).tolist() for c in COLUMNS[:5]]
+    ints = [cols[c].astype(np.int64).tolist() for c in COLUMNS[:6]]
     fv = [repr(float(x)) for x in cols["fvalue"].tolist()]
     lab = cols["label"].astype(np.int64).tolist()
     for i in range(n):
-        buf.write(f"{ints[0][i]},{ints[1][i]},{ints[2][i]},{ints[3][i]},{ints[4][i]},{fv[i]},{lab[i]}\n")
+        buf.write(f"{ints[0][i]},{ints[1][i]},{ints[2][i]},{ints[3][i]},{ints[4][i]},{ints[5][i]},{fv[i]},{lab[i]}\n")
     return buf.getvalue().encode()
 
 

@@ -1,10 +1,14 @@
-"""Finds energy sensors: powercap/RAPL zones, hwmon power rails, power_supply batteries, a SCPI bench meter."""
+"""Finds energy sensors: powercap/RAPL zones, NVIDIA GPUs (NVML), hwmon power rails, batteries, a SCPI bench meter.
+
+NVML is reported only when the optional nvidia-ml-py (pynvml) is installed and NVML starts.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from agents.meters import nvml
 from pilotlab.domain import EnergySensor
 
 
@@ -27,6 +31,20 @@ def _name(d: Path, default: str) -> str:
         return default
 
 
+def nvml_sensors() -> list[EnergySensor]:
+    """One sensor per GPU NVML sees (name "gpu0 (MODEL, energy counter)", path "nvml:gpu0"); [] without NVML."""
+    lib = nvml.load_pynvml()
+    if lib is None:
+        return []
+    try:
+        gpus = nvml.probe(lib)
+    except lib.NVMLError:
+        return []
+    what = {"energy": "energy counter", "power": "power"}
+    return [EnergySensor("nvml", f"gpu{g.index} ({g.model}, {what.get(g.mode or '', 'unreadable')})",
+                         f"nvml:gpu{g.index}", g.mode is not None) for g in gpus]
+
+
 def discover(power_meter: str | None = None) -> list[EnergySensor]:
     root = sysfs_root()
     found: list[EnergySensor] = []
@@ -35,6 +53,7 @@ def discover(power_meter: str | None = None) -> list[EnergySensor]:
         if counter.exists():
             found.append(EnergySensor("rapl", f"{zone.name} ({_name(zone, 'zone')})", str(counter),
                                       _readable(counter)))
+    found.extend(nvml_sensors())
     for hw in sorted((root / "class/hwmon").glob("hwmon*")):
         rails = sorted(hw.glob("power*_input")) + sorted(hw.glob("in_power*_input"))
         for rail in rails:

@@ -1,119 +1,63 @@
-"""Builds a run's evidence bundle: report.json, raw samples, report.html and the signed attestation."""
+"""Builds, logs, signs and keeps a run's evidence bundle: report.json (RFC 8785), raw samples, device
+signatures, report.html, the evidence-log inclusion proof and the DSSE attestation over all of them."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import io
 import json
+import threading
 import uuid
+import zipfile
 from typing import Any
 
+import rfc8785
+
+from labd.evidence import report_json
 from labd.evidence.html import render_html
 from labd.lab import Lab
-from labd.results.grade import attempt_samples, grade, task_labels
-from pilotlab import __version__, dsse
+from labd.state.rows import now_ms
 from pilotlab import domain as d
-from pilotlab.samples import kind_filename, samples_csv
-from pilotlab.scenarios import parse_kind
+from pilotlab import dsse, merkle, transparency
 
-REPORT_SCHEMA = "pilotlab.report/v1"
 ATTESTATION = "attestation.dsse.json"
-STATEMENT = ("The results in this report relate only to the item tested, under the conditions recorded here.")
+TRANSPARENCY = "transparency.json"
+_issue_lock = threading.Lock()
 
 
 def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """RFC 8785 (JCS) canonical JSON: what report.json's digest and the evidence log are computed over."""
+    return rfc8785.dumps(obj)
 
 
 def iso(ms: int) -> str | None:
-    if not ms:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return report_json.iso(ms)
 
 
-def _final_attempt(task: d.Task) -> d.Attempt | None:
-    done = [a for a in task.history if a.outcome == d.Outcome.OK.value]
-    return done[-1] if done else (task.history[-1] if task.history else None)
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(files):
+            z.writestr(name, files[name])
+    return buf.getvalue()
 
 
-def _device_json(dev: d.Device) -> dict[str, Any]:
-    c = dev.capabilities
-    return {"name": dev.name, "class": dev.device_class, "region": dev.region, "tags": dev.tags,
-            "agent_version": c.agent_version, "onnxruntime_version": c.onnxruntime_version,
-            "providers": c.providers, "os": c.os, "os_release": c.os_release, "arch": c.arch,
-            "cpu_model": c.cpu_model, "cpu_cores": c.cpu_cores, "memory_bytes": c.memory_bytes,
-            "hostname": c.hostname,
-            "energy_sensors": [{"kind": s.kind, "name": s.name, "readable": s.readable} for s in c.energy_sensors]}
+def _unzip(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {name: z.read(name) for name in z.namelist()}
 
 
-def _task_files(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
-    """One CSV per kind of raw sample; predictions carry the dataset label of each sample."""
-    out: dict[str, str] = {}
-    labels = task_labels(lab.store, task.spec)
-    for kind, arrays in attempt_samples(lab.store, att.id).items():
-        path = f"samples/{task.name}/{kind_filename(kind)}"
-        with_labels = None
-        if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
-            with_labels = labels[arrays["sample_index"]]
-        files[path] = samples_csv(arrays, with_labels)
-        out[kind] = path
-    return out
-
-
-def _task_json(lab: Lab, task: d.Task, files: dict[str, bytes]) -> dict[str, Any]:
-    spec = task.spec
-    att = _final_attempt(task)
-    samples = _task_files(lab, task, att, files) if att and att.outcome == d.Outcome.OK.value else {}
-    criteria = grade(task.metrics, spec)[1] if task.metrics else []
-    model = spec["model"]
-    dataset = spec.get("dataset")
-    return {
-        "id": task.id, "name": task.name, "device": task.device_name, "status": task.status.value,
-        "verdict": task.verdict.value if task.verdict else None, "reason": task.reason,
-        "model": {"name": model["name"], "sha256": model["sha256"], "size": model["size"]},
-        "dataset": {"name": dataset["name"], "sha256": dataset["sha256"],
-                    "classification": dataset.get("classification", "public")} if dataset else None,
-        "scenario": spec["scenario"],
-        "execution_provider": (att.execution_provider if att and att.execution_provider
-                               else spec.get("execution_provider", "")),
-        "providers_used": att.providers_used if att else [],
-        "settings": att.effective_settings if att and att.effective_settings else spec.get("settings", {}),
-        "requested_settings": spec.get("settings", {}),
-        "metrics": task.metrics, "criteria": criteria, "attempts": task.attempts,
-        "attempt_history": [{"number": a.number, "device": a.device_name, "status": a.status.value,
-                             "outcome": a.outcome, "reason": a.reason, "started": iso(a.started_ms),
-                             "finished": iso(a.finished_ms)} for a in task.history],
-        "environment": att.environment if att else {}, "phases": att.phases if att else {},
-        "samples": samples,
-    }
-
-
-def build_report(lab: Lab, run: d.Run) -> dict[str, bytes]:
-    """All bundle files except the attestation, keyed by relative path."""
+def build_files(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None) -> dict[str, bytes]:
+    """Every bundle file except the log proof and the attestation."""
     if not run.status.terminal:
         raise d.Conflict(f"run {run.id} is {run.status.value}; pull its report once it has ended "
                          f"(`labctl run watch {run.id}`)")
     files: dict[str, bytes] = {}
-    suite = lab.store.get_suite(run.suite_id, run.suite_version)
-    devices = {t.device_id: lab.store.get_device(t.device_id) for t in run.tasks}
-    first = devices[run.tasks[0].device_id] if run.tasks else None
-    report = {
-        "schema": REPORT_SCHEMA,
-        "report_id": f"rep-{uuid.uuid4().hex[:16]}",
-        "lab": {"name": lab.config.lab_name, "software": f"pilotlab {__version__}",
-                "key_id": dsse.key_id(lab.signing_key.public_key())},
-        "issued": iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000)),
-        "run": {"id": run.id, "status": run.status.value, "verdict": run.verdict.value if run.verdict else None,
-                "reason": run.reason, "priority": run.priority, "submitted": iso(run.submitted_ms),
-                "finished": iso(run.finished_ms),
-                "suite": {"id": run.suite_id, "version": run.suite_version, "digest": run.suite_digest,
-                          "title": suite.title}},
-        "device": _device_json(first) if first else {},
-        "devices": [_device_json(dv) for dv in devices.values()],
-        "tasks": [_task_json(lab, t, files) for t in run.tasks],
-        "statement": STATEMENT,
-    }
+    report, signatures = report_json.build(lab, run, report_id, amends, files)
     files["report.json"] = canonical_json(report)
+    files["device-signatures.json"] = json.dumps(signatures, indent=1, sort_keys=True).encode()
     files["report.html"] = render_html(report, files).encode()
     files["lab.pub.pem"] = dsse.public_pem(lab.signing_key.public_key()).encode()
     return files
@@ -129,7 +73,35 @@ def sign_bundle(lab: Lab, files: dict[str, bytes]) -> dict[str, bytes]:
     return out
 
 
-def report_bundle(lab: Lab, run_id: str) -> dict[str, bytes]:
-    return sign_bundle(lab, build_report(lab, lab.store.get_run(run_id)))
+def issue_report(lab: Lab, run: d.Run, amend_reason: str = "") -> dict[str, bytes]:
+    """A new report for the run: appended to the evidence log, signed, stored."""
+    previous = lab.store.latest_report(run.id)
+    amends = None
+    if previous is not None:
+        amends = {"report_id": previous.id, "digest": previous.digest, "reason": amend_reason}
+    report_id = f"rep-{uuid.uuid4().hex[:16]}"
+    files = build_files(lab, run, report_id, amends)
+    digest = "sha256:" + hashlib.sha256(files["report.json"]).hexdigest()
+    leaf = merkle.leaf_hash(files["report.json"])
+    record = d.ReportRecord(id=report_id, run_id=run.id, digest=digest, issued_ms=now_ms(),
+                            replaces=previous.digest if previous else None, log_index=0, bundle=b"")
+    index = lab.store.append_report(record, leaf.hex(), now_ms())
+    leaves = [bytes.fromhex(h) for h in lab.store.log_leaves(index + 1)]
+    checkpoint = transparency.sign_checkpoint(lab.signing_key, len(leaves), merkle.root(leaves),
+                                              iso(now_ms()) or "")
+    files[TRANSPARENCY] = json.dumps(transparency.proof_document(index, leaves, checkpoint), indent=1).encode()
+    signed = sign_bundle(lab, files)
+    lab.store.set_report_bundle(report_id, _zip(signed))
+    return signed
+
+
+def report_bundle(lab: Lab, run_id: str, amend_reason: str = "") -> dict[str, bytes]:
+    """The run's current report (issued on first request), or a new one replacing it when amending."""
+    run = lab.store.get_run(run_id)
+    with _issue_lock:
+        existing = lab.store.latest_report(run_id)
+        if existing is not None and existing.bundle and not amend_reason:
+            return _unzip(existing.bundle)
+        return issue_report(lab, run, amend_reason)
 
 

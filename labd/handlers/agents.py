@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from labd.auth import hash_token, new_token
 from labd.lab import Lab
 from labd.results.grade import attempt_metrics, grade
 from labd.state.rows import now_ms
 from pilotlab import domain as d
+from pilotlab.samples import batch_signing_bytes
 from pilotlab.scenarios import parse_kind
 
 SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "conformance")
@@ -58,8 +62,23 @@ def heartbeat(lab: Lab, device_id: str, running: list[str]) -> None:
     lab.store.renew_leases(device_id, running, now + lab.config.lease_ms)
 
 
-def ingest(lab: Lab, device_id: str, batch: d.ResultBatch) -> bool:
+def check_signature(public_key: bytes, batch: d.ResultBatch) -> None:
+    """A device that registered a key must sign every batch with it; a forged batch is refused."""
+    if not public_key:
+        return
+    arrays = {"index": batch.index, "sample_index": batch.sample_index, "t_ns": batch.t_ns, "value": batch.value,
+              "aux": batch.aux, "fvalue": batch.fvalue}
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            batch.signature, batch_signing_bytes(batch.attempt_id, batch.seq, batch.kind, arrays))
+    except (InvalidSignature, ValueError):
+        raise d.Denied(f"result batch {batch.seq} of attempt {batch.attempt_id} does not carry this device's "
+                       "signature") from None
+
+
+def ingest(lab: Lab, device_id: str, batch: d.ResultBatch, public_key: bytes = b"") -> bool:
     own_attempt(lab, device_id, batch.attempt_id)
+    check_signature(public_key, batch)
     if parse_kind(batch.kind)[0] not in SAMPLE_KINDS:
         raise d.Invalid(f"result batch kind {batch.kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
     stored = lab.store.add_result_batch(batch, now_ms())

@@ -50,7 +50,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise d.Invalid("a session must start with hello")
         caps = convert.capabilities_from_pb(first.hello.capabilities)
         still = set(first.hello.running_attempt_ids)
-        session = AgentSession(device.id, device.name, max(1, caps.slots), running=still)
+        session = AgentSession(device.id, device.name, max(1, caps.slots), device.public_key, running=still)
         lab.sessions.open(session)
         lab.m.sessions_opened.inc()
         reader: asyncio.Task[None] | None = None
@@ -96,7 +96,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await lab.events.notify(run_id)
         elif kind == "results":
             batch = convert.result_batch_from_pb(msg.results)
-            await asyncio.to_thread(h.ingest, lab, session.device_id, batch)
+            await asyncio.to_thread(h.ingest, lab, session.device_id, batch, session.public_key)
             session.send(agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=batch.attempt_id, seq=batch.seq)))
         elif kind == "finished":
             fin = convert.finish_from_pb(msg.finished)

@@ -133,7 +133,9 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def GetReport(self, request: lab_pb2.GetReportRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[lab_pb2.ReportChunk]:
         await self._who(context, READERS, "pull reports")
-        files = await asyncio.to_thread(report_bundle, self.lab, request.run_id)
+        if request.amend_reason:
+            await self._who(context, ENGINEERS, "amend reports")
+        files = await asyncio.to_thread(report_bundle, self.lab, request.run_id, request.amend_reason)
         for path in sorted(files):
             data = files[path]
             for off in range(0, max(len(data), 1), REPORT_CHUNK):

@@ -130,8 +130,12 @@ class Store(ABC):
 
     @abstractmethod
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
-        """Raw samples of one kind: int64 arrays index, sample_index, t_ns, value, aux and float64 fvalue,
-        ordered by index."""
+        """Raw samples of one kind: int64 arrays index, sample_index, t_ns, value, aux, seq (the batch each
+        came in) and float64 fvalue, ordered by index."""
+
+    @abstractmethod
+    def batches(self, attempt_id: str) -> list[tuple[int, str, int, bytes]]:
+        """(seq, kind, sample count, device signature) of every result batch of an attempt, by seq."""
 
     @abstractmethod
     def sample_kinds(self, attempt_id: str) -> list[str]:
@@ -142,6 +146,24 @@ class Store(ABC):
                        metrics: dict[str, Any], reason: str, now_ms: int, requeue: bool = False) -> d.Run:
         """MUST close the attempt with its outcome; set the task's status, verdict, metrics and reason (or put
         it back in the queue when requeue); recompute the run's status and verdict; return the run."""
+
+    # --- evidence ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def latest_report(self, run_id: str) -> d.ReportRecord | None:
+        """The newest report issued for a run, or None."""
+
+    @abstractmethod
+    def append_report(self, report: d.ReportRecord, leaf_hash: str, now_ms: int) -> int:
+        """MUST append the report's leaf to the evidence log at the next index (0, 1, … without gaps, even with
+        concurrent writers) and store the report, atomically; returns the leaf index."""
+
+    @abstractmethod
+    def set_report_bundle(self, report_id: str, bundle: bytes) -> None:
+        """Stores the signed bundle of an appended report."""
+
+    @abstractmethod
+    def log_leaves(self, size: int | None = None) -> list[str]:
+        """Leaf hashes (hex) of the evidence log in index order, the first `size` of them when given."""
 
     @abstractmethod
     def count_tasks(self) -> dict[str, int]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, insert, select
+from sqlalchemy import create_engine, event, func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,6 +22,8 @@ from labd.state.tables import (
     ArtifactRow,
     AttemptRow,
     DeviceRow,
+    LogRow,
+    ReportRow,
     ResultBatchRow,
     RunRow,
     SampleRow,
@@ -339,12 +341,18 @@ class SqlStore(Store):
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
         with self._read() as s:
             q = (select(SampleRow.idx, SampleRow.sample_index, SampleRow.t_ns, SampleRow.value, SampleRow.aux,
-                        SampleRow.fvalue)
+                        SampleRow.seq, SampleRow.fvalue)
                  .where(SampleRow.attempt_id == attempt_id, SampleRow.kind == kind).order_by(SampleRow.idx))
             data = s.execute(q).all()  # type: ignore[call-overload]
-        ints = np.array([r[:5] for r in data], dtype=np.int64).reshape(-1, 5)
+        ints = np.array([r[:6] for r in data], dtype=np.int64).reshape(-1, 6)
         return {"index": ints[:, 0], "sample_index": ints[:, 1], "t_ns": ints[:, 2], "value": ints[:, 3],
-                "aux": ints[:, 4], "fvalue": np.array([r[5] for r in data], dtype=np.float64)}
+                "aux": ints[:, 4], "seq": ints[:, 5], "fvalue": np.array([r[6] for r in data], dtype=np.float64)}
+
+    def batches(self, attempt_id: str) -> list[tuple[int, str, int, bytes]]:
+        with self._read() as s:
+            q = (select(ResultBatchRow.seq, ResultBatchRow.kind, ResultBatchRow.n, ResultBatchRow.signature)
+                 .where(ResultBatchRow.attempt_id == attempt_id).order_by(ResultBatchRow.seq))
+            return [(int(a), str(b), int(c), bytes(sig or b"")) for a, b, c, sig in s.execute(q).all()]
 
     def sample_kinds(self, attempt_id: str) -> list[str]:
         with self._read() as s:
@@ -382,6 +390,41 @@ class SqlStore(Store):
             rows.refresh_run_status(s, t.run_id, now_ms)
             run_id = t.run_id
         return self.get_run(run_id)
+
+    def latest_report(self, run_id: str) -> d.ReportRecord | None:
+        with self._read() as s:
+            q = (select(ReportRow).where(ReportRow.run_id == run_id)
+                 .order_by(ReportRow.log_index.desc()).limit(1))  # type: ignore[attr-defined]
+            r = s.execute(q).scalars().first()
+            if r is None:
+                return None
+            return d.ReportRecord(id=r.id, run_id=r.run_id, digest=r.digest, issued_ms=r.issued_ms,
+                                  replaces=r.replaces, log_index=r.log_index, bundle=bytes(r.bundle or b""))
+
+    def append_report(self, report: d.ReportRecord, leaf_hash: str, now_ms: int) -> int:
+        with self._tx() as s:
+            if not self.is_sqlite:
+                s.execute(text("LOCK TABLE evidence_log IN EXCLUSIVE MODE"))
+            index = int(s.execute(select(func.count()).select_from(LogRow)).scalar_one())
+            s.add(LogRow(idx=index, report_id=report.id, leaf_hash=leaf_hash, appended_ms=now_ms))
+            s.add(ReportRow(id=report.id, run_id=report.run_id, digest=report.digest, issued_ms=report.issued_ms,
+                            replaces=report.replaces, log_index=index, bundle=report.bundle))
+        return index
+
+    def set_report_bundle(self, report_id: str, bundle: bytes) -> None:
+        with self._tx() as s:
+            r = s.get(ReportRow, report_id)
+            if r is None:
+                raise d.NotFound(f"no report {report_id}")
+            r.bundle = bundle
+            s.add(r)
+
+    def log_leaves(self, size: int | None = None) -> list[str]:
+        with self._read() as s:
+            q = select(LogRow.leaf_hash).order_by(LogRow.idx)
+            if size is not None:
+                q = q.limit(size)
+            return [str(h) for h in s.execute(q).scalars()]
 
     def count_tasks(self) -> dict[str, int]:
         with self._read() as s:

@@ -118,6 +118,27 @@ class ResultBatchRow(SQLModel, table=True):
     signature: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
 
 
+class ReportRow(SQLModel, table=True):
+    __tablename__ = "reports"
+    id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    digest: str
+    issued_ms: int = _big(default=0)  # type: ignore[assignment]
+    replaces: str | None = None
+    log_index: int = _big(default=0)  # type: ignore[assignment]
+    bundle: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
+
+
+class LogRow(SQLModel, table=True):
+    """The append-only evidence log: one leaf per issued report, indices 0..n-1 without gaps."""
+
+    __tablename__ = "evidence_log"
+    idx: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})  # type: ignore[call-overload]
+    report_id: str = Field(index=True, unique=True)
+    leaf_hash: str
+    appended_ms: int = _big(default=0)  # type: ignore[assignment]
+
+
 class SampleRow(SQLModel, table=True):
     __tablename__ = "samples"
     __table_args__ = (Index("ix_samples_attempt_kind", "attempt_id", "kind", "idx"),)

@@ -205,10 +205,12 @@ class CancelRunRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "amend_reason")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AMEND_REASON_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    amend_reason: str
+    def __init__(self, run_id: _Optional[str] = ..., amend_reason: _Optional[str] = ...) -> None: ...
 
 class ReportChunk(_message.Message):
     __slots__ = ("path", "data", "last")

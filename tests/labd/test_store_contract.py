@@ -386,7 +386,7 @@ def test_result_batches_idempotent_and_samples_exact(store: Store) -> None:
     assert store.batch_seqs(att.id) == {0, 1}
 
     s = store.samples(att.id, "latency")
-    assert set(s) == {"index", "sample_index", "t_ns", "value", "aux", "fvalue"}
+    assert set(s) == {"index", "sample_index", "t_ns", "value", "aux", "seq", "fvalue"}
     for name, arr in s.items():
         assert arr.dtype == (np.float64 if name == "fvalue" else np.int64) and arr.shape == (7,)
     idx = list(range(7))

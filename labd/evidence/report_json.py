@@ -1,0 +1,137 @@
+"""report.json's content, laid out after ISO/IEC 17025 clause 7.8: method, item, conditions, equipment,
+results with units and intervals, decision rules and conformity statements, history, amendments."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+from labd.lab import Lab
+from labd.results.grade import attempt_samples, grade, task_labels
+from pilotlab import __version__, dsse
+from pilotlab import domain as d
+from pilotlab.samples import kind_filename, samples_csv
+from pilotlab.scenarios import parse_kind
+
+SCHEMA = "pilotlab.report/v1"
+STATEMENT = "The results in this report relate only to the item tested, under the conditions recorded here."
+UNITS = {"latency_ms": "ms", "throughput_per_s": "samples/s", "accuracy": "fraction of samples",
+         "energy.joules_per_inference": "J", "energy.avg_power_w": "W", "periodic.release_jitter_us_p99": "µs",
+         "periodic.completion_jitter_us_p99": "µs", "conformance.max_abs_err": "output units"}
+ITEM_TAGS = ("make", "model", "serial", "firmware")
+
+
+def iso(ms: int) -> str | None:
+    if not ms:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _final_attempt(task: d.Task) -> d.Attempt | None:
+    done = [a for a in task.history if a.outcome == d.Outcome.OK.value]
+    return done[-1] if done else (task.history[-1] if task.history else None)
+
+
+def _device(dev: d.Device) -> dict[str, Any]:
+    c = dev.capabilities
+    out = {"name": dev.name, "class": dev.device_class, "region": dev.region, "tags": dev.tags,
+           "agent_version": c.agent_version, "onnxruntime_version": c.onnxruntime_version,
+           "providers": c.providers, "os": c.os, "os_release": c.os_release, "arch": c.arch,
+           "cpu_model": c.cpu_model, "cpu_cores": c.cpu_cores, "memory_bytes": c.memory_bytes, "hostname": c.hostname,
+           "public_key": base64.b64encode(dev.public_key).decode() if dev.public_key else None}
+    out.update({k: dev.tags[k] for k in ITEM_TAGS if k in dev.tags})
+    return out
+
+
+def _statement(c: dict[str, Any]) -> str:
+    what = {"ci95_lower": "95% lower confidence bound (Clopper-Pearson)", "ci95_upper":
+            "95% upper confidence bound (Clopper-Pearson)"}.get(c["rule"], "measured value")
+    if c["metric"] == "validity":
+        return f"the measurement broke its validity rules ({c['value']}): does not conform"
+    value = "not measured" if c["value"] is None else f"{c['value']:.6g}"
+    verdict = "conforms" if c["verdict"] == "pass" else "does not conform"
+    return f"{c['metric']} {what} {value} {c['op']} {c['threshold']}: {verdict}"
+
+
+def _samples(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    labels = task_labels(lab.store, task.spec)
+    for kind, arrays in attempt_samples(lab.store, att.id).items():
+        path = f"samples/{task.name}/{kind_filename(kind)}"
+        with_labels = None
+        if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
+            with_labels = labels[arrays["sample_index"]]
+        files[path] = samples_csv(arrays, with_labels)
+        out[kind] = path
+    return out
+
+
+def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any]) -> dict[str, Any]:
+    spec, att = task.spec, _final_attempt(task)
+    samples = {}
+    if att is not None and att.outcome == d.Outcome.OK.value:
+        samples = _samples(lab, task, att, files)
+        sigs[att.id] = [{"seq": seq, "kind": kind, "n": n, "signature": base64.b64encode(sig).decode()}
+                        for seq, kind, n, sig in lab.store.batches(att.id)]
+    criteria = grade(task.metrics, spec)[1] if task.metrics else []
+    for c in criteria:
+        c["statement"] = _statement(c)
+    model, dataset = spec["model"], spec.get("dataset")
+    return {
+        "id": task.id, "name": task.name, "device": task.device_name, "status": task.status.value,
+        "verdict": task.verdict.value if task.verdict else None, "reason": task.reason,
+        "attempt_id": att.id if att else None,
+        "model": {"name": model["name"], "sha256": model["sha256"], "size": model["size"]},
+        "dataset": {"name": dataset["name"], "sha256": dataset["sha256"],
+                    "classification": dataset.get("classification", "public")} if dataset else None,
+        "scenario": spec["scenario"],
+        "execution_provider": att.execution_provider if att and att.execution_provider
+        else spec.get("execution_provider", ""),
+        "providers_used": att.providers_used if att else [],
+        "settings": att.effective_settings if att and att.effective_settings else spec.get("settings", {}),
+        "requested_settings": spec.get("settings", {}),
+        "metrics": task.metrics, "units": UNITS, "criteria": criteria, "attempts": task.attempts,
+        "attempt_history": [{"number": a.number, "device": a.device_name, "status": a.status.value,
+                             "outcome": a.outcome, "reason": a.reason, "started": iso(a.started_ms),
+                             "finished": iso(a.finished_ms)} for a in task.history],
+        "environment": att.environment if att else {}, "phases": att.phases if att else {},
+        "samples": samples,
+    }
+
+
+def build(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None,
+          files: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report.json content, device signatures by attempt); raw sample files are added to `files`."""
+    suite = lab.store.get_suite(run.suite_id, run.suite_version)
+    devices = {t.device_id: lab.store.get_device(t.device_id) for t in run.tasks}
+    first = devices[run.tasks[0].device_id] if run.tasks else None
+    sigs: dict[str, Any] = {}
+    tasks = [_task(lab, t, files, sigs) for t in run.tasks]
+    starts = [a.started_ms for t in run.tasks for a in t.history if a.started_ms]
+    ends = [a.finished_ms for t in run.tasks for a in t.history if a.finished_ms]
+    equipment = [{"device": dv.name, "kind": s.kind, "name": s.name, "readable": s.readable}
+                 for dv in devices.values() for s in dv.capabilities.energy_sensors]
+    report = {
+        "schema": SCHEMA, "report_id": report_id,
+        "lab": {"name": lab.config.lab_name, "software": f"pilotlab {__version__}",
+                "key_id": dsse.key_id(lab.signing_key.public_key())},
+        "issued": iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000)),
+        "dates": {"submitted": iso(run.submitted_ms), "tested_from": iso(min(starts)) if starts else None,
+                  "tested_to": iso(max(ends)) if ends else None},
+        "run": {"id": run.id, "status": run.status.value, "verdict": run.verdict.value if run.verdict else None,
+                "reason": run.reason, "priority": run.priority, "submitted": iso(run.submitted_ms),
+                "finished": iso(run.finished_ms),
+                "suite": {"id": run.suite_id, "version": run.suite_version, "digest": run.suite_digest,
+                          "title": suite.title}},
+        "method": {"suite": run.suite_id, "version": run.suite_version, "digest": run.suite_digest,
+                   "percentiles": "nearest-rank", "accuracy_interval": "Wilson 95%; conformity decided on the "
+                   "exact Clopper-Pearson 95% bound", "validity": "minimum query count and duration, audits"},
+        "device": _device(first) if first else {},
+        "devices": [_device(dv) for dv in devices.values()],
+        "equipment": equipment,
+        "tasks": tasks,
+        "amends": amends,
+        "statement": STATEMENT,
+    }
+    return report, sigs
