@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install test demo protos lint typecheck bench clean
+.PHONY: install system-deps test demo protos lint typecheck bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,21 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# PP-OCRv4 models for the terminal-vision suite; the wheel's OpenCV-heavy dependencies are not needed.
+	$(PY) -m pip install --quiet --no-deps "rapidocr-onnxruntime==1.4.4"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-test: install
+# Debian's chromium renders report.html in the report tests (headless). Installed when missing and root.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report-rendering test"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: install Debian's chromium package to run the report-rendering test"; fi; }
+
+test: install system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install

@@ -44,12 +44,23 @@ def summary_rows(report: dict) -> list[list[str]]:  # type: ignore[type-arg]
 def pull(c: typer.Context, run_id: str, out: Path = typer.Option(..., "--out"),
          json_out: bool = typer.Option(False, "--json")) -> None:
     """Write the run's report.json, report.html, raw samples and signed attestation into --out."""
-    ctx: Ctx = c.obj
+    _fetch(c.obj, run_id, out, json_out, "")
+
+
+@app.command()
+def amend(c: typer.Context, run_id: str, reason: str = typer.Option(..., "--reason"),
+          out: Path = typer.Option(..., "--out"), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Issue a new report replacing the run's current one (it names the digest it replaces)."""
+    _fetch(c.obj, run_id, out, json_out, reason)
+
+
+def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, int] = {}
     handles = {}
     with rpc_errors(ctx.lab):
-        for chunk in ctx.stub.GetReport(lab_pb2.GetReportRequest(run_id=run_id), metadata=ctx.md, timeout=300):
+        request = lab_pb2.GetReportRequest(run_id=run_id, amend_reason=amend_reason)
+        for chunk in ctx.stub.GetReport(request, metadata=ctx.md, timeout=300):
             if chunk.path not in handles:
                 dest = _safe(out, chunk.path)
                 dest.parent.mkdir(parents=True, exist_ok=True)

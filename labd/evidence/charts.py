@@ -13,7 +13,9 @@ def latency_cdf_svg(latency_ns: np.ndarray, marks: dict[str, float]) -> str:
         return ""
     ms = np.sort(latency_ns.astype(np.float64)) / 1e6
     n = ms.size
-    lo, hi = float(ms[0]), float(ms[min(n - 1, int(np.ceil(0.999 * n)) - 1)])
+    # The axis ends at the 99.5th percentile so the body of the distribution stays readable; the tail past it
+    # is drawn at the right edge.
+    lo, hi = float(ms[0]), float(ms[min(n - 1, max(0, int(np.ceil(0.995 * n)) - 1))])
     if hi <= lo:
         hi = lo + 1e-3
     step = max(1, n // 400)
