@@ -10,21 +10,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from evalsuites import checks_ext as x
 from evalsuites import schema as s
+from evalsuites.scenarios import check_settings, normalize_settings
 from evalsuites.sources import SourceError, resolve_source
 
 _SEMVER_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
-_COUNT_SETTINGS = ("warmup_queries", "min_query_count", "min_duration_ms")
 
-_TOP_KEYS = ("suite", "artifacts", "tasks", "criteria")
+_TOP_KEYS = ("suite", "artifacts", "tasks", "criteria", "grading")
 _SUITE_KEYS = ("id", "version", "title", "description", "device_classes")
 _ARTIFACT_KEYS = ("kind", "source", "sha256", "size", "classification", "regions")
-_TASK_KEYS = ("name", "model", "dataset", "scenario", "settings", "accuracy", "execution_provider")
+_TASK_KEYS = ("name", "model", "dataset", "scenario", "settings", "accuracy", "execution_provider", "golden",
+              "conformance")
 _ACCURACY_KEYS = ("metric", "output")
-_CRITERION_KEYS = ("task", "metric", "op", "threshold", "rule", "description")
+_CRITERION_KEYS = ("task", "metric", "op", "threshold", "rule", "description", "id")
 
 _MISSING = object()
 
@@ -159,7 +161,7 @@ class _Checker:
                 path = resolve_source(source, root, strict=strict)
             except SourceError as e:
                 self.add(f"{base}.source", str(e))
-        if kind == "dataset":
+        if kind in ("dataset", "golden"):
             cls = self.choice(t, "classification", base, s.CLASSIFICATIONS, "classification")
             regions = self.regions(t, base, (s.ANY_REGION,) if cls == "public" else None)
         else:
@@ -171,18 +173,11 @@ class _Checker:
             return None
         return s.ArtifactSpec(name, kind, sha, size, source, path, cls, regions)
 
-    def settings(self, t: Mapping[str, Any], base: str) -> dict[str, Any]:
+    def settings(self, t: Mapping[str, Any], base: str, scenario: str) -> dict[str, Any]:
         v = self.table(t, "settings", f"{base}.settings", required=False) or {}
-        for key, val in v.items():
-            field = f"{base}.settings.{key}"
-            items = val if isinstance(val, list) else [val]
-            if not all(isinstance(x, (str, int, float, bool)) for x in items):
-                self.add(field, f"must be a string, number, boolean or array of those, got {_kind_of(val)}")
-            elif any(isinstance(x, float) and not math.isfinite(x) for x in items):
-                self.add(field, "must be a finite number")
-            elif key in _COUNT_SETTINGS and (type(val) is not int or val < 0):
-                self.add(field, f"must be a non-negative integer, got {val!r}")
-        return dict(v)
+        for key, message in check_settings(scenario, v):
+            self.add(f"{base}.settings.{key}" if key is not None else f"{base}.settings", message)
+        return normalize_settings(scenario, v)
 
     def task(self, i: int, t: dict[str, Any], artifacts: Mapping[str, Any]) -> s.TaskSpec:
         base = f"tasks[{i}]"
@@ -191,7 +186,7 @@ class _Checker:
         if name and not _NAME_RE.match(name):
             self.add(f"{base}.name", f"task name {name!r} must be letters, digits, '.', '_' or '-'")
         refs: dict[str, str | None] = {}
-        for key, required in (("model", True), ("dataset", False)):
+        for key, required in (("model", True), ("dataset", False), ("golden", False)):
             ref = self.string(t, key, base, required=required) or None
             refs[key] = ref
             if ref is None:
@@ -201,7 +196,8 @@ class _Checker:
                 self.add(f"{base}.{key}", f"unknown artifact {ref!r}; declared artifacts: {known}")
             elif isinstance(artifacts[ref], dict) and artifacts[ref].get("kind") in s.ARTIFACT_KINDS and \
                     artifacts[ref]["kind"] != key:
-                self.add(f"{base}.{key}", f"artifact {ref!r} is a {artifacts[ref].get('kind')}, not a {key}")
+                what = "golden artifact" if key == "golden" else key
+                self.add(f"{base}.{key}", f"artifact {ref!r} is a {artifacts[ref].get('kind')}, not a {what}")
         scenario = self.choice(t, "scenario", base, s.SCENARIOS, "scenario")
         accuracy = self.table(t, "accuracy", f"{base}.accuracy", required=False)
         if accuracy is not None:
@@ -214,7 +210,14 @@ class _Checker:
         ep = self.string(t, "execution_provider", base, required=False, default=s.DEFAULT_EXECUTION_PROVIDER)
         if not ep.strip():
             self.add(f"{base}.execution_provider", "must not be empty; leave it out for CPUExecutionProvider")
-        return s.TaskSpec(name, refs["model"] or "", refs["dataset"], scenario, self.settings(t, base), accuracy, ep)
+        raw_conformance = self.table(t, "conformance", f"{base}.conformance", required=False)
+        conformance = None
+        if raw_conformance is not None:
+            conformance = x.check_conformance(raw_conformance, f"{base}.conformance", self.add)
+        task = s.TaskSpec(name, refs["model"] or "", refs["dataset"], scenario, self.settings(t, base, scenario),
+                          accuracy, ep, refs["golden"], conformance)
+        x.check_task_golden(base, task, self.add)
+        return task
 
     def criterion(self, j: int, c: dict[str, Any], tasks: Mapping[str, s.TaskSpec]) -> s.Criterion:
         base = f"criteria[{j}]"
@@ -228,18 +231,16 @@ class _Checker:
         threshold = c.get("threshold", _MISSING)
         if threshold is _MISSING:
             self.add(f"{base}.threshold", "missing required field")
-            threshold = 0.0
+            threshold = None
         elif type(threshold) not in (int, float) or not math.isfinite(threshold):
             self.add(f"{base}.threshold", f"must be a finite number, got {threshold!r}")
-            threshold = 0.0
-        elif metric == "accuracy" and not 0.0 <= threshold <= 1.0:
-            self.add(f"{base}.threshold", f"accuracy is a fraction; {threshold!r} is outside 0..1")
+            threshold = None
+        x.check_criterion_fit(base, metric, threshold, tasks.get(task), self.add)
         if rule.startswith("ci95") and metric and metric != "accuracy":
             self.add(f"{base}.rule", f"rule {rule!r} applies to accuracy only; use rule = \"point\" for {metric}")
-        if metric == "accuracy" and task in tasks and tasks[task].accuracy is None:
-            self.add(f"{base}.metric", f"task {task!r} measures no accuracy; add [tasks.accuracy] to it")
         description = self.string(c, "description", base, required=False)
-        return s.Criterion(task, metric, op, float(threshold), rule, description)
+        cid = self.string(c, "id", base, required=False)
+        return s.Criterion(task, metric, op, float(threshold or 0.0), rule, description, cid)
 
 
 def parse_suite(
@@ -265,10 +266,13 @@ def parse_suite(
         if t.name:
             by_name.setdefault(t.name, t)
     criteria = [ck.criterion(j, c, by_name) for j, c in enumerate(ck.array_of_tables(data, "criteria", "criteria"))]
+    x.check_criterion_ids(criteria, ck.add)
+    x.check_tolerances_graded(tasks, criteria, ck.add)
+    grading = x.check_grading(data, criteria, ck.add)
     if ck.problems:
         return None, ck.problems, artifacts
     suite = s.Suite(head["id"], head["version"], head["title"], head["description"], head["device_classes"],
-                    artifacts, tuple(tasks), tuple(criteria), "", root)
+                    artifacts, tuple(tasks), tuple(criteria), "", root, grading)
     return dataclasses.replace(suite, digest=s.suite_digest(suite)), [], artifacts
 
 

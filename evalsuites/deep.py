@@ -1,4 +1,4 @@
-"""Deep checks: every model loads in onnxruntime and every task's dataset fits its model's inputs and outputs."""
+"""Deep checks: every model loads in onnxruntime and each task's dataset, golden outputs and batches fit its model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from evalsuites.schema import Problem, Suite
+from evalsuites.schema import Problem, Suite, TaskSpec
 
 # onnxruntime's type strings for the tensor element types a dataset array can carry.
 _ORT_DTYPES = {
@@ -44,7 +44,7 @@ def _load_npz(path: Any) -> dict[str, np.ndarray]:
 def _shape_problem(name: str, arr: np.ndarray, model_shape: list[Any]) -> str | None:
     if arr.ndim != len(model_shape):
         return f"array {name!r} has shape {list(arr.shape)}; the model input is {model_shape} (rank differs)"
-    for axis, (have, want) in enumerate(zip(arr.shape[1:], model_shape[1:]), start=1):
+    for axis, (have, want) in enumerate(zip(arr.shape[1:], model_shape[1:], strict=True), start=1):
         if isinstance(want, int) and want >= 0 and have != want:
             return f"array {name!r} has shape {list(arr.shape)}; the model input needs {want} on axis {axis}"
     return None
@@ -64,13 +64,70 @@ def deep_check(suite: Suite) -> list[Problem]:
             else:
                 datasets[name] = _load_npz(a.path)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises types derived only from Exception
-            what = "model does not load in onnxruntime" if a.kind == "model" else "dataset is not a readable .npz"
+            what = "model does not load in onnxruntime" if a.kind == "model" else f"{a.kind} is not a readable .npz"
             problems.append(Problem(f"artifacts.{name}.source", None, f"{what}: {_first_line(e)}"))
     for i, task in enumerate(suite.tasks):
-        if task.model not in models or task.dataset is None or task.dataset not in datasets:
+        if task.model not in models:
             continue
-        problems += _task_problems(i, task.dataset, task.accuracy, models[task.model], datasets[task.dataset])
+        problems += _batch_problems(i, task, models[task.model][0])
+        data = datasets.get(task.dataset) if task.dataset is not None else None
+        if data is not None and task.dataset is not None:
+            problems += _task_problems(i, task.dataset, task.accuracy, models[task.model], data)
+        if task.golden is not None and task.golden in datasets:
+            top1 = "top1_agreement" in (task.conformance or {}) or any(
+                c.metric == "conformance.top1_agreement" for c in suite.criteria_for(task.name))
+            problems += _golden_problems(i, task, models[task.model][1], datasets[task.golden], data, top1)
     return problems
+
+
+def _batch_problems(i: int, task: TaskSpec, inputs: list[Any]) -> list[Problem]:
+    batches = task.settings.get("batch_sizes") if task.scenario == "offline" else None
+    if not isinstance(batches, list):
+        return []
+    for inp in inputs:
+        first = inp.shape[0] if inp.shape else None
+        if not isinstance(first, int) or first < 0:
+            continue
+        bad = [b for b in batches if b != first]
+        if bad:
+            return [Problem(f"tasks[{i}].settings.batch_sizes", None,
+                            f"batch size {bad[0]} needs a dynamic first dimension, but model input {inp.name!r} "
+                            f"is fixed at {first} ({list(inp.shape)})")]
+    return []
+
+
+def _golden_problems(i: int, task: TaskSpec, outputs: list[Any], golden: dict[str, np.ndarray],
+                     data: dict[str, np.ndarray] | None, top1: bool) -> list[Problem]:
+    field = f"tasks[{i}].golden"
+    by_name = {o.name: o for o in outputs}
+    out: list[Problem] = []
+    if not golden:
+        return [Problem(field, None, f"golden {task.golden!r} holds no arrays; add one per compared model output")]
+    for name, arr in sorted(golden.items()):
+        o = by_name.get(name)
+        if o is None:
+            out.append(Problem(field, None, f"golden array {name!r} is not an output of model {task.model!r} "
+                                            f"(outputs: {', '.join(by_name)})"))
+            continue
+        if not np.issubdtype(arr.dtype, np.floating):
+            out.append(Problem(field, None, f"golden array {name!r} is {arr.dtype}; golden arrays are floating point"))
+        if o.type not in ("tensor(float)", "tensor(double)", "tensor(float16)", "tensor(bfloat16)"):
+            out.append(Problem(field, None, f"model output {name!r} is {o.type}; conformance compares floating-point "
+                                            "outputs only"))
+        msg = _shape_problem(name, arr, list(o.shape))
+        if msg is not None:
+            out.append(Problem(field, None, "golden " + msg.replace("model input", "model output")))
+    counts = sorted({a.shape[0] if a.ndim else 0 for a in golden.values()})
+    samples = {a.shape[0] for n, a in (data or {}).items() if n != "labels" and a.ndim}
+    if len(counts) > 1 or counts[0] < 1:
+        out.append(Problem(field, None, f"golden arrays must share a sample count >= 1 on axis 0, got {counts}"))
+    elif samples and counts[0] > min(samples):
+        out.append(Problem(field, None, f"golden holds {counts[0]} samples but dataset {task.dataset!r} only "
+                                        f"{min(samples)}; golden rows are the dataset's first samples"))
+    if top1 and not any(a.ndim >= 2 for a in golden.values()):
+        out.append(Problem(f"tasks[{i}].conformance", None, "top1_agreement compares argmax over the last axis; "
+                                                           "no golden array has rank >= 2"))
+    return out
 
 
 def _task_problems(i: int, dataset: str, accuracy: dict[str, Any] | None, model: tuple[list[Any], list[Any]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,19 @@ from pilotlab.domain import DEVICE_CLASSES
 
 FORMAT_VERSION = 1
 SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
-ARTIFACT_KINDS = ("model", "dataset")
+ARTIFACT_KINDS = ("model", "dataset", "golden")
 CLASSIFICATIONS = ("public", "personal", "important", "sensitive")
-METRICS = ("accuracy", "latency_ms.p50", "latency_ms.p90", "latency_ms.p99", "throughput_per_s")
+METRICS = (
+    "accuracy", "latency_ms.p50", "latency_ms.p90", "latency_ms.p99", "latency_ms.mean", "throughput_per_s",
+    "conformance.max_abs_err", "conformance.max_rel_err", "conformance.top1_agreement",
+    "periodic.deadline_miss_rate", "periodic.release_jitter_us_p99", "periodic.completion_jitter_us_p99",
+    "offline.best_throughput_per_s", "server.p99_within_bound",
+)
+# Metrics that are fractions in 0..1 (their thresholds must be too).
+FRACTION_METRICS = ("accuracy", "conformance.top1_agreement", "periodic.deadline_miss_rate", "server.p99_within_bound")
+# Metrics only some tasks produce: metric prefix -> what the task needs ("conformance" or a scenario).
+METRIC_NEEDS = {"conformance.": "conformance", "periodic.": "periodic", "offline.": "offline", "server.": "server"}
+CONFORMANCE_TOLERANCES = ("max_abs_err", "max_rel_err", "top1_agreement")
 OPS = ("<=", ">=", "<", ">")
 RULES = ("point", "ci95_lower", "ci95_upper")
 ACCURACY_METRICS = ("top1",)
@@ -34,6 +44,8 @@ __all__ = [
     "SCENARIOS",
     "ArtifactSpec",
     "Criterion",
+    "Grading",
+    "GradingLevel",
     "Problem",
     "Suite",
     "SuiteError",
@@ -114,13 +126,18 @@ class TaskSpec:
     settings: dict[str, Any]
     accuracy: dict[str, Any] | None
     execution_provider: str = DEFAULT_EXECUTION_PROVIDER
+    golden: str | None = None
+    conformance: dict[str, Any] | None = None
 
     def __hash__(self) -> int:
         return hash(_dumps(self.canonical()))
 
     def canonical(self) -> dict[str, Any]:
-        """The task as written, defaults filled in; JSON-able."""
-        return {
+        """The task as written, defaults filled in; JSON-able.
+
+        golden and conformance appear only when set, so suites that do not use them keep their digest.
+        """
+        doc: dict[str, Any] = {
             "name": self.name,
             "model": self.model,
             "dataset": self.dataset,
@@ -129,6 +146,11 @@ class TaskSpec:
             "accuracy": dict(self.accuracy) if self.accuracy is not None else None,
             "execution_provider": self.execution_provider,
         }
+        if self.golden is not None:
+            doc["golden"] = self.golden
+        if self.conformance is not None:
+            doc["conformance"] = dict(self.conformance)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -141,10 +163,11 @@ class Criterion:
     threshold: float
     rule: str
     description: str = ""
+    id: str = ""
 
     def canonical(self) -> dict[str, Any]:
-        """The criterion as written, threshold always a float; JSON-able."""
-        return {
+        """The criterion as written, threshold always a float; JSON-able ("id" only when set)."""
+        doc: dict[str, Any] = {
             "task": self.task,
             "metric": self.metric,
             "op": self.op,
@@ -152,6 +175,44 @@ class Criterion:
             "rule": self.rule,
             "description": self.description,
         }
+        if self.id:
+            doc["id"] = self.id
+        return doc
+
+
+@dataclass(frozen=True)
+class GradingLevel:
+    """One level of a suite's own grading table: reached when every listed criterion (by id) passes."""
+
+    name: str
+    criteria: tuple[str, ...]
+    description: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        """The level as written; JSON-able."""
+        return {"name": self.name, "criteria": list(self.criteria), "description": self.description}
+
+
+@dataclass(frozen=True)
+class Grading:
+    """A suite's own grading scheme: levels ordered from basic to advanced."""
+
+    scheme: str
+    levels: tuple[GradingLevel, ...]
+
+    def canonical(self) -> dict[str, Any]:
+        """The grading table as written; JSON-able."""
+        return {"scheme": self.scheme, "levels": [level.canonical() for level in self.levels]}
+
+    def level_reached(self, passed: Iterable[str]) -> GradingLevel | None:
+        """The highest level such that it and every level before it are reached, given the passing criterion ids."""
+        ok = set(passed)
+        best = None
+        for level in self.levels:
+            if not all(c in ok for c in level.criteria):
+                break
+            best = level
+        return best
 
 
 @dataclass(frozen=True)
@@ -168,6 +229,7 @@ class Suite:
     criteria: tuple[Criterion, ...]
     digest: str
     root: Path | None
+    grading: Grading | None = None
 
     def __hash__(self) -> int:
         return hash((self.digest, self.root))
@@ -186,6 +248,7 @@ class Suite:
             "artifacts": {name: a.canonical() for name, a in sorted(self.artifacts.items())},
             "tasks": [t.canonical() for t in self.tasks],
             "criteria": [c.canonical() for c in self.criteria],
+            **({"grading": self.grading.canonical()} if self.grading is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -215,6 +278,13 @@ class Suite:
     def criteria_for(self, task: str) -> tuple[Criterion, ...]:
         """The criteria that grade task `task`, in file order."""
         return tuple(c for c in self.criteria if c.task == task)
+
+    def criterion(self, criterion_id: str) -> Criterion:
+        """The criterion whose id is `criterion_id`; KeyError if there is none."""
+        for c in self.criteria:
+            if c.id and c.id == criterion_id:
+                return c
+        raise KeyError(criterion_id)
 
 
 def _dumps(doc: Any) -> str:

@@ -1,4 +1,4 @@
-"""Fixtures for the evalsuites tests: a writable copy of the built-in smoke suite and a way to edit it."""
+"""Fixtures for the evalsuites tests: writable copies of the built-in suites and ways to edit and repin them."""
 
 from __future__ import annotations
 
@@ -22,6 +22,18 @@ def smoke_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "smoke"
     shutil.copytree(SMOKE, dst, ignore=shutil.ignore_patterns("__pycache__"))
     return dst
+
+
+@pytest.fixture
+def suite_copy(tmp_path: Path) -> Callable[[str], Path]:
+    """suite_copy(id): a copy of the built-in suite `id` (suite.toml and its path: files) that a test may break."""
+
+    def copy(suite_id: str) -> Path:
+        dst = tmp_path / suite_id
+        shutil.copytree(builtin_suites_dir() / suite_id, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        return dst
+
+    return copy
 
 
 @pytest.fixture

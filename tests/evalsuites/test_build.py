@@ -1,4 +1,4 @@
-"""Tests for the deterministic smoke-artifact builder and its --check / repin command line."""
+"""Tests for the deterministic smoke-artifact builder and the --check / repin command line over all suites."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from evalsuites import build as b
 from evalsuites import builtin_suites_dir, load_suite
+from evalsuites.gen import SuiteBuilder, builders
 from evalsuites.sources import file_sha256
 
 SMOKE = builtin_suites_dir() / "smoke"
@@ -29,7 +30,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def fake_build(built: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make build_smoke copy the shared build instead of refitting (for CLI plumbing tests)."""
+    """Make the smoke builder copy the shared build instead of refitting (for CLI plumbing tests)."""
 
     def copy(out_dir: Path) -> dict[str, Path]:
         out = {}
@@ -39,7 +40,7 @@ def fake_build(built: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
             shutil.copyfile(src, out[name])
         return out
 
-    monkeypatch.setattr(b, "build_smoke", copy)
+    monkeypatch.setattr(b, "builders", lambda: {"smoke": SuiteBuilder("smoke", b.GENERATED, copy)})
 
 
 def test_two_builds_are_byte_identical_and_match_the_pins(built: dict[str, Path], tmp_path: Path) -> None:
@@ -94,11 +95,19 @@ def test_npz_bytes_ignore_insertion_order() -> None:
     assert b.npz_bytes({"a": a, "c": c}) != b.npz_bytes({"a": a, "c": c * 2})
 
 
-def test_cli_check_passes_on_the_committed_suite() -> None:
+def test_cli_check_passes_on_every_committed_suite() -> None:
     out = subprocess.run([sys.executable, "-m", "evalsuites.build", "--check"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, check=False)
+                         text=True, timeout=240, check=False)
     assert out.returncode == 0, out.stderr
     assert "digits-logreg, digits-test match their pins" in out.stdout
+    for suite_id, builder in builders().items():
+        assert f"{', '.join(builder.generated)} match their pins in " \
+               f"{builtin_suites_dir() / suite_id / 'suite.toml'}" in out.stdout
+
+
+def test_cli_names_unknown_suites(capsys: pytest.CaptureFixture[str]) -> None:
+    assert b.main(["--check", "--suite", "nope"]) == 2
+    assert "no built-in suite 'nope'" in capsys.readouterr().err
 
 
 def _smoke_copy(tmp_path: Path) -> Path:
@@ -131,7 +140,7 @@ def test_build_repins_only_the_pin_lines(tmp_path: Path, fake_build: None,
     good = toml.read_text()
     b.rewrite_pins(toml, {"digits-logreg": ("0" * 64, 0), "digits-test": ("1" * 64, 7)})
     broken = toml.read_text()
-    assert sum(x != y for x, y in zip(good.splitlines(), broken.splitlines())) == 4
+    assert sum(x != y for x, y in zip(good.splitlines(), broken.splitlines(), strict=True)) == 4
     (suite_dir / b.MODEL_REL).unlink()
     assert b.main(["--suite-dir", str(suite_dir)]) == 0
     assert toml.read_text() == good

@@ -54,6 +54,16 @@ def test_smoke_suite_loads_with_expected_content() -> None:
     assert load_suite(SMOKE / "suite.toml") == suite
 
 
+def test_smoke_digest_is_stable_across_format_extensions() -> None:
+    suite = load_suite(SMOKE)
+    assert suite.digest == "sha256:fb1e23de8d15edc4b60a339f57ff80fb6b30b80df72a93f5ac4dc313b0a813a9"
+    canonical = suite.canonical()
+    assert "grading" not in canonical and all(set(t) == {"name", "model", "dataset", "scenario", "settings",
+                                                          "accuracy", "execution_provider"}
+                                              for t in canonical["tasks"])
+    assert all("id" not in c for c in canonical["criteria"])
+
+
 def test_digest_is_sha256_of_canonical_json() -> None:
     suite = load_suite(SMOKE)
     canonical = suite.canonical()
@@ -145,7 +155,8 @@ def test_missing_suite_file(tmp_path: Path) -> None:
 
 
 def test_discover_sorts_and_names_the_bad_suite(tmp_path: Path, smoke_copy: Path, edit: Callable[..., str]) -> None:
-    assert [s.id for s in discover_suites([builtin_suites_dir()])] == ["smoke"]
+    assert [s.id for s in discover_suites([builtin_suites_dir()])] == [
+        "accelerator-throughput", "robot-control", "smoke", "terminal-vision"]
     root = smoke_copy.parent
     newer = root / "smoke-1.1"
     newer.mkdir()
@@ -190,7 +201,8 @@ def _toml_string(text: str) -> str:
 def test_any_title_round_trips(tmp_path: Path, title: str, description: str) -> None:
     text = (SMOKE / "suite.toml").read_text().replace("path:", "package:evalsuites/smoke/")
     text = text.replace('title = "Smoke test"', f"title = {_toml_string(title)}", 1)
-    text = re.sub(r'(?m)^description = ".*"$', lambda _: f"description = {_toml_string(description)}", text, 1)
+    text = re.sub(r'(?m)^description = ".*"$', lambda _: f"description = {_toml_string(description)}", text,
+                  count=1)
     (tmp_path / "suite.toml").write_text(text, encoding="utf-8")
     suite = load_suite(tmp_path)
     assert (suite.title, suite.description) == (title, description)
