@@ -158,7 +158,8 @@ class JobRunner:
             decode = _decoder(sess.output_names, a.accuracy.get("output", sess.output_names[0]))
         if settings.audit and a.scenario in ("single-stream", "server", "multi-stream"):
             rep.progress(a.attempt_id, "audit", 0.0)
-            sets.append(audit_same_sample(settings, issue, feeds, job.cancel))
+            audit_feeds = batched(settings.samples_per_query) if a.scenario == "multi-stream" else feeds
+            sets.append(audit_same_sample(settings, issue, audit_feeds, job.cancel))
             if decode is not None:
                 order = np.random.default_rng(settings.seed + 7).integers(0, len(feeds), settings.audit_queries)
                 pred = np.array([decode(issue(feeds[i])) for i in order], dtype=np.int64)

@@ -45,6 +45,12 @@ class Settings:
     def from_requested(cls, scenario: str, requested: dict[str, Any]) -> Settings:
         known = set(cls.__dataclass_fields__) - {"scenario"}
         s = cls(scenario=scenario, **{k: v for k, v in requested.items() if k in known})
+        for name, f in cls.__dataclass_fields__.items():
+            value = getattr(s, name)
+            if f.type in ("int", int):
+                setattr(s, name, int(float(value)))
+            elif f.type in ("float", float):
+                setattr(s, name, float(value))
         s.batch_sizes = sorted({int(b) for b in s.batch_sizes}) or [1]
         s.repeats = max(1, int(s.repeats))
         s.max_query_count = max(int(s.max_query_count), int(s.min_query_count))

@@ -103,6 +103,8 @@ class Device:
     status: str = "offline"
     last_seen_ms: int = 0
     public_key: bytes = b""
+    state: str = "active"
+    infra_errors: int = 0
 
 
 @dataclass
@@ -188,6 +190,10 @@ class Run:
     reason: str = ""
     submitted_by: str = ""
     tasks: list[Task] = field(default_factory=list)
+    kind: str = "test"
+    select: str = ""
+    any_device: bool = False
+    queue_timeout_ms: int = 0
 
 
 @dataclass

@@ -32,7 +32,7 @@ def metric_value(metrics: dict[str, Any], path: str, rule: str) -> float | None:
 def evaluate(metrics: dict[str, Any], criteria: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """Verdict ("pass"/"fail") and one conformity statement per criterion; a missing figure fails, and so does
     a measurement that broke a validity rule (it is reported, never silently passed)."""
-    results = []
+    results: list[dict[str, Any]] = []
     validity = metrics.get("validity")
     if validity is not None and not validity.get("valid", True):
         results.append({"metric": "validity", "op": "==", "threshold": "valid", "rule": "loadgen-style rules",

@@ -50,11 +50,11 @@ def run_scheduled(issue: Callable[[Any], object], samples: Sequence[Any], offset
     start = clock() + 1_000_000
     q = 0
     while q < count:
+        if cancel_set():  # every query: a run that has fallen behind its schedule never sleeps
+            raise Cancelled()
         release = start + int(offsets_ns[q])
         now = clock()
         if release - now > SPIN_NS:
-            if cancel_set():
-                raise Cancelled()
             sleep((release - now - SPIN_NS) / 1e9)
         while clock() < release:
             pass

@@ -35,7 +35,11 @@ def _text(path: Path) -> str | None:
 def _indices(hw: Path, pattern: str) -> dict[int, Path]:
     rx = re.compile(pattern)
     found: dict[int, Path] = {}
-    for p in hw.iterdir():
+    try:
+        entries = list(hw.iterdir())
+    except OSError:  # a dangling hwmon link: no rails
+        return found
+    for p in entries:
         m = rx.fullmatch(p.name)
         if m:
             found[int(m.group(1))] = p

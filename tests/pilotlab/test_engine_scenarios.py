@@ -228,10 +228,11 @@ def test_repeats_take_the_median_repeat_by_p50() -> None:
     assert m["validity"]["valid"] is True
 
 
-def test_repeats_validity_names_each_repeat() -> None:
-    samples = {f"latency;repeat={r}": constant(10, r + 1) for r in range(3)}
+@pytest.mark.parametrize("k", [2, 3])
+def test_repeats_validity_names_each_repeat(k: int) -> None:
+    samples = {f"latency;repeat={r}": constant(10, r + 1) for r in range(k)}
     m = compute_metrics("single-stream", {"min_query_count": 11}, samples, None)
-    assert m["validity"]["reasons"] == [f"repeat {r}: 10 queries, fewer than min_query_count 11" for r in range(3)]
+    assert m["validity"]["reasons"] == [f"repeat {r}: 10 queries, fewer than min_query_count 11" for r in range(k)]
 
 
 def test_single_repeat_has_no_repeats_block() -> None:
