@@ -122,6 +122,8 @@ class Worker:
                 yield m
 
         self._call = self.client.session(requests())
+        if self.stop.is_set():  # a stop that came while the call was being made
+            self._call.cancel()
         try:
             for msg in self._call:
                 self.handle(msg, q, done)

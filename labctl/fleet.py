@@ -27,10 +27,38 @@ def devices_list(c: typer.Context, json_out: bool = typer.Option(False, "--json"
     if json_out:
         emit_json([views.device(dv) for dv in devs])
         return
-    table("devices", ["name", "class", "status", "region", "arch", "cores", "memory GiB", "providers", "energy"],
-          [[dv.name, dv.device_class, dv.status, dv.region, dv.capabilities.arch, dv.capabilities.cpu_cores,
+    table("devices", ["name", "class", "status", "state", "region", "arch", "cores", "memory GiB", "providers", "energy"],
+          [[dv.name, dv.device_class, dv.status, dv.state, dv.region, dv.capabilities.arch, dv.capabilities.cpu_cores,
             f"{dv.capabilities.memory_bytes / 2**30:.1f}", ",".join(dv.capabilities.providers),
             ",".join(sorted({s.kind for s in dv.capabilities.energy_sensors})) or "none"] for dv in devs])
+
+
+def _set_state(c: typer.Context, name: str, state: str, json_out: bool) -> None:
+    ctx: Ctx = c.obj
+    dev = convert.device_from_pb(ctx.call(ctx.stub.SetDeviceState, lab_pb2.SetDeviceStateRequest(name=name,
+                                                                                              state=state)))
+    if json_out:
+        emit_json(views.device(dev))
+    else:
+        console.print(f"{dev.name}: {dev.state}")
+
+
+@devices.command("drain")
+def devices_drain(c: typer.Context, name: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Finish current work, take no new tasks (admin)."""
+    _set_state(c, name, "draining", json_out)
+
+
+@devices.command("release")
+def devices_release(c: typer.Context, name: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Return a drained or quarantined device to service (admin)."""
+    _set_state(c, name, "active", json_out)
+
+
+@devices.command("quarantine")
+def devices_quarantine(c: typer.Context, name: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Take a device out of service until a health check passes or an admin releases it."""
+    _set_state(c, name, "quarantined", json_out)
 
 
 @suites.command("list")

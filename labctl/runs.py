@@ -58,13 +58,17 @@ def submit(c: typer.Context,
            device: str = typer.Option("", "--device", help="device name"),
            select: str = typer.Option("", "--select", help="selector, e.g. 'class=robot and region=eu'"),
            priority: int = typer.Option(0, "--priority"),
+           any_device: bool = typer.Option(False, "--any", help="with --select: one matching device; a lost "
+                                           "device's task may move to another"),
+           queue_timeout: float = typer.Option(0.0, "--queue-timeout", help="seconds a task may wait for a device"),
            wait: bool = typer.Option(False, "--wait", help="follow the run; exit 0 pass, 1 fail, 3 error"),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Queue a suite run on a device (or on every device a selector matches)."""
     ctx: Ctx = c.obj
     suite_id, _, version = suite.partition("@")
     r = convert.run_from_pb(ctx.call(ctx.stub.SubmitRun, lab_pb2.SubmitRunRequest(
-        suite_id=suite_id, suite_version=version, device=device, select=select, priority=priority)))
+        suite_id=suite_id, suite_version=version, device=device, select=select, priority=priority,
+        any_device=any_device, queue_timeout_s=queue_timeout)))
     if wait:
         if not json_out:
             console.print(f"submitted [bold]{r.id}[/bold]; following it")

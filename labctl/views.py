@@ -9,7 +9,8 @@ from pilotlab import domain as d
 
 def device(dev: d.Device) -> dict[str, Any]:
     return {"name": dev.name, "class": dev.device_class, "status": dev.status, "region": dev.region,
-            "tags": dev.tags, "capabilities": dev.capabilities.to_dict(), "last_seen_unix_ms": dev.last_seen_ms}
+            "tags": dev.tags, "capabilities": dev.capabilities.to_dict(), "last_seen_unix_ms": dev.last_seen_ms,
+            "state": dev.state, "infra_errors": dev.infra_errors}
 
 
 def task(t: d.Task) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def run(r: d.Run, tasks: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"id": r.id, "status": r.status.value, "verdict": r.verdict.value if r.verdict else None,
                            "suite": {"id": r.suite_id, "version": r.suite_version, "digest": r.suite_digest},
                            "priority": r.priority, "submitted_unix_ms": r.submitted_ms,
-                           "finished_unix_ms": r.finished_ms, "reason": r.reason}
+                           "finished_unix_ms": r.finished_ms, "reason": r.reason, "kind": r.kind}
     if tasks:
         out["tasks"] = [task(t) for t in r.tasks]
     return out

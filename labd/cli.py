@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--db", default="", help="database URL (default sqlite:///DATA_DIR/lab.db)")
     s.add_argument("--metrics-listen", default=None, help="Prometheus HOST:PORT")
     s.add_argument("--suites", action="append", type=Path, default=[], help="suite directory (repeatable)")
+    s.add_argument("--lease-seconds", type=float, default=30.0,
+                   help="an attempt whose agent stops heartbeating this long is requeued (default 30)")
     s.add_argument("--log-level", default="INFO")
     return p
 
@@ -33,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
-                       metrics_listen=args.metrics_listen, suite_dirs=args.suites)
+                       metrics_listen=args.metrics_listen, suite_dirs=args.suites,
+                       lease_ms=int(args.lease_seconds * 1000),
+                       heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
     from labd.server import serve
 
     try:

@@ -25,6 +25,9 @@ class _LiveCollector(Collector):
         for s in d.Status:
             t.add_metric([s.value], counts.get(s.value, 0))
         yield t
+        q = GaugeMetricFamily("labd_queue_depth", "Tasks waiting for a device")
+        q.add_metric([], counts.get(d.Status.QUEUED.value, 0))
+        yield q
 
 
 class LabMetrics:
@@ -40,6 +43,12 @@ class LabMetrics:
         self.batches_duplicate = Counter("labd_result_batches_duplicate",
                                          "Result batches received again and ignored", registry=self.registry)
         self.sessions_opened = Counter("labd_sessions_opened", "Agent sessions opened", registry=self.registry)
+        self.lease_expiries = Counter("labd_lease_expiries", "Attempts whose lease expired (agent lost)",
+                                      registry=self.registry)
+        self.requeues = Counter("labd_requeues", "Tasks put back in the queue after an infrastructure error",
+                                registry=self.registry)
+        self.quarantines = Counter("labd_quarantines", "Devices quarantined after repeated infrastructure errors",
+                                   registry=self.registry)
 
     def serve(self, host: str, port: int) -> int:
         server, _thread = start_http_server(port, addr=host, registry=self.registry)

@@ -76,6 +76,7 @@ def device_to_pb(dev: d.Device) -> lab_pb2.Device:
     return lab_pb2.Device(
         id=dev.id, name=dev.name, device_class=dev.device_class, status=dev.status, region=dev.region,
         tags=dev.tags, capabilities=capabilities_to_pb(dev.capabilities), last_seen_unix_ms=dev.last_seen_ms,
+        state=dev.state, infra_errors=dev.infra_errors,
     )
 
 
@@ -83,6 +84,7 @@ def device_from_pb(m: lab_pb2.Device) -> d.Device:
     return d.Device(
         id=m.id, name=m.name, device_class=m.device_class, region=m.region, tags=dict(m.tags),
         capabilities=capabilities_from_pb(m.capabilities), status=m.status, last_seen_ms=m.last_seen_unix_ms,
+        state=m.state or "active", infra_errors=m.infra_errors,
     )
 
 
@@ -123,7 +125,7 @@ def run_to_pb(r: d.Run) -> lab_pb2.Run:
         id=r.id, suite_id=r.suite_id, suite_version=r.suite_version, suite_digest=r.suite_digest,
         status=status_to_pb(r.status), verdict=verdict_to_pb(r.verdict), priority=r.priority,
         submitted_unix_ms=r.submitted_ms, finished_unix_ms=r.finished_ms, tasks=[task_to_pb(t) for t in r.tasks],
-        reason=r.reason, submitted_by=r.submitted_by,
+        reason=r.reason, submitted_by=r.submitted_by, kind=r.kind,
     )
 
 
@@ -132,7 +134,7 @@ def run_from_pb(m: lab_pb2.Run) -> d.Run:
         id=m.id, suite_id=m.suite_id, suite_version=m.suite_version, suite_digest=m.suite_digest,
         status=status_from_pb(m.status), priority=m.priority, verdict=verdict_from_pb(m.verdict),
         submitted_ms=m.submitted_unix_ms, finished_ms=m.finished_unix_ms, reason=m.reason,
-        submitted_by=m.submitted_by, tasks=[task_from_pb(t, m.id) for t in m.tasks],
+        submitted_by=m.submitted_by, tasks=[task_from_pb(t, m.id) for t in m.tasks], kind=m.kind or "test",
     )
 
 

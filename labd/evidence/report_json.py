@@ -67,6 +67,16 @@ def _samples(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) ->
     return out
 
 
+def _destinations(lab: Lab, task: d.Task) -> list[dict[str, str]]:
+    """Every device the task's data was sent to (one per attempt's device), with its region."""
+    seen: dict[str, dict[str, str]] = {}
+    for a in task.history:
+        if a.device_id and a.device_id not in seen:
+            dev = lab.store.get_device(a.device_id)
+            seen[a.device_id] = {"device": dev.name, "region": dev.region}
+    return list(seen.values())
+
+
 def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any]) -> dict[str, Any]:
     spec, att = task.spec, _final_attempt(task)
     samples = {}
@@ -84,7 +94,10 @@ def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any])
         "attempt_id": att.id if att else None,
         "model": {"name": model["name"], "sha256": model["sha256"], "size": model["size"]},
         "dataset": {"name": dataset["name"], "sha256": dataset["sha256"],
-                    "classification": dataset.get("classification", "public")} if dataset else None,
+                    "classification": dataset.get("classification", "public"),
+                    "allowed_regions": dataset.get("regions", ["*"]),
+                    "sent_to": _destinations(lab, task),
+                    "withheld": task.reason if task.reason.startswith("data zone") else None} if dataset else None,
         "scenario": spec["scenario"],
         "execution_provider": att.execution_provider if att and att.execution_provider
         else spec.get("execution_provider", ""),

@@ -8,7 +8,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from labd.auth import hash_token, new_token
+from labd.handlers.health import after_attempt, health_run_ended
+from labd.handlers.runs import pick_one
 from labd.lab import Lab
+from labd.scheduler.select import select_devices
 from labd.results.grade import attempt_metrics, grade
 from labd.state.rows import now_ms
 from pilotlab import domain as d
@@ -47,7 +50,7 @@ def session_opened(lab: Lab, device_id: str, caps: d.Capabilities, still_running
     changed = []
     for att in lab.store.running_attempts(device_id):
         if att.id not in still_running:
-            run = fail_attempt(lab, att, "the agent restarted without this attempt (agent lost)")
+            run = fail_attempt(lab, att, "the agent restarted without this attempt (agent lost)", device_lost=True)
             changed.append(run.id)
     return changed
 
@@ -89,14 +92,27 @@ def ingest(lab: Lab, device_id: str, batch: d.ResultBatch, public_key: bytes = b
     return stored
 
 
-def fail_attempt(lab: Lab, att: d.Attempt, reason: str, fin: d.AttemptFinish | None = None) -> d.Run:
-    """An infrastructure failure: requeue the task while attempts remain, else end it in error."""
+def fail_attempt(lab: Lab, att: d.Attempt, reason: str, fin: d.AttemptFinish | None = None,
+                 device_lost: bool = False) -> d.Run:
+    """An infrastructure failure: requeue the task while attempts remain (to another matching device when the
+    run allows it and the device was lost), else end it in error. Counts toward the device's health."""
     task = lab.store.get_task(att.task_id)
     requeue = task.attempts < lab.config.max_attempts
     why = reason if requeue else f"{reason}; gave up after {task.attempts} attempts"
-    return lab.store.finish_attempt(fin or d.AttemptFinish(att.id, d.Outcome.ERROR, reason=reason),
-                                    task_status=d.Status.ERROR, verdict=None, metrics={}, reason=why,
-                                    now_ms=now_ms(), requeue=requeue)
+    run = lab.store.finish_attempt(fin or d.AttemptFinish(att.id, d.Outcome.ERROR, reason=reason),
+                                   task_status=d.Status.ERROR, verdict=None, metrics={}, reason=why,
+                                   now_ms=now_ms(), requeue=requeue)
+    if requeue:
+        lab.m.requeues.inc()
+        if device_lost and run.any_device and run.select:
+            other = pick_one(lab, select_devices(lab.store.list_devices(), run.select), exclude=att.device_id)
+            if other is not None and other.device_class == lab.store.get_device(att.device_id).device_class:
+                lab.store.move_task(task.id, other.id)
+                log.info("task %s moves from a lost device to %s", task.id, other.name)
+                run = lab.store.get_run(run.id)
+    health_run_ended(lab, run)
+    after_attempt(lab, att.device_id, infra_error=True)
+    return run
 
 
 def finish(lab: Lab, device_id: str, fin: d.AttemptFinish) -> tuple[d.Run | None, bool]:
@@ -115,6 +131,7 @@ def finish(lab: Lab, device_id: str, fin: d.AttemptFinish) -> tuple[d.Run | None
         verdict, _ = grade(metrics, task.spec)
         run = lab.store.finish_attempt(fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics,
                                        reason="", now_ms=now_ms())
+        lab.store.note_outcome(device_id, infra_error=False)
     elif fin.outcome == d.Outcome.ERROR:
         run = fail_attempt(lab, att, fin.reason or "the agent reported an error", fin)
     else:
@@ -124,4 +141,5 @@ def finish(lab: Lab, device_id: str, fin: d.AttemptFinish) -> tuple[d.Run | None
             reason = f"refused by the device: {fin.reason}"
         run = lab.store.finish_attempt(fin, task_status=status, verdict=None, metrics={}, reason=reason,
                                        now_ms=now_ms())
+    health_run_ended(lab, run)
     return run, True

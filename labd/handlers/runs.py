@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from evalsuites import Suite
@@ -55,21 +56,65 @@ def targets(lab: Lab, suite: Suite, device: str, select: str) -> list[d.Device]:
     return devices
 
 
-def submit_run(lab: Lab, who: d.Principal, suite_id: str, version: str, device: str, select: str,
-               priority: int) -> d.Run:
-    rec = lab.store.get_suite(suite_id, version or None)
+def zone_refusal(spec: dict[str, Any], dev: d.Device) -> str:
+    """Why the task's data may not go to this device ('' when it may): each dataset's allowed regions."""
+    for key in ("dataset", "golden"):
+        ref = spec.get(key)
+        regions = (ref or {}).get("regions") or ["*"]
+        if ref and "*" not in regions and dev.region not in regions:
+            where = f"region {dev.region!r}" if dev.region else "no declared region"
+            return (f"data zone: {key} {ref['name']} ({ref.get('classification', 'public')}) may only be sent to "
+                    f"{', '.join(regions)}; device {dev.name} has {where}")
+    return ""
+
+
+def pick_one(lab: Lab, devices: list[d.Device], exclude: str = "") -> d.Device | None:
+    """For any-device runs: an active device, connected and idle first."""
+    def rank(dev: d.Device) -> tuple[int, int, str]:
+        sess = lab.sessions.get(dev.id)
+        return (0 if sess is not None else 1, 0 if sess is not None and sess.free_slots > 0 else 1, dev.name)
+
+    usable = [dv for dv in devices if dv.state == "active" and dv.id != exclude]
+    return min(usable, key=rank) if usable else None
+
+
+@dataclass
+class SubmitOptions:
+    suite_id: str
+    version: str = ""
+    device: str = ""
+    select: str = ""
+    priority: int = 0
+    any_device: bool = False
+    queue_timeout_s: float = 0.0
+    kind: str = "test"
+
+
+def submit_run(lab: Lab, who: d.Principal, o: SubmitOptions) -> d.Run:
+    rec = lab.store.get_suite(o.suite_id, o.version or None)
     suite = Suite.from_json(rec.suite_json)
-    devices = targets(lab, suite, device, select)
+    devices = targets(lab, suite, o.device, o.select)
+    if o.any_device:
+        if not o.select:
+            raise d.Invalid("--any needs --select: it runs the suite on one device the selector matches")
+        one = pick_one(lab, devices)
+        if one is None:
+            raise d.Invalid(f"every device matching {o.select!r} is drained or quarantined")
+        devices = [one]
     now = now_ms()
     run_id = f"run-{uuid.uuid4().hex[:12]}"
-    tasks = [
-        d.Task(id=f"task-{uuid.uuid4().hex[:12]}", run_id=run_id, name=t.name, device_id=dev.id,
-               device_name=dev.name, status=d.Status.QUEUED, spec=task_spec(suite, t.name), queued_ms=now)
-        for dev in devices for t in suite.tasks
-    ]
+    tasks = []
+    for dev in devices:
+        for t in suite.tasks:
+            spec = task_spec(suite, t.name)
+            refusal = zone_refusal(spec, dev)
+            tasks.append(d.Task(id=f"task-{uuid.uuid4().hex[:12]}", run_id=run_id, name=t.name, device_id=dev.id,
+                                device_name=dev.name, status=d.Status.ERROR if refusal else d.Status.QUEUED,
+                                spec=spec, queued_ms=now, reason=refusal))
     run = d.Run(id=run_id, suite_id=suite.id, suite_version=suite.version, suite_digest=suite.digest,
-                status=d.Status.QUEUED, priority=priority, submitted_ms=now, submitted_by=who.token_id,
-                tasks=tasks)
+                status=d.Status.QUEUED, priority=o.priority, submitted_ms=now, submitted_by=who.token_id,
+                tasks=tasks, kind=o.kind, select=o.select, any_device=o.any_device,
+                queue_timeout_ms=int(o.queue_timeout_s * 1000))
     return lab.store.create_run(run)
 
 

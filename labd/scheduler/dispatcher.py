@@ -55,7 +55,7 @@ class Dispatcher:
             try:
                 await self.dispatch_once()
                 if loop.time() >= self._next_reap:
-                    self._next_reap = loop.time() + max(1.0, self._lab.config.lease_ms / 4000)
+                    self._next_reap = loop.time() + min(1.0, self._lab.config.lease_ms / 4000)
                     await self.reap_expired()
             except Exception:  # the loop must outlive one bad pass; the next kick retries
                 log.exception("dispatch pass failed")
@@ -78,10 +78,14 @@ class Dispatcher:
     async def reap_expired(self) -> None:
         lab = self._lab
         now = now_ms()
+        for run_id in await asyncio.to_thread(lab.store.expire_queued, now):
+            await lab.events.notify(run_id)
         for att in await asyncio.to_thread(lab.store.running_attempts):
             if att.lease_expires_ms >= now or lab.sessions.get(att.device_id) is not None:
                 continue
-            run = await asyncio.to_thread(fail_attempt, lab, att, "lease expired: the agent stopped heartbeating")
+            run = await asyncio.to_thread(fail_attempt, lab, att, "lease expired: the agent stopped heartbeating",
+                                          None, True)
+            lab.m.lease_expiries.inc()
             log.warning("attempt %s lease expired; task requeued or ended", att.id)
             await lab.events.notify(run.id)
             self.kick()

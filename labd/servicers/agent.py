@@ -26,6 +26,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, lab: Lab, dispatcher: Dispatcher) -> None:
         self.lab = lab
         self.dispatcher = dispatcher
+        self._background: set[asyncio.Future[None]] = set()
 
     @unary
     async def Enrol(self, request: agent_pb2.EnrolRequest,
@@ -73,7 +74,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
             if lab.sessions.close(session):
-                await asyncio.to_thread(h.session_closed, lab, device.id)
+                # The handler may be being cancelled (the agent went away): record the device offline in a
+                # task of its own, which that cancellation cannot interrupt.
+                done = asyncio.ensure_future(asyncio.to_thread(h.session_closed, lab, device.id))
+                self._background.add(done)
+                done.add_done_callback(self._background.discard)
                 log.info("session closed: %s", device.name)
 
     async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],

@@ -10,11 +10,13 @@ import grpc
 
 from labd.auth import hash_token, new_token
 from labd.evidence.bundle import report_bundle
+from labd.handlers import health
 from labd.handlers import runs as h
 from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.errors import streaming, unary
 from labd.servicers.tokens import call_token
+from labd.sessions import AgentSession
 from pilotlab import __version__, convert, dsse
 from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2, lab_pb2, lab_pb2_grpc
@@ -25,6 +27,7 @@ READERS = [d.Role.ENGINEER, d.Role.CERTIFIER]
 ENGINEERS = [d.Role.ENGINEER]
 WATCH_POLL_S = 1.0
 REPORT_CHUNK = 1 << 20
+CANCEL_GRACE_S = 30.0
 
 
 class LabServicer(lab_pb2_grpc.LabServiceServicer):
@@ -82,8 +85,10 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def SubmitRun(self, request: lab_pb2.SubmitRunRequest,
                         context: grpc.aio.ServicerContext) -> lab_pb2.Run:
         who = await self._who(context, ENGINEERS, "submit runs")
-        run = await asyncio.to_thread(h.submit_run, self.lab, who, request.suite_id, request.suite_version,
-                                      request.device, request.select, request.priority)
+        opts = h.SubmitOptions(suite_id=request.suite_id, version=request.suite_version, device=request.device,
+                               select=request.select, priority=request.priority, any_device=request.any_device,
+                               queue_timeout_s=request.queue_timeout_s)
+        run = await asyncio.to_thread(h.submit_run, self.lab, who, opts)
         log.info("run %s submitted: %s@%s, %d tasks", run.id, run.suite_id, run.suite_version, len(run.tasks))
         self.dispatcher.kick()
         return convert.run_to_pb(run)
@@ -105,14 +110,24 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
                         context: grpc.aio.ServicerContext) -> lab_pb2.Run:
         await self._who(context, ENGINEERS, "cancel runs")
         run, running = await asyncio.to_thread(h.cancel_run, self.lab, request.id, request.reason)
+        loop = asyncio.get_running_loop()
         for att in running:
             sess = self.lab.sessions.get(att.device_id)
             if sess is not None:
-                sess.running.discard(att.id)
+                # Graceful: the agent stops at its next query boundary and reports. Forced: after the grace
+                # period the device's slot is free for new work whatever the agent says.
                 sess.send(agent_pb2.LabMessage(cancel=agent_pb2.Cancel(attempt_id=att.id, reason=run.reason)))
+                loop.call_later(CANCEL_GRACE_S, self._force_cancel, sess, att.id)
         await self.lab.events.notify(run.id)
         self.dispatcher.kick()
         return convert.run_to_pb(run)
+
+    def _force_cancel(self, sess: AgentSession, attempt_id: str) -> None:
+        if attempt_id in sess.running:
+            log.warning("attempt %s did not stop within %ss of its cancel; freeing the device", attempt_id,
+                        CANCEL_GRACE_S)
+            sess.running.discard(attempt_id)
+            self.dispatcher.kick()
 
     @streaming
     async def WatchRun(self, request: lab_pb2.GetRunRequest,
@@ -141,6 +156,15 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
             for off in range(0, max(len(data), 1), REPORT_CHUNK):
                 chunk = data[off:off + REPORT_CHUNK]
                 yield lab_pb2.ReportChunk(path=path, data=chunk, last=off + REPORT_CHUNK >= len(data))
+
+    @unary
+    async def SetDeviceState(self, request: lab_pb2.SetDeviceStateRequest,
+                             context: grpc.aio.ServicerContext) -> lab_pb2.Device:
+        await self._who(context, [d.Role.ADMIN], "drain, release or quarantine devices")
+        dev = await asyncio.to_thread(health.set_state, self.lab, request.name, request.state)
+        log.info("device %s set %s by an admin", dev.name, dev.state)
+        self.dispatcher.kick()
+        return convert.device_to_pb(dev)
 
     @unary
     async def GetLabInfo(self, request: lab_pb2.GetLabInfoRequest,

@@ -99,6 +99,23 @@ class Store(ABC):
         concurrent callers MUST never claim the same task."""
 
     @abstractmethod
+    def set_device_state(self, device_id: str, state: str) -> d.Device:
+        """MUST set active | draining | quarantined; claims MUST then skip a draining device entirely and give a
+        quarantined one health-check tasks only; back to active resets the infrastructure-error count."""
+
+    @abstractmethod
+    def note_outcome(self, device_id: str, infra_error: bool) -> int:
+        """Counts consecutive infrastructure errors of a device (a success resets it); returns the count."""
+
+    @abstractmethod
+    def expire_queued(self, now_ms: int) -> list[str]:
+        """MUST end in error every queued task whose queue deadline passed; returns the changed run ids."""
+
+    @abstractmethod
+    def move_task(self, task_id: str, device_id: str) -> None:
+        """Re-targets a (queued) task to another device."""
+
+    @abstractmethod
     def get_attempt(self, attempt_id: str) -> d.Attempt:
         """MUST raise NotFound."""
 

@@ -24,7 +24,8 @@ def device(r: DeviceRow) -> d.Device:
     return d.Device(id=r.id, name=r.name, device_class=r.device_class, region=r.region,
                     tags=json.loads(r.tags_json or "{}"),
                     capabilities=d.Capabilities.from_dict(json.loads(r.capabilities_json or "{}")),
-                    status=r.status, last_seen_ms=r.last_seen_ms, public_key=bytes(r.public_key or b""))
+                    status=r.status, last_seen_ms=r.last_seen_ms, public_key=bytes(r.public_key or b""),
+                    state=r.state, infra_errors=r.infra_errors)
 
 
 def attempt(r: AttemptRow, device_name: str) -> d.Attempt:
@@ -65,7 +66,8 @@ def load_run(s: Session, r: RunRow, history: bool = True) -> d.Run:
     return d.Run(id=r.id, suite_id=r.suite_id, suite_version=r.suite_version, suite_digest=r.suite_digest,
                  status=d.Status(r.status), priority=r.priority, verdict=d.Verdict(r.verdict) if r.verdict else None,
                  submitted_ms=r.submitted_ms, finished_ms=r.finished_ms, reason=r.reason,
-                 submitted_by=r.submitted_by, tasks=tasks)
+                 submitted_by=r.submitted_by, tasks=tasks, kind=r.kind, select=r.select_expr,
+                 any_device=r.any_device, queue_timeout_ms=r.queue_timeout_ms)
 
 
 def refresh_run_status(s: Session, run_id: str, at_ms: int) -> None:

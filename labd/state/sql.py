@@ -197,12 +197,18 @@ class SqlStore(Store):
         with self._tx() as s:
             s.add(RunRow(id=run.id, suite_id=run.suite_id, suite_version=run.suite_version,
                          suite_digest=run.suite_digest, status=run.status.value, priority=run.priority,
-                         submitted_ms=run.submitted_ms, submitted_by=run.submitted_by))
+                         submitted_ms=run.submitted_ms, submitted_by=run.submitted_by, kind=run.kind,
+                         select_expr=run.select, any_device=run.any_device, queue_timeout_ms=run.queue_timeout_ms))
             base_ns = rows.now_ns()
+            deadline = run.submitted_ms + run.queue_timeout_ms if run.queue_timeout_ms else 0
             for i, t in enumerate(run.tasks):
+                status = t.status if t.status == d.Status.ERROR else d.Status.QUEUED
                 s.add(TaskRow(id=t.id, run_id=run.id, ordinal=i, name=t.name, device_id=t.device_id,
-                              status=d.Status.QUEUED.value, spec_json=json.dumps(t.spec, sort_keys=True),
-                              priority=run.priority, queued_ms=run.submitted_ms, queue_ns=base_ns + i))
+                              status=status.value, reason=t.reason, spec_json=json.dumps(t.spec, sort_keys=True),
+                              priority=run.priority, queued_ms=run.submitted_ms, queue_ns=base_ns + i,
+                              queue_deadline_ms=deadline, health=run.kind == "health"))
+            s.flush()
+            rows.refresh_run_status(s, run.id, run.submitted_ms)
         return self.get_run(run.id)
 
     def get_run(self, run_id: str) -> d.Run:
@@ -241,10 +247,15 @@ class SqlStore(Store):
 
     def claim_next_task(self, device_id: str, now_ms: int, lease_ms: int) -> tuple[d.Task, d.Attempt] | None:
         with self._tx() as s:
+            dev = s.get(DeviceRow, device_id)
+            if dev is None or dev.state == "draining":
+                return None
             q = (select(TaskRow)
                  .where(TaskRow.device_id == device_id, TaskRow.status == d.Status.QUEUED.value)
                  .order_by(TaskRow.priority.desc(), TaskRow.queue_ns)  # type: ignore[attr-defined]
                  .limit(1).with_for_update(skip_locked=True))
+            if dev.state == "quarantined":
+                q = q.where(TaskRow.health.is_(True))  # type: ignore[attr-defined]
             task = s.execute(q).scalars().first()
             if task is None:
                 return None
@@ -259,9 +270,50 @@ class SqlStore(Store):
             if run is not None and run.status == d.Status.QUEUED.value:
                 run.status = d.Status.RUNNING.value
                 s.add(run)
-            dev = s.get(DeviceRow, device_id)
-            name = dev.name if dev else ""
-            return rows.task(task, name, []), rows.attempt(att, name)
+            return rows.task(task, dev.name, []), rows.attempt(att, dev.name)
+
+    def set_device_state(self, device_id: str, state: str) -> d.Device:
+        with self._tx() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                raise d.NotFound(f"no device with id {device_id}")
+            row.state = state
+            if state == "active":
+                row.infra_errors = 0
+            s.add(row)
+            return rows.device(row)
+
+    def note_outcome(self, device_id: str, infra_error: bool) -> int:
+        with self._tx() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                return 0
+            row.infra_errors = row.infra_errors + 1 if infra_error else 0
+            s.add(row)
+            return row.infra_errors
+
+    def expire_queued(self, now_ms: int) -> list[str]:
+        changed = []
+        with self._tx() as s:
+            q = select(TaskRow).where(TaskRow.status == d.Status.QUEUED.value, TaskRow.queue_deadline_ms > 0,
+                                      TaskRow.queue_deadline_ms < now_ms)
+            for t in s.execute(q).scalars():
+                t.status = d.Status.ERROR.value
+                t.reason = "queue timeout: no device took the task before the run's --queue-timeout"
+                s.add(t)
+                changed.append(t.run_id)
+            s.flush()
+            for run_id in set(changed):
+                rows.refresh_run_status(s, run_id, now_ms)
+        return sorted(set(changed))
+
+    def move_task(self, task_id: str, device_id: str) -> None:
+        with self._tx() as s:
+            t = s.get(TaskRow, task_id)
+            if t is None:
+                raise d.NotFound(f"no task {task_id}")
+            t.device_id = device_id
+            s.add(t)
 
     def get_attempt(self, attempt_id: str) -> d.Attempt:
         with self._read() as s:

@@ -29,6 +29,8 @@ class DeviceRow(SQLModel, table=True):
     tags_json: str = Field(default="{}", sa_type=Text)
     capabilities_json: str = Field(default="{}", sa_type=Text)
     status: str = "offline"
+    state: str = "active"  # active | draining | quarantined (admin or health decisions; status is connectivity)
+    infra_errors: int = 0  # consecutive infrastructure errors
     last_seen_ms: int = _big(default=0)  # type: ignore[assignment]
     enrolled_ms: int = _big(default=0)  # type: ignore[assignment]
     public_key: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
@@ -65,6 +67,10 @@ class RunRow(SQLModel, table=True):
     finished_ms: int = _big(default=0)  # type: ignore[assignment]
     reason: str = ""
     submitted_by: str = ""
+    kind: str = "test"  # test | health
+    select_expr: str = ""
+    any_device: bool = False
+    queue_timeout_ms: int = _big(default=0)  # type: ignore[assignment]
 
 
 class TaskRow(SQLModel, table=True):
@@ -86,6 +92,8 @@ class TaskRow(SQLModel, table=True):
     priority: int = 0
     queued_ms: int = _big(default=0)  # type: ignore[assignment]
     queue_ns: int = _big(default=0)  # type: ignore[assignment]
+    queue_deadline_ms: int = _big(default=0)  # type: ignore[assignment]
+    health: bool = False  # a health-check task: runs on a quarantined device
 
 
 class AttemptRow(SQLModel, table=True):

@@ -26,7 +26,7 @@ class ListDevicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("id", "name", "device_class", "status", "region", "tags", "capabilities", "last_seen_unix_ms")
+    __slots__ = ("id", "name", "device_class", "status", "region", "tags", "capabilities", "last_seen_unix_ms", "state", "infra_errors")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,8 @@ class Device(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INFRA_ERRORS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     device_class: str
@@ -50,7 +52,17 @@ class Device(_message.Message):
     tags: _containers.ScalarMap[str, str]
     capabilities: _common_pb2.Capabilities
     last_seen_unix_ms: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., device_class: _Optional[str] = ..., status: _Optional[str] = ..., region: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Union[_common_pb2.Capabilities, _Mapping]] = ..., last_seen_unix_ms: _Optional[int] = ...) -> None: ...
+    state: str
+    infra_errors: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., device_class: _Optional[str] = ..., status: _Optional[str] = ..., region: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Union[_common_pb2.Capabilities, _Mapping]] = ..., last_seen_unix_ms: _Optional[int] = ..., state: _Optional[str] = ..., infra_errors: _Optional[int] = ...) -> None: ...
+
+class SetDeviceStateRequest(_message.Message):
+    __slots__ = ("name", "state")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class ListDevicesResponse(_message.Message):
     __slots__ = ("devices",)
@@ -91,18 +103,22 @@ class GetSuiteRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class SubmitRunRequest(_message.Message):
-    __slots__ = ("suite_id", "suite_version", "device", "select", "priority")
+    __slots__ = ("suite_id", "suite_version", "device", "select", "priority", "any_device", "queue_timeout_s")
     SUITE_ID_FIELD_NUMBER: _ClassVar[int]
     SUITE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SELECT_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ANY_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     suite_id: str
     suite_version: str
     device: str
     select: str
     priority: int
-    def __init__(self, suite_id: _Optional[str] = ..., suite_version: _Optional[str] = ..., device: _Optional[str] = ..., select: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    any_device: bool
+    queue_timeout_s: float
+    def __init__(self, suite_id: _Optional[str] = ..., suite_version: _Optional[str] = ..., device: _Optional[str] = ..., select: _Optional[str] = ..., priority: _Optional[int] = ..., any_device: _Optional[bool] = ..., queue_timeout_s: _Optional[float] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("id", "number", "device", "status", "outcome", "reason", "started_unix_ms", "finished_unix_ms")
@@ -151,7 +167,7 @@ class Task(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., device: _Optional[str] = ..., attempts: _Optional[int] = ..., phase: _Optional[str] = ..., progress: _Optional[float] = ..., metrics_json: _Optional[str] = ..., reason: _Optional[str] = ..., attempt_history: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "suite_id", "suite_version", "suite_digest", "status", "verdict", "priority", "submitted_unix_ms", "finished_unix_ms", "tasks", "reason", "submitted_by")
+    __slots__ = ("id", "suite_id", "suite_version", "suite_digest", "status", "verdict", "priority", "submitted_unix_ms", "finished_unix_ms", "tasks", "reason", "submitted_by", "kind")
     ID_FIELD_NUMBER: _ClassVar[int]
     SUITE_ID_FIELD_NUMBER: _ClassVar[int]
     SUITE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +180,7 @@ class Run(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     suite_id: str
     suite_version: str
@@ -176,7 +193,8 @@ class Run(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     reason: str
     submitted_by: str
-    def __init__(self, id: _Optional[str] = ..., suite_id: _Optional[str] = ..., suite_version: _Optional[str] = ..., suite_digest: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., priority: _Optional[int] = ..., submitted_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., reason: _Optional[str] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, id: _Optional[str] = ..., suite_id: _Optional[str] = ..., suite_version: _Optional[str] = ..., suite_digest: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., priority: _Optional[int] = ..., submitted_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., reason: _Optional[str] = ..., submitted_by: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("id",)

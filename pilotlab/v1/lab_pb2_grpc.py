@@ -89,6 +89,11 @@ class LabServiceStub:
                 request_serializer=pilotlab_dot_v1_dot_lab__pb2.GetLabInfoRequest.SerializeToString,
                 response_deserializer=pilotlab_dot_v1_dot_lab__pb2.LabInfo.FromString,
                 _registered_method=True)
+        self.SetDeviceState = channel.unary_unary(
+                '/pilotlab.v1.LabService/SetDeviceState',
+                request_serializer=pilotlab_dot_v1_dot_lab__pb2.SetDeviceStateRequest.SerializeToString,
+                response_deserializer=pilotlab_dot_v1_dot_lab__pb2.Device.FromString,
+                _registered_method=True)
 
 
 class LabServiceServicer:
@@ -162,6 +167,13 @@ class LabServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDeviceState(self, request, context):
+        """Admins: drain a device (no new work), release it (back to service) or quarantine it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +231,11 @@ def add_LabServiceServicer_to_server(servicer, server):
                     servicer.GetLabInfo,
                     request_deserializer=pilotlab_dot_v1_dot_lab__pb2.GetLabInfoRequest.FromString,
                     response_serializer=pilotlab_dot_v1_dot_lab__pb2.LabInfo.SerializeToString,
+            ),
+            'SetDeviceState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDeviceState,
+                    request_deserializer=pilotlab_dot_v1_dot_lab__pb2.SetDeviceStateRequest.FromString,
+                    response_serializer=pilotlab_dot_v1_dot_lab__pb2.Device.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -518,6 +535,33 @@ class LabService:
             '/pilotlab.v1.LabService/GetLabInfo',
             pilotlab_dot_v1_dot_lab__pb2.GetLabInfoRequest.SerializeToString,
             pilotlab_dot_v1_dot_lab__pb2.LabInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDeviceState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilotlab.v1.LabService/SetDeviceState',
+            pilotlab_dot_v1_dot_lab__pb2.SetDeviceStateRequest.SerializeToString,
+            pilotlab_dot_v1_dot_lab__pb2.Device.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,7 @@ class Labd:
     data_dir: Path
     port: int = 0
     db: str = ""
+    extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     addr: str = ""
     log: Path = field(default_factory=Path)
@@ -59,6 +60,7 @@ class Labd:
                "--metrics-listen", "127.0.0.1:0"]
         if self.db:
             cmd += ["--db", self.db]
+        cmd += self.extra
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         addr_file = self.data_dir / "labd.addr"
 
@@ -180,3 +182,115 @@ def pg_url() -> Iterator[str]:
     yield PG_BASE.replace("postgresql://", "postgresql+psycopg://") + f"?options=-csearch_path%3D{schema}"
     with psycopg.connect(PG_BASE, autocommit=True) as c:
         c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def make_suite(root: Path, suite_id: str, min_duration_ms: int = 500, regions: list[str] | None = None,
+               classification: str = "public", own_dataset: bool = False) -> Path:
+    """A variant of the smoke suite (same artifacts) under root/suite_id: longer runs, restricted data."""
+    import re
+    import shutil as sh
+
+    dest = root / suite_id
+    sh.copytree(Path(__file__).resolve().parents[2] / "evalsuites" / "smoke", dest)
+    toml = (dest / "suite.toml").read_text()
+    toml = toml.replace('id = "smoke"', f'id = "{suite_id}"', 1)
+    toml = re.sub(r"min_duration_ms = \d+", f"min_duration_ms = {min_duration_ms}", toml)
+    if regions is not None:
+        toml = toml.replace('classification = "public"\nregions = ["*"]',
+                            f'classification = "{classification}"\nregions = {json.dumps(regions)}')
+    if own_dataset:  # same samples, other bytes: an artifact this suite alone uses
+        import hashlib
+
+        import numpy as np
+
+        path = dest / "data" / "digits_test.npz"
+        old = hashlib.sha256(path.read_bytes()).hexdigest()
+        old_size = path.stat().st_size
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        np.savez_compressed(path, **arrays)
+        toml = toml.replace(old, hashlib.sha256(path.read_bytes()).hexdigest())
+        toml = toml.replace(f"size = {old_size}", f"size = {path.stat().st_size}")
+    (dest / "suite.toml").write_text(toml)
+    return root
+
+
+def task_phase(lab: Labd, run_id: str) -> str:
+    shown = labctl_json(lab, lab.admin_token, "run", "show", run_id)
+    return str(shown["tasks"][0]["phase"])
+
+
+class TcpProxy:
+    """A loopback TCP proxy the test controls: cut() drops every connection and refuses new ones."""
+
+    def __init__(self, target: str) -> None:
+        import threading
+
+        self.target = target.rsplit(":", 1)
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        import threading
+
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            if self._server is not srv:
+                client.close()
+                return
+            upstream = socket.create_connection((self.target[0], int(self.target[1])))
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._server is not None:
+            try:
+                self._server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            except OSError:
+                pass
+            self._server.close()
+            self._server = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def close(self) -> None:
+        self.cut()
