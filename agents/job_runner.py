@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import threading
 import time
@@ -14,7 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from agents.artifact_cache import ArtifactCache, ArtifactError
+from agents.energy_run import IDLE_MS_DEFAULT, PerformanceEnergy, idle_baseline, meter_settings
 from agents.environment import fingerprint
+from agents.meters.base import Meter
 from agents.harness.accuracy import run_accuracy
 from agents.harness.conformance import compare_outputs
 from agents.harness.single_stream import Cancelled
@@ -59,7 +62,10 @@ def _rss_mb() -> float:
 
 class JobRunner:
     def __init__(self, cache: ArtifactCache, reporter: Reporter, batch_size: int,
-                 sign: Callable[[agent_pb2.ResultBatch], None]) -> None:
+                 sign: Callable[[agent_pb2.ResultBatch], None], meter: Meter | None = None,
+                 tdp_w: float = 0.0) -> None:
+        self.meter = meter
+        self.tdp_w = tdp_w
         self.cache = cache
         self.reporter = reporter
         self.batch_size = batch_size
@@ -146,11 +152,26 @@ class JobRunner:
                 batch_cache[b] = batch_feeds(arrays, sess.input_names, b)
             return batch_cache[b]
 
+        energy: dict[str, Any] = {}
+        traces: list[tuple[str, dict[str, np.ndarray]]] = []
+        if self.meter is not None:
+            rep.progress(a.attempt_id, "idle-baseline", 0.0)
+            energy = meter_settings(self.meter)
+            idle_sets, idle_info = idle_baseline(self.meter, int(a.settings.get("energy_idle_ms", IDLE_MS_DEFAULT)))
+            traces += idle_sets
+            energy.update(idle_info)
         rep.progress(a.attempt_id, "warmup", 0.0)
         warm_feeds = batched(settings.batch_sizes[-1]) if a.scenario == "offline" else feeds
         fin.phases["warmup"] = warm_up(issue, warm_feeds, settings.warmup_queries, settings.warmup_min_ms)
         rep.progress(a.attempt_id, "performance", 0.0)
-        sets = performance(settings, issue, feeds, batched, job.cancel)
+        with PerformanceEnergy(self.meter, settings.min_duration_ms / 1000 * settings.repeats + 30) as pe:
+            sets = performance(settings, issue, feeds, batched, job.cancel)
+        perf_traces, perf_info = pe.results()
+        traces += perf_traces
+        energy.update(perf_info)
+        if self.meter is None and self.tdp_w:
+            energy["estimate"] = {"cpu_seconds": perf_info["cpu_seconds"], "tdp_w": self.tdp_w,
+                                  "cores": os.cpu_count() or 1}
         fin.phases["performance_s"] = sum(float(x["t_ns"][-1] + x["value"][-1] - x["t_ns"][0])
                                           for _, x in sets) / 1e9
         decode = None
@@ -184,11 +205,13 @@ class JobRunner:
             rep.progress(a.attempt_id, "profile", 0.0)
             fin.phases["profile"] = profile_summary(model, sess.provider, a.settings, feeds,
                                                     int(a.settings.get("profile_queries", 100)), self.cache.root)
+        sets += traces
         rep.progress(a.attempt_id, "upload", 0.0)
         seq = 0
         for kind, arrs in sets:
             seq = self._emit(a.attempt_id, seq, kind, arrs)
-        fin.effective_settings = {**settings.effective(), **sess.options, "execution_provider": sess.provider}
+        fin.effective_settings = {**settings.effective(), **sess.options, "execution_provider": sess.provider,
+                                  "energy": energy}
         fin.environment = {"before": env_before, "after": fingerprint()}
         fin.execution_provider = sess.provider
         fin.providers_used = sess.providers_used

@@ -18,6 +18,8 @@ from agents.config import AgentConfig
 from agents.credentials import Credential, device_key, load_credential, public_raw, save_credential
 from agents.job_runner import Job, JobRunner
 from agents.lab_client import Backoff, LabClient
+from agents.meters.discover import sysfs_root
+from agents.meters.registry import best_meter, open_meters
 from agents.outbox import Outbox
 from pilotlab import convert
 from pilotlab.samples import batch_signing_bytes
@@ -47,6 +49,11 @@ class Worker:
         self.cache = ArtifactCache(cfg.cache_dir, self.client)
         self.executor = ThreadPoolExecutor(max_workers=cfg.slots, thread_name_prefix="job")
         self.capabilities = probe(cfg.power_meter, cfg.slots)
+        meters, notes = open_meters(sysfs_root(), cfg.power_meter)
+        for note in notes:
+            log.info("energy: %s", note)
+        self.meter = best_meter(meters)
+        log.info("energy meter: %s", self.meter.info.name if self.meter else "none (energy unavailable)")
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -171,7 +178,8 @@ class Worker:
 
     def _run_job(self, job: Job) -> None:
         try:
-            JobRunner(self.cache, self, self.cfg.batch_size, self._sign).run(job)
+            tdp = float(self.cfg.tags.get("tdp_w", 0) or 0)
+            JobRunner(self.cache, self, self.cfg.batch_size, self._sign, self.meter, tdp).run(job)
         finally:
             self._jobs.pop(job.assignment.attempt_id, None)
 

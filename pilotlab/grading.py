@@ -21,6 +21,8 @@ def metric_value(metrics: dict[str, Any], path: str, rule: str) -> float | None:
         if rule == "ci95_upper":
             return float(bounds[1])
         return float(acc["value"])
+    if path.startswith("energy.") and not str((metrics.get("energy") or {}).get("source", "")).startswith("measured:"):
+        return None  # estimates never count toward a criterion; an unmeasured figure fails it
     node: Any = metrics
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from pilotlab.metrics import accuracy_metrics, latency_metrics, unavailable_energy
+from pilotlab.energy import energy_metrics
+from pilotlab.metrics import accuracy_metrics, latency_metrics
 from pilotlab.stats import early_stopping, nearest_rank
 
 Samples = dict[str, dict[str, np.ndarray]]
@@ -159,5 +160,18 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
         out["audit"] = audit
     reasons += audit_reasons
     out["validity"] = {"valid": not reasons, "reasons": reasons}
-    out.update(unavailable_energy())
+    out.update(energy_metrics(samples, settings, _perf_window(scenario, perf), _inferences(perf, per_query)))
     return out
+
+
+def _perf_window(scenario: str, perf: dict[tuple[int, int], dict[str, np.ndarray]]) -> tuple[int, int] | None:
+    """The performance phase: from its first issue (or scheduled release) to its last completion."""
+    if not perf:
+        return None
+    starts = [int((a["aux"] if scenario in ("server", "periodic") else a["t_ns"]).min()) for a in perf.values()]
+    ends = [int((a["t_ns"] + a["value"]).max()) for a in perf.values()]
+    return min(starts), max(ends)
+
+
+def _inferences(perf: dict[tuple[int, int], dict[str, np.ndarray]], per_query: int) -> int:
+    return sum(int(a["value"].size) * batch * per_query for (batch, _), a in perf.items())

@@ -1,123 +1,13 @@
-"""Energy arithmetic over sampled traces: pure functions, used by the agent and again by the lab to recompute.
+"""The energy arithmetic lives in the shared core (pilotlab.energy) so the lab recomputes with the same code."""
 
-A trace is (t_ns, values) on the harness clock (time.perf_counter_ns), as the Sampler returns it.
+from pilotlab.energy import (
+    ESTIMATE_METHOD,
+    energy_in_window,
+    estimate_cpu_energy,
+    net_energy,
+    per_inference,
+    window_valid,
+)
 
-* A POWER trace (watts) is integrated with the trapezoidal rule over [start_ns, end_ns]; the
-  power at each window edge is linearly interpolated between the samples around it.
-* An ENERGY trace (a cumulative joule counter) gives the difference of the counter linearly
-  interpolated at the two window edges.
-
-The window must lie within the trace (ValueError otherwise): nothing is extrapolated.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-
-from agents.meters.base import ENERGY, POWER
-
-ESTIMATE_METHOD = "estimated:cpu-time-tdp"
-
-
-def _trace(t_ns: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(t_ns, dtype=np.int64)
-    v = np.asarray(values, dtype=np.float64)
-    if t.ndim != 1 or t.shape != v.shape:
-        raise ValueError(f"t_ns and values must be 1-D arrays of one length (got {t.shape} and {v.shape})")
-    if t.size < 2:
-        raise ValueError(f"a trace needs at least 2 samples to integrate, got {t.size}")
-    if np.any(np.diff(t) < 0):
-        raise ValueError("t_ns must be non-decreasing")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("values must be finite")
-    return t, v
-
-
-def _interp(t_rel: np.ndarray, v: np.ndarray, x: float) -> float:
-    return float(np.interp(x, t_rel, v))
-
-
-def energy_in_window(t_ns: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, quantity: str,
-                     start_ns: int, end_ns: int) -> dict[str, Any]:
-    """Joules spent in [start_ns, end_ns] according to one trace.
-
-    Returns {"joules", "avg_power_w", "samples_in_window" (samples with start <= t <= end),
-    "duration_s"}. Raises ValueError for an empty or reversed window, a window not covered by
-    the trace, or a malformed trace.
-    """
-    if quantity not in (ENERGY, POWER):
-        raise ValueError(f"quantity must be {ENERGY!r} or {POWER!r}, not {quantity!r}")
-    t, v = _trace(t_ns, values)
-    start_ns, end_ns = int(start_ns), int(end_ns)
-    if end_ns <= start_ns:
-        raise ValueError(f"the window must end after it starts ({start_ns} .. {end_ns})")
-    if start_ns < t[0] or end_ns > t[-1]:
-        raise ValueError(f"the trace covers {int(t[0])} .. {int(t[-1])} ns but the window is "
-                         f"{start_ns} .. {end_ns} ns: the sampler must run before and after the window")
-    # Relative float seconds keep the interpolation exact enough: perf_counter_ns values are large.
-    t_rel = (t - t[0]).astype(np.float64) / 1e9
-    a, b = (start_ns - int(t[0])) / 1e9, (end_ns - int(t[0])) / 1e9
-    if quantity == ENERGY:
-        joules = _interp(t_rel, v, b) - _interp(t_rel, v, a)
-    else:
-        inside = (t > start_ns) & (t < end_ns)
-        xs = np.concatenate(([a], t_rel[inside], [b]))
-        ys = np.concatenate(([_interp(t_rel, v, a)], v[inside], [_interp(t_rel, v, b)]))
-        joules = float(np.sum((ys[1:] + ys[:-1]) * np.diff(xs)) / 2.0)
-    duration_s = (end_ns - start_ns) / 1e9
-    return {
-        "joules": joules,
-        "avg_power_w": joules / duration_s,
-        "samples_in_window": int(np.count_nonzero((t >= start_ns) & (t <= end_ns))),
-        "duration_s": duration_s,
-    }
-
-
-def window_valid(duration_s: float, update_period_s: float, samples: int, min_samples: int = 5) -> list[str]:
-    """Why an energy figure over this window is not valid; an empty list when it is.
-
-    Invalid when the window is shorter than ten sensor update periods (the sensor could not see
-    it change often enough), or holds fewer than min_samples samples.
-    """
-    reasons: list[str] = []
-    if duration_s < 10 * update_period_s:
-        reasons.append(f"the window lasts {duration_s:.3g} s, shorter than 10 update periods of the sensor "
-                       f"({10 * update_period_s:.3g} s)")
-    if samples < min_samples:
-        reasons.append(f"only {samples} sample(s) in the window, at least {min_samples} needed")
-    return reasons
-
-
-def net_energy(gross_j: float, idle_power_w: float, duration_s: float) -> float:
-    """Energy above idle: gross minus idle power × duration. May be negative when the load is within idle noise."""
-    if duration_s < 0 or idle_power_w < 0:
-        raise ValueError("duration_s and idle_power_w must not be negative")
-    return gross_j - idle_power_w * duration_s
-
-
-def per_inference(joules: float, inferences: int) -> float:
-    """Joules per inference."""
-    if inferences <= 0:
-        raise ValueError(f"per-inference energy needs at least one inference, got {inferences}")
-    return joules / inferences
-
-
-def estimate_cpu_energy(cpu_seconds: float, tdp_w: float, cores: int) -> dict[str, Any]:
-    """An ESTIMATE, not a measurement: CPU time × the TDP share of one core (tdp_w / cores).
-
-    Only for devices without any meter; it ignores frequency, idle power, memory and accelerators,
-    and is labelled with method "estimated:cpu-time-tdp" so that it is never mistaken for a reading.
-    """
-    if cpu_seconds < 0 or tdp_w <= 0 or cores <= 0:
-        raise ValueError("cpu_seconds must be >= 0, tdp_w and cores > 0")
-    return {
-        "joules": cpu_seconds * tdp_w / cores,
-        "method": ESTIMATE_METHOD,
-        "estimated": True,
-        "cpu_seconds": cpu_seconds,
-        "tdp_w": tdp_w,
-        "cores": cores,
-    }
+__all__ = ["ESTIMATE_METHOD", "energy_in_window", "estimate_cpu_energy", "net_energy", "per_inference",
+           "window_valid"]

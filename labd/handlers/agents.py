@@ -18,7 +18,7 @@ from pilotlab import domain as d
 from pilotlab.samples import batch_signing_bytes
 from pilotlab.scenarios import parse_kind
 
-SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "conformance")
+SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "conformance", "power")
 
 log = logging.getLogger("labd.agents")
 
