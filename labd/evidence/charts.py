@@ -46,3 +46,43 @@ def latency_cdf_svg(latency_ns: np.ndarray, marks: dict[str, float]) -> str:
                  'text-anchor="middle">fraction of queries</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def power_trace_svg(t_ns: np.ndarray, values: np.ndarray, quantity: str, window: tuple[int, int] | None) -> str:
+    """Power over time (W) during the performance phase; an energy counter is shown as its derivative."""
+    if t_ns.size < 2:
+        return ""
+    t = (t_ns - t_ns[0]).astype(np.float64) / 1e9
+    v = values.astype(np.float64)
+    if quantity == "energy":
+        dt = np.diff(t)
+        v = np.divide(np.diff(v), dt, out=np.zeros_like(dt), where=dt > 0)
+        t = t[1:]
+    lo_v, hi_v = 0.0, float(v.max()) * 1.15 or 1.0
+    t_max = float(t[-1]) or 1.0
+
+    def x(s: float) -> float:
+        return PAD + s / t_max * (W - 2 * PAD)
+
+    def y(w: float) -> float:
+        return H - PAD - (w - lo_v) / (hi_v - lo_v) * (H - 2 * PAD)
+
+    pts = " ".join(f"{x(float(a)):.1f},{y(float(b)):.1f}" for a, b in zip(t, v, strict=True))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" role="img" '
+             'aria-label="Power trace">',
+             f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="#fafafa" stroke="#ccc"/>']
+    if window is not None:
+        a, b = (window[0] - int(t_ns[0])) / 1e9, (window[1] - int(t_ns[0])) / 1e9
+        parts.append(f'<rect x="{x(a):.1f}" y="{PAD}" width="{max(1.0, x(b) - x(a)):.1f}" height="{H - 2 * PAD}" '
+                     'fill="#ddf4ff"/>')
+    for frac in (0.0, 0.5, 1.0):
+        parts.append(f'<text x="{x(frac * t_max):.1f}" y="{H - PAD + 16}" font-size="11" '
+                     f'text-anchor="middle">{frac * t_max:.1f}</text>')
+        parts.append(f'<text x="{PAD - 6}" y="{y(frac * hi_v) + 4:.1f}" font-size="11" '
+                     f'text-anchor="end">{frac * hi_v:.1f}</text>')
+    parts.append(f'<polyline points="{pts}" fill="none" stroke="#bf3989" stroke-width="2"/>')
+    parts.append(f'<text x="{W / 2}" y="{H - 8}" font-size="12" text-anchor="middle">time (s); shaded: '
+                 'performance window</text>')
+    parts.append(f'<text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 {H / 2})" '
+                 'text-anchor="middle">power (W)</text></svg>')
+    return "".join(parts)

@@ -6,7 +6,7 @@ from typing import Any
 
 import jinja2
 
-from labd.evidence.charts import latency_cdf_svg
+from labd.evidence.charts import latency_cdf_svg, power_trace_svg
 from pilotlab.samples import read_samples_csv
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
@@ -34,4 +34,23 @@ def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
         if lat_path and lat and lat_path in files:
             latency_ns = read_samples_csv(files[lat_path])["value"]
             charts[task["id"]] = latency_cdf_svg(latency_ns, {f"p{p}": lat[f"p{p}"] for p in (50, 99)})
+        power_path = samples.get("power;phase=perf")
+        energy = (task.get("settings") or {}).get("energy") or {}
+        if power_path and power_path in files:
+            trace = read_samples_csv(files[power_path])
+            window = _window(task, files)
+            charts[task["id"] + ":power"] = power_trace_svg(trace["t_ns"], trace["fvalue"],
+                                                            energy.get("quantity", "power"), window)
     return _env.get_template("report.html.j2").render(r=report, charts=charts)
+
+
+def _window(task: dict[str, Any], files: dict[str, bytes]) -> tuple[int, int] | None:
+    ends, starts = [], []
+    for kind, path in task.get("samples", {}).items():
+        if kind.startswith("latency") and path in files:
+            a = read_samples_csv(files[path])
+            if a["t_ns"].size:
+                scheduled = task.get("scenario") in ("server", "periodic")
+                starts.append(int((a["aux"] if scheduled else a["t_ns"]).min()))
+                ends.append(int((a["t_ns"] + a["value"]).max()))
+    return (min(starts), max(ends)) if starts else None
