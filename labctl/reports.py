@@ -77,7 +77,8 @@ def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) 
         return
     r = report["run"]
     console.print(f"report for run {r['id']} ({r['suite']['id']}@{r['suite']['version']}) on "
-                  f"{report['device'].get('name', '?')}: [bold]{(r['verdict'] or r['status']).upper()}[/bold]")
+                  f"{report['device'].get('name', '?')}: [bold]{(r['verdict'] or r['status']).upper()}[/bold]"
+                  + (f" · grade {report['grade']['level'] or 'none reached'}" if report.get("grade") else ""))
     table(None, ["task", "verdict", "p50 ms", "p99 ms", "throughput /s", "accuracy [95% CI]", "energy"],
           summary_rows(report))
     console.print(f"{len(written)} files in {out}")

@@ -39,13 +39,15 @@ def evaluate(metrics: dict[str, Any], criteria: list[dict[str, Any]]) -> tuple[s
     if validity is not None and not validity.get("valid", True):
         results.append({"metric": "validity", "op": "==", "threshold": "valid", "rule": "loadgen-style rules",
                         "value": "; ".join(validity.get("reasons", [])), "verdict": "fail",
-                        "description": "The measurement met its minimum query count, duration and audits"})
+                        "description": "The measurement met its minimum query count, duration and audits",
+                        "id": "validity", "required": True})
     for c in criteria:
         value = metric_value(metrics, c["metric"], c.get("rule", "point"))
         ok = value is not None and _OPS[c["op"]](value, float(c["threshold"]))
         results.append({
             "metric": c["metric"], "op": c["op"], "threshold": c["threshold"], "rule": c.get("rule", "point"),
             "value": value, "verdict": "pass" if ok else "fail", "description": c.get("description", ""),
+            "id": c.get("id", ""), "required": c.get("required", True),
         })
-    verdict = "pass" if all(r["verdict"] == "pass" for r in results) else "fail"
+    verdict = "pass" if all(r["verdict"] == "pass" for r in results if r["required"]) else "fail"
     return verdict, results

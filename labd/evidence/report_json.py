@@ -113,6 +113,25 @@ def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any])
     }
 
 
+def _grade(suite_json: str, tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The level each device reached in the suite's own grading table (levels are cumulative)."""
+    from evalsuites import Suite
+
+    grading = Suite.from_json(suite_json).grading
+    if grading is None:
+        return None
+    by_device: dict[str, set[str]] = {}
+    for t in tasks:
+        passed = by_device.setdefault(t["device"], set())
+        passed.update(c["id"] for c in t["criteria"] if c.get("id") and c["verdict"] == "pass")
+    levels = {dev: grading.level_reached(ids) for dev, ids in by_device.items()}
+    first = next(iter(levels.values()), None) if levels else None
+    return {"scheme": grading.scheme, "level": first.name if first else None,
+            "by_device": {dev: (lv.name if lv else None) for dev, lv in levels.items()},
+            "levels": [{"name": lv.name, "description": lv.description, "criteria": list(lv.criteria)}
+                       for lv in grading.levels]}
+
+
 def build(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None,
           files: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json content, device signatures by attempt); raw sample files are added to `files`."""
@@ -126,7 +145,7 @@ def build(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None,
     equipment = [{"device": dv.name, "kind": s.kind, "name": s.name, "readable": s.readable}
                  for dv in devices.values() for s in dv.capabilities.energy_sensors]
     report = {
-        "schema": SCHEMA, "report_id": report_id,
+        "schema": SCHEMA, "report_id": report_id, "grade": _grade(suite.suite_json, tasks),
         "lab": {"name": lab.config.lab_name, "software": f"pilotlab {__version__}",
                 "key_id": dsse.key_id(lab.signing_key.public_key())},
         "issued": iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000)),

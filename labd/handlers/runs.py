@@ -24,7 +24,10 @@ def task_spec(suite: Suite, task_name: str) -> dict[str, Any]:
         return {"name": a.name, "kind": a.kind, "sha256": a.sha256, "size": a.size,
                 "classification": a.classification, "regions": list(a.regions)}
 
-    criteria = [c.canonical() for c in suite.criteria if c.task == t.name]
+    # With a grading table, the verdict rests on the basic level's criteria; the others decide the grade.
+    basic = set(suite.grading.levels[0].criteria) if suite.grading and suite.grading.levels else None
+    criteria = [{**c.canonical(), "required": basic is None or c.id in basic}
+                for c in suite.criteria if c.task == t.name]
     conformance = dict(getattr(t, "conformance", None) or {})
     for key, op in (("max_abs_err", "<="), ("max_rel_err", "<="), ("top1_agreement", ">=")):
         if key in conformance and not any(c["metric"] == f"conformance.{key}" for c in criteria):

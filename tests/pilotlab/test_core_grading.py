@@ -93,9 +93,18 @@ def test_statement_fields() -> None:
     _, results = evaluate(METRICS, [crit("accuracy", ">=", 0.9, "ci95_lower"),
                                     {"metric": "latency_ms.p50", "op": "<=", "threshold": 5}])
     assert results[0] == {"metric": "accuracy", "op": ">=", "threshold": 0.9, "rule": "ci95_lower",
-                          "value": 0.92, "verdict": "pass", "description": "accuracy >="}
+                          "value": 0.92, "verdict": "pass", "description": "accuracy >=", "id": "",
+                          "required": True}
     assert results[1]["rule"] == "point" and results[1]["description"] == ""
 
 
 def test_no_criteria_passes() -> None:
     assert evaluate(METRICS, []) == ("pass", [])
+
+
+def test_only_required_criteria_decide_the_verdict() -> None:
+    grade_only = {"metric": "latency_ms.p50", "op": "<=", "threshold": 0.0, "id": "adv", "required": False}
+    verdict, results = evaluate(METRICS, [crit("accuracy", ">=", 0.5), grade_only])
+    assert verdict == "pass" and results[1]["verdict"] == "fail" and results[1]["required"] is False
+    verdict, _ = evaluate(METRICS, [crit("accuracy", ">=", 0.5), {**grade_only, "required": True}])
+    assert verdict == "fail"
