@@ -53,7 +53,8 @@ def run_single_stream(issue: Callable[[Any], object], samples: Sequence[Any], se
     for i in range(settings.warmup_queries):
         issue(samples[i % n])
     cap = max(settings.min_query_count, 1024)
-    order = rng.integers(0, n, size=settings.max_query_count, dtype=np.int64)
+    cap = min(cap, settings.max_query_count)
+    order = rng.integers(0, n, size=cap, dtype=np.int64)  # grows with the arrays, from the same generator
     issue_ns = np.zeros(cap, dtype=np.int64)
     latency_ns = np.zeros(cap, dtype=np.int64)
     min_count, max_count = settings.min_query_count, settings.max_query_count
@@ -71,9 +72,11 @@ def run_single_stream(issue: Callable[[Any], object], samples: Sequence[Any], se
     q = 1
     while q < max_count and (q < min_count or t1 - start < min_ns):
         if q == cap:
-            cap *= 2
+            more = min(cap, max_count - cap)
+            cap += more
             issue_ns.resize(cap, refcheck=False)
             latency_ns.resize(cap, refcheck=False)
+            order = np.concatenate((order, rng.integers(0, n, size=more, dtype=np.int64)))
         if q & 255 == 0 and cancel_set():
             raise Cancelled()
         sample = samples[order[q]]
