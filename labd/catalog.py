@@ -7,7 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from evalsuites import Suite, discover_suites
+from evalsuites import Suite, SuiteError, discover_suites, load_suite
 from labd.state import Store
 from pilotlab import domain as d
 
@@ -50,8 +50,20 @@ def register_suite(suite: Suite, store: Store, artifacts_dir: Path) -> None:
     log.info("suite %s@%s registered (%s)", suite.id, suite.version, suite.digest)
 
 
-def load_catalog(dirs: list[Path], store: Store, artifacts_dir: Path) -> list[Suite]:
-    suites = discover_suites(dirs)
+def load_catalog(dirs: list[Path], store: Store, artifacts_dir: Path, strict: bool = True) -> list[Suite]:
+    """Register every suite under dirs. Strict (suites the admin named): any invalid suite stops labd. Not strict
+    (the built-in set): a suite that cannot load here, e.g. its model package is not installed, is skipped with a
+    warning saying why."""
+    if strict:
+        suites = discover_suites(dirs)
+    else:
+        suites = []
+        for d_ in dirs:
+            for toml in sorted(d_.glob("*/suite.toml")):
+                try:
+                    suites.append(load_suite(toml.parent))
+                except SuiteError as e:
+                    log.warning("built-in suite %s skipped: %s", toml.parent.name, e)
     for s in suites:
         register_suite(s, store, artifacts_dir)
     return suites

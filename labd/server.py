@@ -48,7 +48,8 @@ def build_lab(config: LabConfig) -> Lab:
     store = open_store(config.db_url)
     key = load_or_create_signing_key(config.data_dir)
     ensure_admin_token(config, store)
-    load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir)
+    load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir,
+                 strict=bool(config.suite_dirs))
     return Lab(config=config, store=store, signing_key=key, auth=Authenticator(store))
 
 

@@ -108,3 +108,20 @@ def test_cancel_queued_run(labd, start_agent) -> None:  # type: ignore[no-untype
     assert p.returncode == 2 and "already ended" in _one_line(p.stderr)
     p = labctl(labd, eng, "run", "watch", run["id"])
     assert p.returncode == 3
+
+
+def test_labd_refuses_an_invalid_suite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.e2e.conftest import make_suite
+
+    root = make_suite(tmp_path / "suites", "bad")
+    toml = root / "bad" / "suite.toml"
+    toml.write_text(toml.read_text().replace('scenario = "single-stream"', 'scenario = "warp-speed"'))
+    p = subprocess.run([str(Path(sys.executable).parent / "labd"), "serve", "--data-dir", str(tmp_path / "lab"),
+                        "--listen", "127.0.0.1:0", "--suites", str(root)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    line = _one_line(p.stderr)
+    assert "tasks[0].scenario" in line and "warp-speed" in line
