@@ -86,3 +86,28 @@ def power_trace_svg(t_ns: np.ndarray, values: np.ndarray, quantity: str, window:
     parts.append(f'<text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 {H / 2})" '
                  'text-anchor="middle">power (W)</text></svg>')
     return "".join(parts)
+
+
+def throughput_bars_svg(by_batch: list[dict[str, float]]) -> str:
+    """Samples per second for each batch size of an offline sweep."""
+    if not by_batch:
+        return ""
+    top = max(float(b["throughput_per_s"]) for b in by_batch) * 1.15 or 1.0
+    slot = (W - 2 * PAD) / len(by_batch)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" role="img" '
+             'aria-label="Throughput per batch size">',
+             f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="#fafafa" stroke="#ccc"/>']
+    for i, b in enumerate(by_batch):
+        v = float(b["throughput_per_s"])
+        h = v / top * (H - 2 * PAD)
+        x = PAD + i * slot + slot * 0.2
+        parts.append(f'<rect x="{x:.1f}" y="{H - PAD - h:.1f}" width="{slot * 0.6:.1f}" height="{h:.1f}" '
+                     'fill="#1a7f37"/>')
+        parts.append(f'<text x="{x + slot * 0.3:.1f}" y="{H - PAD - h - 4:.1f}" font-size="11" '
+                     f'text-anchor="middle">{v:,.0f}</text>')
+        parts.append(f'<text x="{x + slot * 0.3:.1f}" y="{H - PAD + 16}" font-size="11" '
+                     f'text-anchor="middle">{int(b["batch"])}</text>')
+    parts.append(f'<text x="{W / 2}" y="{H - 8}" font-size="12" text-anchor="middle">batch size</text>')
+    parts.append(f'<text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 {H / 2})" '
+                 'text-anchor="middle">samples / s</text></svg>')
+    return "".join(parts)

@@ -6,7 +6,7 @@ from typing import Any
 
 import jinja2
 
-from labd.evidence.charts import latency_cdf_svg, power_trace_svg
+from labd.evidence.charts import latency_cdf_svg, power_trace_svg, throughput_bars_svg
 from pilotlab.samples import read_samples_csv
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
@@ -24,6 +24,16 @@ def _fmt(v: Any, digits: int = 3) -> str:
 _env.filters["fmt"] = _fmt
 
 
+def _relevant(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Settings worth a reader's eye: unset scenario knobs (0, False, empty) are left out; report.json has all."""
+    keep = {"seed", "intra_op_threads", "inter_op_threads"}
+    return [(k, v) for k, v in sorted(settings.items())
+            if k in keep or not (v in (0, 0.0, False, "", None) or v == {} or v == [])]
+
+
+_env.filters["relevant"] = _relevant
+
+
 def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
     charts: dict[str, str] = {}
     for task in report["tasks"]:
@@ -34,6 +44,9 @@ def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
         if lat_path and lat and lat_path in files:
             latency_ns = read_samples_csv(files[lat_path])["value"]
             charts[task["id"]] = latency_cdf_svg(latency_ns, {f"p{p}": lat[f"p{p}"] for p in (50, 99)})
+        offline = task.get("metrics", {}).get("offline")
+        if offline:
+            charts[task["id"] + ":batch"] = throughput_bars_svg(offline["by_batch"])
         power_path = samples.get("power;phase=perf")
         energy = (task.get("settings") or {}).get("energy") or {}
         if power_path and power_path in files:
