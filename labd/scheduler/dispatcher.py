@@ -40,6 +40,7 @@ class Dispatcher:
         self._kick = asyncio.Event()
         self._poll_s = poll_s
         self._next_reap = 0.0
+        self._started_ms = now_ms()
 
     def kick(self) -> None:
         self._kick.set()
@@ -80,6 +81,8 @@ class Dispatcher:
         now = now_ms()
         for run_id in await asyncio.to_thread(lab.store.expire_queued, now):
             await lab.events.notify(run_id)
+        if now < self._started_ms + lab.config.lease_ms:
+            return  # a labd that just (re)started heard no heartbeats yet: agents get one lease to reconnect
         for att in await asyncio.to_thread(lab.store.running_attempts):
             if att.lease_expires_ms >= now or lab.sessions.get(att.device_id) is not None:
                 continue
