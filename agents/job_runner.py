@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,12 +16,12 @@ import numpy as np
 from agents.artifact_cache import ArtifactCache, ArtifactError
 from agents.energy_run import IDLE_MS_DEFAULT, PerformanceEnergy, idle_baseline, meter_settings
 from agents.environment import fingerprint
-from agents.meters.base import Meter
 from agents.harness.accuracy import run_accuracy
 from agents.harness.conformance import compare_outputs
 from agents.harness.single_stream import Cancelled
 from agents.harness.warmup import warm_up
 from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
+from agents.meters.base import Meter
 from pilotlab import convert
 from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2
@@ -180,7 +179,7 @@ class JobRunner:
         if settings.audit and a.scenario in ("single-stream", "server", "multi-stream"):
             rep.progress(a.attempt_id, "audit", 0.0)
             audit_feeds = batched(settings.samples_per_query) if a.scenario == "multi-stream" else feeds
-            sets.append(audit_same_sample(settings, issue, audit_feeds, job.cancel))
+            sets += audit_same_sample(settings, issue, audit_feeds, job.cancel)
             if decode is not None:
                 order = np.random.default_rng(settings.seed + 7).integers(0, len(feeds), settings.audit_queries)
                 pred = np.array([decode(issue(feeds[i])) for i in order], dtype=np.int64)

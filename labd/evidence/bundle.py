@@ -3,8 +3,6 @@ signatures, report.html, the evidence-log inclusion proof and the DSSE attestati
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import io
 import json

@@ -11,14 +11,14 @@ from labd.auth import hash_token, new_token
 from labd.handlers.health import after_attempt, health_run_ended
 from labd.handlers.runs import pick_one
 from labd.lab import Lab
-from labd.scheduler.select import select_devices
 from labd.results.grade import attempt_metrics, grade
+from labd.scheduler.select import select_devices
 from labd.state.rows import now_ms
 from pilotlab import domain as d
 from pilotlab.samples import batch_signing_bytes
 from pilotlab.scenarios import parse_kind
 
-SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "conformance", "power")
+SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance", "power")
 
 log = logging.getLogger("labd.agents")
 
@@ -60,9 +60,9 @@ def session_closed(lab: Lab, device_id: str) -> None:
 
 
 def heartbeat(lab: Lab, device_id: str, running: list[str]) -> None:
-    now = now_ms()
-    lab.store.update_device(device_id, status="online", now_ms=now)
-    lab.store.renew_leases(device_id, running, now + lab.config.lease_ms)
+    """Renew the leases of what the device runs; its last-seen time is written in batches by the dispatcher."""
+    if running:
+        lab.store.renew_leases(device_id, running, now_ms() + lab.config.lease_ms)
 
 
 def check_signature(public_key: bytes, batch: d.ResultBatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from evalsuites import Suite
@@ -93,9 +94,14 @@ class SubmitOptions:
     kind: str = "test"
 
 
+@lru_cache(maxsize=64)
+def _suite(suite_json: str) -> Suite:
+    return Suite.from_json(suite_json)
+
+
 def submit_run(lab: Lab, who: d.Principal, o: SubmitOptions) -> d.Run:
     rec = lab.store.get_suite(o.suite_id, o.version or None)
-    suite = Suite.from_json(rec.suite_json)
+    suite = _suite(rec.suite_json)
     devices = targets(lab, suite, o.device, o.select)
     if o.any_device:
         if not o.select:

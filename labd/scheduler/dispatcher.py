@@ -14,6 +14,7 @@ from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2
 
 log = logging.getLogger("labd.dispatcher")
+TOUCH_EVERY_MS = 10_000  # connected devices' last-seen time, written for all of them at once
 
 
 def _artifact(ref: dict[str, Any] | None) -> d.ArtifactRecord | None:
@@ -41,6 +42,7 @@ class Dispatcher:
         self._poll_s = poll_s
         self._next_reap = 0.0
         self._started_ms = now_ms()
+        self._next_touch = 0
 
     def kick(self) -> None:
         self._kick.set()
@@ -63,7 +65,10 @@ class Dispatcher:
 
     async def dispatch_once(self) -> None:
         lab = self._lab
+        waiting = await asyncio.to_thread(lab.store.queued_devices)
         for sess in lab.sessions.all():
+            if sess.device_id not in waiting:
+                continue
             while sess.free_slots > 0:
                 claimed = await asyncio.to_thread(lab.store.claim_next_task, sess.device_id, now_ms(),
                                                   lab.config.lease_ms)
@@ -81,6 +86,9 @@ class Dispatcher:
         now = now_ms()
         for run_id in await asyncio.to_thread(lab.store.expire_queued, now):
             await lab.events.notify(run_id)
+        if now >= self._next_touch:
+            self._next_touch = now + TOUCH_EVERY_MS
+            await asyncio.to_thread(lab.store.touch_devices, [s.device_id for s in lab.sessions.all()], now)
         if now < self._started_ms + lab.config.lease_ms:
             return  # a labd that just (re)started heard no heartbeats yet: agents get one lease to reconnect
         for att in await asyncio.to_thread(lab.store.running_attempts):

@@ -93,7 +93,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         lab, kind = self.lab, msg.WhichOneof("msg")
         if kind == "heartbeat":
             session.running = set(msg.heartbeat.running_attempt_ids)
-            await asyncio.to_thread(h.heartbeat, lab, session.device_id, list(session.running))
+            if session.running:
+                await asyncio.to_thread(h.heartbeat, lab, session.device_id, list(session.running))
         elif kind == "progress":
             p = msg.progress
             await asyncio.to_thread(h.own_attempt, lab, session.device_id, p.attempt_id)

@@ -116,6 +116,14 @@ class Store(ABC):
         """Re-targets a (queued) task to another device."""
 
     @abstractmethod
+    def queued_devices(self) -> set[str]:
+        """Ids of the devices that have at least one queued task (one cheap query per dispatch pass)."""
+
+    @abstractmethod
+    def touch_devices(self, device_ids: list[str], now_ms: int) -> None:
+        """Marks connected devices seen now, in one transaction (heartbeats are batched, not one write each)."""
+
+    @abstractmethod
     def get_attempt(self, attempt_id: str) -> d.Attempt:
         """MUST raise NotFound."""
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, insert, select, text
+from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,7 +26,6 @@ from labd.state.tables import (
     ReportRow,
     ResultBatchRow,
     RunRow,
-    SampleRow,
     SuiteRow,
     TaskRow,
     TokenRow,
@@ -272,6 +271,18 @@ class SqlStore(Store):
                 s.add(run)
             return rows.task(task, dev.name, []), rows.attempt(att, dev.name)
 
+    def queued_devices(self) -> set[str]:
+        with self._read() as s:
+            q = select(TaskRow.device_id).where(TaskRow.status == d.Status.QUEUED.value).distinct()
+            return {str(x) for x in s.execute(q).scalars()}
+
+    def touch_devices(self, device_ids: list[str], now_ms: int) -> None:
+        if not device_ids:
+            return
+        with self._tx() as s:
+            s.execute(update(DeviceRow).where(DeviceRow.id.in_(device_ids))  # type: ignore[attr-defined]
+                      .values(last_seen_ms=now_ms, status="online"))
+
     def set_device_state(self, device_id: str, state: str) -> d.Device:
         with self._tx() as s:
             row = s.get(DeviceRow, device_id)
@@ -368,16 +379,7 @@ class SqlStore(Store):
                 if s.get(ResultBatchRow, (batch.attempt_id, batch.seq)) is not None:
                     return False
                 s.add(ResultBatchRow(attempt_id=batch.attempt_id, seq=batch.seq, kind=batch.kind, n=n,
-                                     received_ms=now_ms, signature=batch.signature))
-                if n:
-                    aux = batch.aux or [0] * n
-                    fvalue = batch.fvalue or [0.0] * n
-                    s.execute(insert(SampleRow.__table__), [  # type: ignore[arg-type]
-                        {"attempt_id": batch.attempt_id, "seq": batch.seq, "kind": batch.kind, "idx": i,
-                         "sample_index": si, "t_ns": t, "value": v, "aux": x, "fvalue": f}
-                        for i, si, t, v, x, f in zip(batch.index, batch.sample_index, batch.t_ns, batch.value,
-                                                     aux, fvalue, strict=True)
-                    ])
+                                     received_ms=now_ms, signature=batch.signature, data=rows.pack_samples(batch)))
         except IntegrityError:
             # A concurrent sender (PostgreSQL) committed the same (attempt, seq) first: a duplicate, rolled back.
             if batch.seq in self.batch_seqs(batch.attempt_id):
@@ -392,13 +394,11 @@ class SqlStore(Store):
 
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
         with self._read() as s:
-            q = (select(SampleRow.idx, SampleRow.sample_index, SampleRow.t_ns, SampleRow.value, SampleRow.aux,
-                        SampleRow.seq, SampleRow.fvalue)
-                 .where(SampleRow.attempt_id == attempt_id, SampleRow.kind == kind).order_by(SampleRow.idx))
-            data = s.execute(q).all()  # type: ignore[call-overload]
-        ints = np.array([r[:6] for r in data], dtype=np.int64).reshape(-1, 6)
-        return {"index": ints[:, 0], "sample_index": ints[:, 1], "t_ns": ints[:, 2], "value": ints[:, 3],
-                "aux": ints[:, 4], "seq": ints[:, 5], "fvalue": np.array([r[6] for r in data], dtype=np.float64)}
+            q = (select(ResultBatchRow.seq, ResultBatchRow.n, ResultBatchRow.data)
+                 .where(ResultBatchRow.attempt_id == attempt_id, ResultBatchRow.kind == kind)
+                 .order_by(ResultBatchRow.seq))
+            found = s.execute(q).all()
+        return rows.unpack_samples([(int(seq), int(n), bytes(data)) for seq, n, data in found])
 
     def batches(self, attempt_id: str) -> list[tuple[int, str, int, bytes]]:
         with self._read() as s:

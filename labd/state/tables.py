@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -124,6 +124,9 @@ class ResultBatchRow(SQLModel, table=True):
     n: int
     received_ms: int = _big(default=0)  # type: ignore[assignment]
     signature: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
+    # The batch's raw samples, column by column: index, sample_index, t_ns, value, aux as little-endian int64,
+    # then fvalue as float64 (n values each). One row per batch keeps ingest and reads fast at fleet scale.
+    data: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
 
 
 class ReportRow(SQLModel, table=True):
@@ -145,19 +148,3 @@ class LogRow(SQLModel, table=True):
     report_id: str = Field(index=True, unique=True)
     leaf_hash: str
     appended_ms: int = _big(default=0)  # type: ignore[assignment]
-
-
-class SampleRow(SQLModel, table=True):
-    __tablename__ = "samples"
-    __table_args__ = (Index("ix_samples_attempt_kind", "attempt_id", "kind", "idx"),)
-    id: int | None = Field(default=None, primary_key=True,
-                           sa_type=BigInteger().with_variant(Integer, "sqlite"))  # type: ignore[call-overload]
-    attempt_id: str
-    seq: int = _big()  # type: ignore[assignment]
-    kind: str
-    idx: int = _big()  # type: ignore[assignment]
-    sample_index: int = _big()  # type: ignore[assignment]
-    t_ns: int = _big()  # type: ignore[assignment]
-    value: int = _big()  # type: ignore[assignment]
-    aux: int = _big(default=0)  # type: ignore[assignment]
-    fvalue: float = 0.0

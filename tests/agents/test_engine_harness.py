@@ -493,8 +493,11 @@ def test_performance_cancelled() -> None:
 def test_audit_same_sample() -> None:
     sut = Sut()
     s = Settings.from_requested("single-stream", {"audit_queries": 25})
-    kind, arrs = audit_same_sample(s, sut, SAMPLES, None)
-    assert kind == "audit-same"
+    (kind, arrs), (vkind, varied) = audit_same_sample(s, sut, SAMPLES, None)
+    assert (kind, vkind) == ("audit-same", "audit-varied")
     check_set(arrs, 25)
+    check_set(varied, 25)
     assert (arrs["sample_index"] == 0).all()
-    assert sut.calls == [SAMPLES[0]] * 25  # one sample, over and over
+    assert sut.calls[0::2] == [SAMPLES[0]] * 25  # one sample, over and over ...
+    assert sut.calls[1::2] == [SAMPLES[i] for i in varied["sample_index"]]  # ... interleaved with varied ones
+    assert (varied["t_ns"] >= arrs["t_ns"] + arrs["value"]).all()
