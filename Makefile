@@ -13,7 +13,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	# PP-OCRv4 models for the terminal-vision suite; the wheel's OpenCV-heavy dependencies are not needed.
+	@# PP-OCRv4 models for the terminal-vision suite; the wheel's OpenCV-heavy dependencies are not needed.
 	$(PY) -m pip install --quiet --no-deps "rapidocr-onnxruntime==1.4.4"
 	touch $(STAMP)
 

@@ -601,6 +601,8 @@ class Params:
     profile: str
     per_channel: int
     labd_log_level: str
+    steady_rate: float
+    steady_s: float
     labd_exe: str
     round_timeout_s: float
 
@@ -674,7 +676,7 @@ class Bench:
 
     async def _submit(self, a: SimAgent, rpc_ns: list[int]) -> None:
         a.done.clear()
-        a.submit_t0 = t0 = time.perf_counter_ns()
+        a.submit_t0 = t0 = time.perf_counter_ns()  # SubmitRun call start
         try:
             run = await self._lab().SubmitRun(lab_pb2.SubmitRunRequest(suite_id=SUITE, device=a.name),
                                               metadata=self.eng_md, timeout=300)
@@ -686,6 +688,53 @@ class Bench:
         rpc_ns.append(time.perf_counter_ns() - t0)
         self.run_ids.append(run.id)
         self.tasks_sent += 1
+
+    async def steady(self) -> dict[str, Any]:
+        """Open-loop arrivals at a fixed rate (each to an idle device, round robin): dispatch latency under a
+        sustained load below the burst capacity."""
+        f, rate, total = self.fleet, self.p.steady_rate, int(self.p.steady_rate * self.p.steady_s)
+        rpc_ns: list[int] = []
+        if total <= 0:
+            return {"tasks": 0}
+        f.arm(total)
+        c0, t0 = self.labd.cpu_s(), time.perf_counter()
+        pg0 = postgres_cpu_s() if self.pg else None
+        lag = LoopLag()
+        lag.start()
+        pending: list[asyncio.Task[None]] = []
+        order = list(self.agents)
+        nxt = 0
+        for i in range(total):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for _ in range(len(order)):
+                a = order[nxt % len(order)]
+                nxt += 1
+                if a.submit_t0 is None:
+                    break
+            else:
+                f.errors["steady: no idle device for an arrival"] += 1
+                f.task_skipped()
+                continue
+            a.submit_t0 = time.perf_counter_ns()  # reserve it before the submit coroutine starts
+            pending.append(asyncio.create_task(self._submit(a, rpc_ns)))
+        offered_s = time.perf_counter() - t0
+        timed_out = False
+        try:
+            await asyncio.wait_for(f.all_done.wait(), max(30.0, total * 0.5))
+        except TimeoutError:
+            timed_out = True
+        await asyncio.gather(*pending, return_exceptions=True)
+        wall = time.perf_counter() - t0
+        cpu = self.labd.cpu_s() - c0
+        pg1 = postgres_cpu_s() if self.pg else None
+        return {"tasks": total, "finished": f.finished, "timed_out": timed_out, "rate_per_s": rate,
+                "offered_rate_per_s": round(total / offered_s, 1), "wall_s": round(wall, 2),
+                "dispatch_ms": stats_ms(f.dispatch_ns), "submit_rpc_ms": stats_ms(rpc_ns),
+                "complete_ms": stats_ms(f.complete_ns), "labd_cpu_cores": round(cpu / wall, 2),
+                "postgres_cpu_cores": round((pg1 - pg0) / wall, 2) if pg0 is not None and pg1 is not None else None,
+                "client_loop_lag_ms": await lag.stop()}
 
     async def trickle(self) -> dict[str, Any]:
         """One run at a time: dispatch latency of a lightly loaded lab with the whole fleet connected."""
@@ -860,6 +909,10 @@ async def run_config(p: Params, work: Path) -> dict[str, Any]:
             res["trickle"] = await bench.trickle()
             labd.check_alive()
             print(f"[{p.db} × {p.agents}] trickle dispatch {res['trickle']['dispatch_ms']}", flush=True)
+            res["steady"] = await bench.steady()
+            labd.check_alive()
+            print(f"[{p.db} × {p.agents}] steady {p.steady_rate}/s dispatch {res['steady'].get('dispatch_ms')}",
+                  flush=True)
             res["burst"] = await bench.burst()
             labd.check_alive()
             b = res["burst"]
@@ -934,9 +987,17 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-COLUMNS = ["db", "agents", "connect s", "idle CPU %", "trickle p50/p99 ms", "burst p50/p99 ms", "burst max ms",
+COLUMNS = ["db", "agents", "connect s", "idle CPU %", "trickle p50/p99 ms", "steady p50/p99 ms",
+           "burst p50/p99 ms", "burst max ms",
            "submit RPC p99 ms", "tasks/s", "samples/s", "labd CPU cores", "labd RSS MiB", "PG CPU cores",
            "client CPU cores", "client lag p99 ms", "lost", "dup", "completed"]
+
+
+def steady_cell(st: dict[str, Any] | None) -> str:
+    if not st or not st.get("tasks"):
+        return "–"
+    cell = f"{fmt(st['dispatch_ms']['p50'])} / {fmt(st['dispatch_ms']['p99'])}"
+    return cell + (" (timed out)" if st.get("timed_out") else "")
 
 
 def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
@@ -950,6 +1011,7 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         rows.append([
             r["db"], fmt(r["agents"]), fmt(s["connect_s"]), fmt(i["labd_cpu_pct"]),
             f"{fmt(t['dispatch_ms']['p50'])} / {fmt(t['dispatch_ms']['p99'])}",
+            steady_cell(r.get("steady")),
             f"{fmt(b['dispatch_ms']['p50'])} / {fmt(b['dispatch_ms']['p99'])}", fmt(b["dispatch_ms"]["max"]),
             fmt(b["submit_rpc_ms"]["p99"]), fmt(b["tasks_per_s"]), fmt(b["samples_per_s"]), fmt(b["labd_cpu_cores"]),
             fmt(max(b["labd_rss_peak_mib"], r["labd"]["rss_hwm_mib"])), fmt(b["postgres_cpu_cores"]),
@@ -974,11 +1036,28 @@ def target_lines(results: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in results:
         if r["agents"] >= TARGET_AGENTS and "burst" in r:
-            tp, bp = r["trickle"]["dispatch_ms"]["p99"], r["burst"]["dispatch_ms"]["p99"]
-            ok = [name for name, v in (("trickle", tp), ("burst", bp)) if v is not None and v < TARGET_P99_MS]
-            out.append(f"- **Target ({TARGET_AGENTS:,} agents, p99 dispatch < {TARGET_P99_MS:.0f} ms), {r['db']}: "
-                       + ("met" if ok else "NOT met") + f"** — trickle p99 {fmt(tp)} ms, burst p99 {fmt(bp)} ms.")
+            parts = []
+            for name, ph in (("one at a time", r.get("trickle")), ("steady", r.get("steady")),
+                             ("burst", r.get("burst"))):
+                p99 = ((ph or {}).get("dispatch_ms") or {}).get("p99")
+                if ph is None or p99 is None:
+                    continue
+                verdict = "met" if p99 < TARGET_P99_MS else "NOT met"
+                rate = f" at {fmt(ph['rate_per_s'])}/s" if name == "steady" else ""
+                rate = rate or (f" ({ph['tasks']:,} runs at once)" if name == "burst" else "")
+                parts.append(f"{name}{rate}: p99 {fmt(p99)} ms, **{verdict}**")
+            out.append(f"- Target ({TARGET_AGENTS:,} connected agents, p99 dispatch < {TARGET_P99_MS:.0f} ms), "
+                       f"{r['db']}: " + "; ".join(parts) + ".")
     return out
+
+
+def steady_text(st: dict[str, Any] | None) -> str:
+    if not st or not st.get("tasks"):
+        return "skipped"
+    return (f"{st['tasks']} runs offered at {st['offered_rate_per_s']}/s, {st['finished']} finished in {st['wall_s']} s"
+            + (" (timed out)" if st["timed_out"] else "") + f"; dispatch {st['dispatch_ms']}; submit RPC "
+            f"{st['submit_rpc_ms']}; submit→finished {st['complete_ms']}; labd {st['labd_cpu_cores']} cores"
+            + (f", PostgreSQL {st['postgres_cpu_cores']} cores" if st.get("postgres_cpu_cores") is not None else ""))
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -1001,9 +1080,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{p['per_channel']} agents per gRPC channel (one TCP connection each). Runs: suite `{SUITE}`, "
         "one per device (`SubmitRun(device=NAME)`).",
         "",
-        "- **trickle**: one run at a time with the whole fleet connected; **burst**: one run per device submitted at "
-        f"once, {p['rounds']} round(s). Dispatch latency = SubmitRun call start → Assignment received by the agent "
-        "(client clock).",
+        "- **trickle**: one run at a time with the whole fleet connected; **steady**: runs submitted open-loop at "
+        f"{p.get('steady_rate')}/s for {p.get('steady_s')} s, each to an idle device; **burst**: one run per device "
+        f"submitted at once, {p['rounds']} round(s). Dispatch latency = SubmitRun call start → Assignment received "
+        "by the agent (client clock).",
         "- **lost / dup**: samples labd stored (counter `labd_results_ingested_total`) minus unique samples sent, "
         "plus GetRun `latency_ms.n` ≠ K·B on a sample of runs; **completed**: TaskFinished acks in the burst.",
         "- CPU in cores = (utime+stime) / wall over the burst rounds; labd RSS = max(VmRSS sampled, VmHWM). "
@@ -1027,6 +1107,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"- idle with the fleet connected: labd {r['idle']['labd_cpu_pct']}% CPU, "
                   f"{r['idle']['heartbeats_per_s']} heartbeats/s",
                   f"- trickle ({r['trickle']['tasks']} runs): dispatch {r['trickle']['dispatch_ms']}",
+                  f"- steady: {steady_text(r.get('steady'))}",
                   f"- burst: dispatch {r['burst']['dispatch_ms']}; submit RPC {r['burst']['submit_rpc_ms']}; "
                   f"submit→finished {r['burst']['complete_ms']}",
                   "- burst rounds: " + "; ".join(
@@ -1081,6 +1162,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                            batches=args.batches, per_batch=args.samples, dup=not args.no_dup,
                            verify_sample=args.verify_sample, profile=args.profile, per_channel=args.per_channel,
                            labd_log_level=args.labd_log_level, labd_exe=args.labd,
+                           steady_rate=args.steady_rate, steady_s=args.steady_s,
                            round_timeout_s=args.round_timeout or max(60.0, n * 0.5))
                 try:
                     r = await run_config(p, work)
@@ -1107,7 +1189,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_info(dbs), "git": git_info(), "nofile": list(raise_nofile()),
             "params": {"agents": counts, "db": dbs, "rounds": args.rounds, "trickle": args.trickle,
                        "batches": args.batches, "per_batch": args.samples, "dup": not args.no_dup,
-                       "per_channel": args.per_channel, "heartbeat_ms": 5000, "suite": SUITE},
+                       "per_channel": args.per_channel, "heartbeat_ms": 5000, "suite": SUITE,
+                       "steady_rate": args.steady_rate, "steady_s": args.steady_s},
             "results": results}
 
 
@@ -1118,6 +1201,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="burst rounds per configuration (default 2)")
     ap.add_argument("--trickle", type=int, default=30, help="one-at-a-time runs per configuration (default 30)")
     ap.add_argument("--idle-s", type=float, default=5.0, help="idle measurement window (default 5 s)")
+    ap.add_argument("--steady-rate", type=float, default=20.0,
+                    help="steady phase: runs submitted per second, open loop (default 20)")
+    ap.add_argument("--steady-s", type=float, default=10.0, help="steady phase length (default 10 s; 0 skips it)")
     ap.add_argument("--batches", type=int, default=2, help="result batches per task (default 2)")
     ap.add_argument("--samples", type=int, default=500, help="samples per batch (default 500)")
     ap.add_argument("--no-dup", action="store_true", help="do not resend batch 0 once per task")
@@ -1143,6 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--name must start with 'fleet' and name a file, not a path")
     if args.quick:
         args.agents, args.db, args.rounds, args.trickle, args.idle_s = "20", "sqlite", 1, 3, 1.0
+        args.steady_rate, args.steady_s = 10.0, 1.5
         args.verify_sample = 0
     if args.labd_src is not None:
         src = args.labd_src.resolve()
