@@ -39,20 +39,3 @@ def accuracy_metrics(name: str, predicted: np.ndarray, sample_index: np.ndarray,
     lo, hi = wilson_interval(k, n)
     return {"accuracy": {"name": name, "value": k / n, "ci95": [lo, hi], "n": n, "k": k,
                          "interval": "wilson", "ci95_exact": list(clopper_pearson(k, n))}}
-
-
-def unavailable_energy() -> dict[str, Any]:
-    return {"energy": {"joules_per_inference": None, "avg_power_w": None, "source": "unavailable"}}
-
-
-def task_metrics(latency: tuple[np.ndarray, np.ndarray] | None,
-                 predictions: tuple[np.ndarray, np.ndarray] | None,
-                 labels: np.ndarray | None, accuracy_name: str = "top1") -> dict[str, Any]:
-    """All metrics of one attempt. latency = (t_ns, latency_ns); predictions = (sample_index, predicted)."""
-    out: dict[str, Any] = {}
-    if latency is not None:
-        out.update(latency_metrics(*latency))
-    if predictions is not None and labels is not None:
-        out.update(accuracy_metrics(accuracy_name, predictions[1], predictions[0], labels))
-    out.update(unavailable_energy())
-    return out

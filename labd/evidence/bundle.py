@@ -30,10 +30,6 @@ def canonical_json(obj: Any) -> bytes:
     return rfc8785.dumps(obj)
 
 
-def iso(ms: int) -> str | None:
-    return report_json.iso(ms)
-
-
 def _zip(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -86,7 +82,7 @@ def issue_report(lab: Lab, run: d.Run, amend_reason: str = "") -> dict[str, byte
     index = lab.store.append_report(record, leaf.hex(), now_ms())
     leaves = [bytes.fromhex(h) for h in lab.store.log_leaves(index + 1)]
     checkpoint = transparency.sign_checkpoint(lab.signing_key, len(leaves), merkle.root(leaves),
-                                              iso(now_ms()) or "")
+                                              report_json.iso(now_ms()) or "")
     files[TRANSPARENCY] = json.dumps(transparency.proof_document(index, leaves, checkpoint), indent=1).encode()
     signed = sign_bundle(lab, files)
     lab.store.set_report_bundle(report_id, _zip(signed))

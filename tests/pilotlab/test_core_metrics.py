@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilotlab.metrics import accuracy_metrics, latency_metrics, task_metrics, unavailable_energy
+from pilotlab.metrics import accuracy_metrics, latency_metrics
 from pilotlab.stats import nearest_rank, wilson_interval
 
 I64 = np.int64
@@ -94,24 +94,3 @@ def test_accuracy_empty_is_empty() -> None:
     assert accuracy_metrics("top1", np.array([], dtype=I64), np.array([], dtype=I64), np.array([1, 2])) == {}
 
 
-def test_task_metrics_combines_all() -> None:
-    lat = (np.array([0, 10_000_000], dtype=I64), np.array([2_000_000, 4_000_000], dtype=I64))
-    preds = (np.array([0, 1, 2], dtype=I64), np.array([7, 8, 0], dtype=I64))
-    labels = np.array([7, 8, 9], dtype=I64)
-    m = task_metrics(lat, preds, labels, accuracy_name="top-1")
-    assert set(m) == {"latency_ms", "throughput_per_s", "accuracy", "energy"}
-    assert m["latency_ms"]["p50"] == 2.0 and m["latency_ms"]["p99"] == 4.0
-    assert m["throughput_per_s"] == pytest.approx(2 / 0.014)
-    assert m["accuracy"]["name"] == "top-1"
-    assert (m["accuracy"]["k"], m["accuracy"]["n"]) == (2, 3)
-    assert m["energy"] == {"joules_per_inference": None, "avg_power_w": None, "source": "unavailable"}
-
-
-def test_task_metrics_without_labels_or_latency() -> None:
-    preds = (np.array([0], dtype=I64), np.array([0], dtype=I64))
-    m = task_metrics(None, preds, None)
-    assert set(m) == {"energy"}
-    assert m == unavailable_energy()
-    m = task_metrics(None, preds, np.array([0], dtype=I64))
-    assert set(m) == {"accuracy", "energy"}
-    assert m["accuracy"]["value"] == 1.0 and m["accuracy"]["ci95"][1] == 1.0
