@@ -326,6 +326,10 @@ class Fleet:
         self.batch_acks = 0
         self.errors: Counter[str] = Counter()
         self.heartbeats = 0
+        self.stale_heartbeats = 0  # heartbeats listing an attempt whose TaskFinished was already sent
+        self.slow_after_stale = 0  # assignments > 1 s late to a device that had sent such a heartbeat before
+        self.slow = 0  # assignments > 1 s late
+        self.after_stale_ns: list[int] = []  # dispatch latency of the next assignment after such a heartbeat
 
     def arm(self, target: int) -> None:
         self.finished, self.skipped, self.target = 0, 0, target
@@ -355,6 +359,8 @@ class SimAgent:
         self.welcomed = asyncio.Event()
         self.interval_s = 5.0
         self.running: set[str] = set()
+        self.finish_sent: set[str] = set()
+        self.stale = False
         self.submit_t0: int | None = None
         self.done = asyncio.Event()
         self.closing = False
@@ -386,6 +392,9 @@ class SimAgent:
             self.q.put_nowait(agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(
                 sent_unix_ms=time.time_ns() // 1_000_000, running_attempt_ids=sorted(self.running))))
             self.fleet.heartbeats += 1
+            if self.running & self.finish_sent:  # like agents/worker.py: listed until the finish is acked
+                self.fleet.stale_heartbeats += 1
+                self.stale = True
             await asyncio.sleep(self.interval_s)
 
     async def _read(self) -> None:
@@ -399,10 +408,17 @@ class SimAgent:
                         f.unexpected_assignments += 1
                     else:
                         f.dispatch_ns.append(now - self.submit_t0)
+                        if now - self.submit_t0 > 1_000_000_000:
+                            f.slow += 1
+                            f.slow_after_stale += self.stale
+                        if self.stale:
+                            f.after_stale_ns.append(now - self.submit_t0)
+                    self.stale = False
                     self._run(msg.assignment)
                 elif kind == "ack":
                     if msg.ack.finished:
                         self.running.discard(msg.ack.attempt_id)
+                        self.finish_sent.discard(msg.ack.attempt_id)
                         if self.submit_t0 is not None:
                             f.complete_ns.append(now - self.submit_t0)
                         self.submit_t0 = None
@@ -433,6 +449,7 @@ class SimAgent:
         if f.dup:
             self.q.put_nowait(p.batch(self.key, a.attempt_id, 0))
             f.dups_sent += 1
+        self.finish_sent.add(a.attempt_id)
         self.q.put_nowait(agent_pb2.AgentMessage(finished=agent_pb2.TaskFinished(
             attempt_id=a.attempt_id, outcome=agent_pb2.OUTCOME_OK, batches=p.batches,
             effective_settings_json=a.settings_json or "{}", environment_json="{}", execution_provider="",
@@ -873,6 +890,9 @@ class Bench:
             "dup_batches_sent": f.dups_sent, "labd_dup_batches_ignored": dups_ignored,
             "batch_acks": f.batch_acks, "batches_sent": f.batches_sent + f.dups_sent,
             "unexpected_assignments": f.unexpected_assignments,
+            "heartbeats_listing_finished_attempt": f.stale_heartbeats,
+            "assignments_over_1s": f.slow, "assignments_over_1s_after_such_heartbeat": f.slow_after_stale,
+            "dispatch_ms_after_such_heartbeat": stats_ms(f.after_stale_ns),
             "labd_dispatch_latency_mean_ms": round(1000 * m.get("labd_dispatch_latency_seconds_sum", 0)
                                                    / max(1, m.get("labd_dispatch_latency_seconds_count", 0)), 3),
             "problems": problems,
@@ -1121,6 +1141,11 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{v['samples_sent_unique']:,} unique sent; {v['labd_dup_batches_ignored']} duplicate batches "
                   f"ignored of {v['dup_batches_sent']} sent; {v['batch_acks']}/{v['batches_sent']} batch acks; "
                   f"labd's own dispatch histogram mean {v['labd_dispatch_latency_mean_ms']} ms",
+                  f"- heartbeats that listed an attempt already finished (TaskFinished sent, ack not yet back): "
+                  f"{v.get('heartbeats_listing_finished_attempt')}; assignments more than 1 s late: "
+                  f"{v.get('assignments_over_1s')}, of which to a device that had sent such a heartbeat: "
+                  f"{v.get('assignments_over_1s_after_such_heartbeat')}; dispatch latency of the next assignment "
+                  f"after such a heartbeat: {v.get('dispatch_ms_after_such_heartbeat')}",
                   ]
         if r.get("errors"):
             lines.append(f"- client-side errors: {r['errors']}")

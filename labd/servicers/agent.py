@@ -92,9 +92,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def _handle(self, session: AgentSession, msg: agent_pb2.AgentMessage) -> None:
         lab, kind = self.lab, msg.WhichOneof("msg")
         if kind == "heartbeat":
-            session.running = set(msg.heartbeat.running_attempt_ids)
-            if session.running:
-                await asyncio.to_thread(h.heartbeat, lab, session.device_id, list(session.running))
+            # A heartbeat renews leases; it never changes which attempts occupy the device's slots (those end
+            # with an acknowledged finish), so a heartbeat sent before a finish cannot mark the device busy again.
+            renew = [a for a in msg.heartbeat.running_attempt_ids if a in session.running]
+            if renew:
+                await asyncio.to_thread(h.heartbeat, lab, session.device_id, renew)
         elif kind == "progress":
             p = msg.progress
             await asyncio.to_thread(h.own_attempt, lab, session.device_id, p.attempt_id)
