@@ -38,6 +38,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> int:
+    """Signal a started process (unless it already ended) and return its exit status."""
+    assert proc is not None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return proc.wait(timeout=30)
+
+
 @dataclass
 class Labd:
     data_dir: Path
@@ -74,10 +82,7 @@ class Labd:
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        return stop_process(self.proc, sig)
 
     def metrics(self) -> str:
         import urllib.request
@@ -107,10 +112,7 @@ class Agent:
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        return stop_process(self.proc, sig)
 
     def log_text(self) -> str:
         return self.log.read_text()
