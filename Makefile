@@ -1,23 +1,45 @@
-# PilotLab — everything the project needs is installed from here into .venv.
+# PilotLab — everything the project needs is installed from here into .venv, exactly as locked.
+#   requirements/lock.txt          every package the lab, labctl, tests, benches and suite builder use (hashes)
+#   requirements/nodeps.txt        rapidocr-onnxruntime for its PP-OCRv4 model files only (no OpenCV stack)
+#   requirements/agent-oldest.txt  the agent at the oldest onnxruntime it supports (.venv-agent-oldest)
+# `make lock` refreshes all three from pyproject.toml with a pinned uv; pip installs them with --require-hashes.
 PYTHON ?= python3
 VENV ?= .venv
+OLDEST_VENV ?= .venv-agent-oldest
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
+STAMP := $(VENV)/.installed-lock
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-lock
+LOCKS := requirements/lock.txt requirements/nodeps.txt
+UV_VERSION := 0.13.9
+PIP_LOCKED := -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test demo protos lint typecheck bench clean
+.PHONY: install install-agent-oldest system-deps test test-main test-agent-oldest demo protos lint typecheck \
+        bench lock clean
 
-$(PY):
+# A venv holds exactly the locked set: when a lock changes, the venv is made anew rather than patched.
+$(STAMP): $(LOCKS) pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	@# PP-OCRv4 models for the terminal-vision suite; the wheel's OpenCV-heavy dependencies are not needed.
-	$(PY) -m pip install --quiet --no-deps "rapidocr-onnxruntime==1.4.4"
+	$(PY) $(PIP_LOCKED) -r requirements/lock.txt -r requirements/nodeps.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+$(OLDEST_STAMP): requirements/agent-oldest.txt pyproject.toml
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python $(PIP_LOCKED) -r requirements/agent-oldest.txt
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(OLDEST_STAMP)
+
 install: $(STAMP)
+
+install-agent-oldest: $(OLDEST_STAMP)
+
+lock:
+	$(PYTHON) -m venv build/uv
+	build/uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	UV=$(CURDIR)/build/uv/bin/uv requirements/lock.sh
 
 # Debian's chromium renders report.html in the report tests (headless). Installed when missing and root.
 system-deps:
@@ -27,8 +49,17 @@ system-deps:
 	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: install Debian's chromium package to run the report-rendering test"; fi; }
 
-test: install system-deps
+test: test-main test-agent-oldest
+
+test-main: install system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The agent's own tests under the oldest supported onnxruntime, then one smoke run end to end: labd from .venv,
+# lab-agent from the oldest venv (PILOTLAB_AGENT_BIN), as on a device that brings its own runtime.
+test-agent-oldest: install install-agent-oldest
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/agents $(PYTEST_ARGS)
+	PILOTLAB_AGENT_BIN=$(CURDIR)/$(OLDEST_VENV)/bin/lab-agent $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/e2e/test_agent_oldest.py $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m labctl.demo --out demo-report
@@ -43,4 +74,4 @@ typecheck: install
 	$(VENV)/bin/mypy pilotlab labd agents labctl evalsuites
 
 clean:
-	rm -rf $(VENV) demo-report build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) demo-report build *.egg-info .pytest_cache

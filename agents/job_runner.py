@@ -17,12 +17,12 @@ from agents.artifact_cache import ArtifactCache, ArtifactError
 from agents.energy_run import IDLE_MS_DEFAULT, PerformanceEnergy, idle_baseline, meter_settings
 from agents.environment import fingerprint
 from agents.harness.accuracy import run_accuracy
-from agents.harness.conformance import compare_outputs
+from agents.harness.conformance import golden_outputs
 from agents.harness.single_stream import Cancelled
 from agents.harness.warmup import warm_up
 from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
 from agents.meters.base import Meter
-from pilotlab import convert
+from pilotlab import conformance, convert
 from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2
 
@@ -196,10 +196,8 @@ class JobRunner:
             rep.progress(a.attempt_id, "conformance", 0.0)
             with np.load(golden_path) as g:
                 golden = {k: g[k] for k in g.files}
-            c = compare_outputs(issue, feeds, sess.output_names, golden)
-            sets.append(("conformance", {"index": c["sample_index"], "sample_index": c["sample_index"],
-                                         "value": c["agree"], "fvalue": c["abs_err"],
-                                         "aux": np.round(c["rel_err"] * 1e9).astype(np.int64)}))
+            sets += conformance.to_samples(conformance.compare(golden_outputs(issue, feeds, sess.output_names, golden),
+                                                               golden))
         if a.settings.get("profile"):
             rep.progress(a.attempt_id, "profile", 0.0)
             fin.phases["profile"] = profile_summary(model, sess.provider, a.settings, feeds,

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from pilotlab import conformance
 from pilotlab.energy import energy_metrics
 from pilotlab.metrics import accuracy_metrics, latency_metrics
 from pilotlab.stats import early_stopping, nearest_rank
@@ -113,12 +114,6 @@ def _audits(samples: Samples, headline_p50_ms: float | None) -> tuple[dict[str, 
     return audit, reasons
 
 
-def _conformance(a: dict[str, np.ndarray]) -> dict[str, Any]:
-    n = int(a["value"].size)
-    return {"n": n, "max_abs_err": float(a["fvalue"].max()), "max_rel_err": float(a["aux"].max()) / 1e9,
-            "top1_agreement": float(a["value"].sum()) / n}
-
-
 def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, labels: np.ndarray | None,
                     accuracy_name: str = "top1") -> dict[str, Any]:
     """Every metric of one attempt, from its raw samples and effective settings."""
@@ -156,8 +151,13 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
     pred = samples.get("prediction")
     if pred is not None and pred["value"].size and labels is not None:
         out.update(accuracy_metrics(accuracy_name, pred["value"], pred["sample_index"], labels))
-    if "conformance" in samples and samples["conformance"]["value"].size:
-        out["conformance"] = _conformance(samples["conformance"])
+    try:
+        records = conformance.from_samples(samples)
+        if records is not None:
+            c = conformance.reduce_records(records)
+            out["conformance"] = {"n": int(c.pop("n")), **c}
+    except ValueError as e:  # malformed evidence grades as invalid, never as conforming
+        reasons.append(f"conformance: {e}")
     audit, audit_reasons = _audits(samples, (out.get("latency_ms") or {}).get("p50"))
     if audit:
         out["audit"] = audit

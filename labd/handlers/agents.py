@@ -18,7 +18,8 @@ from pilotlab import domain as d
 from pilotlab.samples import batch_signing_bytes
 from pilotlab.scenarios import parse_kind
 
-SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance", "power")
+SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance",
+                "conformance-peak", "power")
 
 log = logging.getLogger("labd.agents")
 

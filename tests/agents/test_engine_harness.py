@@ -13,7 +13,7 @@ import pytest
 
 import agents.harness.scheduled as scheduled_mod
 import agents.harness.warmup as warmup_mod
-from agents.harness.conformance import compare_outputs
+from agents.harness.conformance import golden_outputs
 from agents.harness.scheduled import (
     SPIN_NS,
     periodic_schedule,
@@ -24,6 +24,7 @@ from agents.harness.scheduled import (
 from agents.harness.single_stream import Cancelled
 from agents.harness.warmup import warm_up
 from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
+from pilotlab import conformance
 from pilotlab.scenarios import compute_metrics
 
 MS = 1_000_000
@@ -333,46 +334,41 @@ GOT = {
 }
 
 
-def test_compare_outputs_errors_and_agreement() -> None:
+def test_golden_outputs_issue_only_golden_samples_and_stack_them() -> None:
     calls: list[str] = []
 
     def issue(sample: str) -> list[Any]:
         calls.append(sample)
-        return GOT[sample] + [np.array(["ignored"])]
+        return [x[None, :] for x in GOT[sample]] + [np.array(["ignored"])]  # each output with its batch axis of 1
 
-    c = compare_outputs(issue, ["q0", "q1", "q2", "q3"], ["scores", "aux", "extra"], GOLDEN)
+    outs = golden_outputs(issue, ["q0", "q1", "q2", "q3"], ["scores", "aux", "extra"], GOLDEN)
     assert calls == ["q0", "q1", "q2"]  # as many as the golden file holds
-    assert c["sample_index"].tolist() == [0, 1, 2]
-    # q0: scores exact (float32 of the same values within 1e-8); aux 1e-7 over a zero reference -> rel 1e-7/1e-6
-    assert c["abs_err"][0] == pytest.approx(1e-7, rel=0.3)
-    assert c["rel_err"][0] == pytest.approx(0.1, rel=0.3)
-    # q1: |0.1-0.5| = |0.5-0.1| = 0.4; relative 0.4/0.5 and 0.4/0.1 = 4
-    assert c["abs_err"][1] == pytest.approx(0.4)
-    assert c["rel_err"][1] == pytest.approx(4.0)
-    # q2: scores off by 0.5 (rel 0.25); aux off by 3 over |-2| (rel 1.5): the worst over every output
-    assert c["abs_err"][2] == pytest.approx(3.0)
-    assert c["rel_err"][2] == pytest.approx(1.5)
-    assert c["agree"].tolist() == [1, 0, 1]  # argmax of the first output only
-    assert c["agree"].dtype == np.int64
+    assert sorted(outs) == ["aux", "scores"]
+    assert outs["scores"].shape == (3, 4) and outs["aux"].shape == (3, 2)
+    assert outs["scores"][1].tolist() == [0.1, 0.5, 0.2, 0.2]
 
 
-def test_compare_outputs_integer_label_first() -> None:
-    golden = {"scores": np.array([[0.0, 1.0], [1.0, 0.0]]), "label": np.array([[1], [0]])}
-    outs = {"a": [np.array([0]), np.array([0.0, 1.0])], "b": [np.array([0]), np.array([0.0, 1.0])]}
-    c = compare_outputs(lambda s: outs[s], ["a", "b"], ["label", "scores"], golden)
-    # first output in the model's order is the label: equality, not argmax; scores disagree on b only in error
-    assert c["agree"].tolist() == [0, 1]
-    assert c["abs_err"].tolist() == [1.0, 1.0]
+def test_golden_outputs_through_the_one_rule() -> None:
+    outs = golden_outputs(lambda s: GOT[s], ["q0", "q1", "q2", "q3"], ["scores", "aux"], GOLDEN)
+    r = conformance.compare(outs, GOLDEN)
+    m = conformance.reduce_records(conformance.from_samples(dict(conformance.to_samples(r))))  # type: ignore[arg-type]
+    # worst |y-g|: aux of q2 is off by 3; relative to each array's peak: scores 0.5/4, aux 3/3
+    assert m["max_abs_err"] == pytest.approx(3.0)
+    assert m["max_rel_err"] == pytest.approx(1.0)
+    # argmax agrees for scores on q0 and q2 (2/3), for aux on q0 and q1 only (tie at q1: first index) -> min
+    assert m["top1_agreement"] == pytest.approx(2 / 3)
+    assert m["n"] == 3
+    assert m == {**conformance.reduce_records(r)}
+    assert conformance.measure_conformance(outs, GOLDEN) == {f"conformance.{k}": v for k, v in m.items() if k != "n"}
 
 
-def test_compare_outputs_size_mismatch() -> None:
-    with pytest.raises(ValueError, match="output scores has 3 values, golden has 4"):
-        compare_outputs(lambda s: [np.zeros(3), np.zeros(2)], ["q0"], ["scores", "aux"], GOLDEN)
-
-
-def test_compare_outputs_golden_names_no_output() -> None:
+def test_golden_outputs_refusals() -> None:
     with pytest.raises(ValueError, match="name none of the model's outputs"):
-        compare_outputs(lambda s: [np.zeros(4)], ["q0"], ["logits"], GOLDEN)
+        golden_outputs(lambda s: [np.zeros(4)], ["q0"], ["logits"], GOLDEN)
+    with pytest.raises(ValueError, match="golden arrays aux name no output"):
+        golden_outputs(lambda s: [np.zeros(4)], ["q0"], ["scores"], GOLDEN)
+    with pytest.raises(ValueError, match="hold 3 samples, the dataset only 2"):
+        golden_outputs(lambda s: GOT[s], ["q0", "q1"], ["scores", "aux"], GOLDEN)
 
 
 # ---------------------------------------------------------------- the scenario plan

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 
 BIN = Path(sys.executable).parent
+# The lab-agent the e2e tests start: this venv's, or one a device would bring (`make test-agent-oldest` points it at
+# the venv with the oldest onnxruntime the agent supports).
+AGENT_BIN = Path(os.environ.get("PILOTLAB_AGENT_BIN") or BIN / "lab-agent")
 PG_BASE = os.environ.get("PILOTLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -106,7 +109,7 @@ class Agent:
     def start(self) -> Agent:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.work_dir.parent / f"{self.name}-{time.monotonic_ns()}.log"
-        cmd = [str(BIN / "lab-agent"), "--lab", self.lab.addr, "--token", self.token, "--name", self.name,
+        cmd = [str(AGENT_BIN), "--lab", self.lab.addr, "--token", self.token, "--name", self.name,
                "--class", self.device_class, "--work-dir", str(self.work_dir), *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         return self
@@ -218,8 +221,16 @@ def make_suite(root: Path, suite_id: str, min_duration_ms: int = 500, regions: l
 
 
 def task_phase(lab: Labd, run_id: str) -> str:
-    shown = labctl_json(lab, lab.admin_token, "run", "show", run_id)
-    return str(shown["tasks"][0]["phase"])
+    """The first task's live phase, asked in-process: a labctl process per poll can take longer on a loaded machine
+    than a phase lasts, and a wait for that phase would then never see it."""
+    import grpc
+
+    from pilotlab.v1 import lab_pb2, lab_pb2_grpc
+
+    with grpc.insecure_channel(lab.addr) as ch:
+        run = lab_pb2_grpc.LabServiceStub(ch).GetRun(lab_pb2.GetRunRequest(id=run_id), timeout=30,
+                                                     metadata=[("authorization", f"Bearer {lab.admin_token}")])
+    return str(run.tasks[0].phase)
 
 
 class TcpProxy:

@@ -302,9 +302,21 @@ def test_audit_absent_without_audit_sets() -> None:
 
 
 def test_conformance() -> None:
-    conf = raw(np.zeros(4), [1, 1, 0, 1], aux=[1000, 2_500_000_000, 7, 0], fvalue=[0.1, 0.5, 0.25, 0.0])
+    # rows: (sample, array 0 "p" with a class axis / array 1 "z" without): agree, abs err; peaks 0.5 and 0.1
+    conf = raw(np.zeros(6), [1, -1, 1, -1, 0, -1], aux=[0, 1, 0, 1, 0, 1], sample_index=[0, 0, 1, 1, 2, 2],
+               fvalue=[0.1, 0.25, 0.5, 0.0, 0.2, 0.05])
+    peaks = raw(np.zeros(2), [0, 0], fvalue=[0.5, 0.1])
+    m = compute_metrics("single-stream", {}, {"latency": constant(5, 1), "conformance": conf,
+                                              "conformance-peak": peaks}, None)
+    assert m["conformance"] == {"n": 3, "max_abs_err": 0.5, "max_rel_err": 2.5, "top1_agreement": 2 / 3}
+
+
+def test_conformance_without_peaks_is_refused() -> None:
+    conf = raw(np.zeros(1), [1], fvalue=[0.1])
     m = compute_metrics("single-stream", {}, {"latency": constant(5, 1), "conformance": conf}, None)
-    assert m["conformance"] == {"n": 4, "max_abs_err": 0.5, "max_rel_err": 2.5, "top1_agreement": 0.75}
+    assert "conformance" not in m
+    assert not m["validity"]["valid"]
+    assert any("without their 'conformance-peak' set" in r for r in m["validity"]["reasons"])
 
 
 def test_accuracy_with_labels() -> None:
