@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evalsuites.gen import SuiteBuilder, builders
-from evalsuites.gen.common import BuildError, npz_bytes, tool_versions
+from evalsuites.gen.common import BuildError, npz_bytes, record_toolchain, tool_versions, toolchain_differences
 from evalsuites.gen.smoke import DATA_REL, GENERATED, MODEL_REL, build_smoke, digits_split
 from evalsuites.loader import SUITE_FILE, builtin_suites_dir, load_suite
 from evalsuites.schema import Suite, SuiteError
@@ -125,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"ok: {names} match their pins in {toml_path}")
                 continue
             pins, changed, suite = rebuild(suite_dir)
+            if not args.suite_dir:
+                record_toolchain()
             for name, (sha, size) in pins.items():
                 print(f"{name}: sha256 {sha} size {size}")
             print(f"{'repinned' if changed else 'pins unchanged'}: {suite.id} {suite.version} digest {suite.digest}")
@@ -133,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     if failed:
+        differ = toolchain_differences()
+        if differ:
+            print("the installed toolchain differs from the locked one the pins were built with: "
+                  + "; ".join(differ) + " (install from requirements/lock.txt: make install)", file=sys.stderr)
         print(f"built with {tool_versions()}; run python -m evalsuites.build to repin", file=sys.stderr)
         return 1
     return 0

@@ -24,16 +24,45 @@ class BuildError(RuntimeError):
     """The build cannot produce trustworthy artifacts; the message says why."""
 
 
-def tool_versions() -> str:
-    """Versions of the libraries whose output the pins depend on, for messages."""
-    parts = []
+BUILT_WITH = Path(__file__).resolve().parents[1] / "built-with.json"  # the toolchain that made the committed pins
+
+
+def toolchain() -> dict[str, str]:
+    """Versions of the libraries whose output the pins depend on."""
+    out = {}
     for dist in _TOOLS:
         try:
-            parts.append(f"{dist} {metadata.version(dist)}")
+            out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            parts.append(f"{dist} missing")
-    parts.append(f"zlib {zlib.ZLIB_RUNTIME_VERSION}")
-    return ", ".join(parts)
+            out[dist] = "missing"
+    out["zlib"] = zlib.ZLIB_RUNTIME_VERSION
+    return out
+
+
+def tool_versions() -> str:
+    """Versions of the libraries whose output the pins depend on, for messages."""
+    return ", ".join(f"{k} {v}" for k, v in toolchain().items())
+
+
+def record_toolchain() -> None:
+    """Write the installed toolchain to built-with.json: the pins were just rebuilt with it."""
+    import json
+
+    write_file(BUILT_WITH, (json.dumps(toolchain(), indent=2, sort_keys=True) + "\n").encode())
+
+
+def toolchain_differences() -> list[str]:
+    """How the installed toolchain differs from the one recorded in built-with.json ('onnx 1.23.2, pins built with
+    1.22.0'); empty when they match or nothing was recorded."""
+    import json
+
+    try:
+        recorded = json.loads(BUILT_WITH.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    now = toolchain()
+    return [f"{k} {now.get(k, 'missing')}, pins built with {v}" for k, v in sorted(recorded.items())
+            if now.get(k, "missing") != v]
 
 
 def npz_bytes(arrays: dict[str, np.ndarray], *, compress: bool = False) -> bytes:
@@ -108,8 +137,9 @@ def snap(x: np.ndarray, bits: int) -> np.ndarray:
     return (np.round(np.asarray(x, dtype=np.float64) * scale) / scale).astype(np.float32)
 
 
-def run_ort(model: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a model once with onnxruntime on CPU (one thread); output name -> array."""
+def run_ort(model: bytes, feeds: dict[str, np.ndarray], *, per_sample: bool = False) -> dict[str, np.ndarray]:
+    """Run a model with onnxruntime on CPU (one thread); output name -> array. per_sample=True issues one query
+    per sample (batch 1) and stacks the outputs, as agents measure conformance."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -117,7 +147,11 @@ def run_ort(model: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     opts.log_severity_level = 3
     session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+    if not per_sample:
+        return dict(zip(names, session.run(names, feeds), strict=True))
+    n = len(next(iter(feeds.values())))
+    rows = [session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+    return {name: np.concatenate([r[j] for r in rows]) for j, name in enumerate(names)}
 
 
 def require_close(what: str, got: np.ndarray, want: np.ndarray, atol: float) -> float:
@@ -131,3 +165,22 @@ def require_close(what: str, got: np.ndarray, want: np.ndarray, atol: float) -> 
 def top1_agreement(got: np.ndarray, want: np.ndarray) -> float:
     """Fraction of rows whose argmax over the last axis agrees."""
     return float(np.mean(np.argmax(got, axis=-1) == np.argmax(want, axis=-1)))
+
+
+def cross_check(what: str, model: bytes, feeds: dict[str, np.ndarray], bounds: Any,
+                golden: dict[str, np.ndarray]) -> None:
+    """Warn (stderr) when this machine's onnxruntime leaves the reference intervals of an int8 model.
+
+    Only a warning: the artifacts follow from the exact reference, not from this machine's kernels; a kernel outside
+    the intervals is what the suite's conformance criteria exist to catch on a device.
+    """
+    import sys
+
+    from pilotlab.conformance import measure_conformance
+
+    got = run_ort(model, feeds)
+    outside = [n for n in golden if not np.all((got[n] >= bounds[n].lo - np.abs(bounds[n].lo) * 2**-23)
+                                              & (got[n] <= bounds[n].hi + np.abs(bounds[n].hi) * 2**-23))]
+    if outside:
+        print(f"warning: {what}: this machine's onnxruntime leaves the correct-kernel intervals of "
+              f"{', '.join(outside)}: {measure_conformance(got, golden)} ({tool_versions()})", file=sys.stderr)

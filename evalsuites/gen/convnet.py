@@ -1,4 +1,4 @@
-"""A small image classifier as ONNX in fp32, fp16 (cast initializers, Cast at the edges) and int8 (QDQ).
+"""A small image classifier as ONNX in fp32, fp16 (cast initializers, Cast at the edges) and int8 (U8U8 QDQ).
 
 Everything is written with onnx.helper and numpy, so each byte follows from the fixed-seed weights; the
 float64 numpy forward pass here is both the golden reference and the int8 calibration.
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from evalsuites.gen.common import OPSET, snap, uniform
+from evalsuites.gen.qdq import QdqGraph
 
 CHANNELS = (3, 32, 64, 128)
 CLASSES = 10
@@ -68,66 +69,12 @@ def head(feats: np.ndarray, p: Params) -> dict[str, np.ndarray]:
     return {LOGITS: z.astype(np.float32), PROBS: (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
 
 
-def nice_scale(value: float) -> np.float32:
-    """A quantisation scale >= value with a 4-bit mantissa, so float64 noise in `value` cannot change it."""
-    e = int(np.floor(np.log2(value)))
-    return np.float32(np.ceil(value / 2.0**e * 8.0) / 8.0 * 2.0**e)
-
-
-class _Graph:
-    """Accumulates nodes and initializers; q() inserts a QuantizeLinear/DequantizeLinear pair when quantising."""
-
-    def __init__(self, quantize: bool, peaks: dict[str, float] | None) -> None:
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.quantize = quantize
-        self.peaks = dict(peaks or {})
-        self.scales: dict[str, np.float32] = {}
-
-    def node(self, op: str, ins: list[str], out: str, **attrs: Any) -> str:
-        from onnx import helper
-
-        self.nodes.append(helper.make_node(op, ins, [out], **attrs))
-        return out
-
-    def init(self, name: str, array: np.ndarray | np.generic) -> str:
-        from onnx import numpy_helper
-
-        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def q(self, x: str, peak: str, signed: bool) -> str:
-        if not self.quantize:
-            return x
-        scale = nice_scale(self.peaks[peak] / (127.0 if signed else 255.0))
-        self.scales[x] = scale
-        s, z = self.init(f"{x}.scale", scale), self.init(f"{x}.zp", np.int8(0) if signed else np.uint8(0))
-        return self.node("DequantizeLinear", [self.node("QuantizeLinear", [x, s, z], f"{x}.q"), s, z], f"{x}.dq")
-
-    def weights(self, name: str, w: np.ndarray, b: np.ndarray, x_scale_of: str) -> tuple[str, str]:
-        """Weight and bias inputs: float initializers, or int8 per-output-channel weights and int32 biases."""
-        if not self.quantize:
-            return self.init(name + ".w", w), self.init(name + ".b", b)
-        flat = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
-        w_scale = (np.maximum(flat, np.float32(1e-8)) / np.float32(127.0)).astype(np.float32)
-        shape = (-1,) + (1,) * (w.ndim - 1)
-        w_q = np.clip(np.round(w.astype(np.float64) / w_scale.reshape(shape)), -127, 127).astype(np.int8)
-        b_scale = (w_scale.astype(np.float64) * float(self.scales[x_scale_of])).astype(np.float32)
-        b_q = np.round(b.astype(np.float64) / b_scale.astype(np.float64)).astype(np.int32)
-        wq = self.node("DequantizeLinear", [self.init(name + ".w.q", w_q), self.init(name + ".w.scale", w_scale),
-                                            self.init(name + ".w.zp", np.zeros(w.shape[0], np.int8))],
-                       name + ".w", axis=0)
-        bq = self.node("DequantizeLinear", [self.init(name + ".b.q", b_q), self.init(name + ".b.scale", b_scale),
-                                            self.init(name + ".b.zp", np.zeros(b.shape[0], np.int32))],
-                       name + ".b", axis=0)
-        return wq, bq
-
-
 def convnet(p: Params, *, quantize: bool = False, peaks: dict[str, float] | None = None) -> Any:
-    """The fp32 (or int8 QDQ) ModelProto: input [N,3,64,64] -> logits [N,10], probabilities [N,10]."""
+    """The fp32 (or uint8 QDQ, see evalsuites.gen.qdq) ModelProto: input [N,3,64,64] -> logits [N,10],
+    probabilities [N,10]."""
     from onnx import TensorProto, helper
 
-    g = _Graph(quantize, peaks)
+    g = QdqGraph(quantize, peaks)
     x = g.q(INPUT, "input", signed=True)
     for k in range(len(CHANNELS) - 1):
         w, b = g.weights(f"conv{k}", p[f"conv{k}.w"], p[f"conv{k}.b"], INPUT if k == 0 else f"pool{k - 1}")

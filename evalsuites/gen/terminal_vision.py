@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from evalsuites.gen import images
+from evalsuites.gen import images, qdq
 from evalsuites.gen.common import (
     OPSET,
     BuildError,
+    cross_check,
     finalize,
     npz_bytes,
     require_close,
@@ -29,6 +29,7 @@ GENERATED = {
     "digits-mlp-int8": "models/digits_mlp_int8.onnx",
     "digits-test": "data/digits_test.npz",
     "digits-fp32-golden": "data/digits_fp32_golden.npz",
+    "digits-int8-golden": "data/digits_int8_golden.npz",
     "ocr-det-inputs": "data/ocr_det_inputs.npz",
     "ocr-rec-inputs": "data/ocr_rec_inputs.npz",
 }
@@ -93,24 +94,25 @@ def mlp_model(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray) ->
                     "Digits MLP (random ReLU layer + ridge output layer), fp32")
 
 
-def quantize_int8(fp32: bytes) -> bytes:
-    """Dynamic int8 quantisation of the MatMul weights with onnxruntime's tool (weights only: deterministic)."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def mlp_int8(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, x_calib: np.ndarray) -> Any:
+    """The MLP quantised to U8U8 QDQ (see evalsuites.gen.qdq): uint8 input and hidden activations calibrated on
+    x_calib (the training split) in float64, uint8 per-channel weights, int32 biases; same outputs as fp32."""
+    from onnx import TensorProto, helper
 
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # the tool suggests pre-processing; this graph has nothing to pre-process
-    try:
-        with tempfile.TemporaryDirectory(prefix="evalsuites-q-") as tmp:
-            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            src.write_bytes(fp32)
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-            model = onnx.load(str(dst))
-    finally:
-        logging.disable(previous)
-    model.graph.name = "digits_mlp_int8"
-    return finalize(model, "pilotlab.evalsuites.terminal-vision",
-                    "Digits MLP, MatMul weights dynamically quantised to int8 by onnxruntime.quantization")
+    peaks = {"input": float(np.max(x_calib)), "hidden": float(_features(x_calib, w1, b1).max())}
+    g = qdq.QdqGraph(True, peaks)
+    x = g.q("input", "input", signed=False)
+    w, b = g.weights("fc1", w1, b1, "input", axis=1)
+    h = g.q(g.node("Relu", [g.node("Gemm", [x, w, b], "fc1")], "hidden"), "hidden", signed=False)
+    w, b = g.weights("fc2", w2, b2, "hidden", axis=1)
+    g.node("Gemm", [h, w, b], "logits")
+    g.node("Softmax", ["logits"], "probabilities", axis=1)
+    g.node("ArgMax", ["logits"], "label", axis=1, keepdims=0)
+    graph = helper.make_graph(
+        g.nodes, "digits_mlp_int8", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])], g.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
 def ocr_inputs() -> tuple[np.ndarray, np.ndarray]:
@@ -126,26 +128,35 @@ def ocr_inputs() -> tuple[np.ndarray, np.ndarray]:
 
 def build_terminal_vision(out_dir: Path) -> dict[str, Path]:
     """Write the terminal-vision artifacts under out_dir; returns artifact name -> file."""
+    import onnx
+
     x_train, x_test, y_train, y_test = digits_split()
     weights = fit_mlp(x_train, y_train)
     fp32 = mlp_model(*weights)
-    int8 = quantize_int8(fp32)
+    int8_model = mlp_int8(*weights, x_train)
+    int8 = finalize(int8_model, "pilotlab.evalsuites.terminal-vision",
+                    "Digits MLP quantised to U8U8 QDQ: uint8 per-channel weights (zero point 128), uint8 activations "
+                    "calibrated on the training split")
     golden = reference_probabilities(x_test, *weights)
-    got32, got8 = run_ort(fp32, {"input": x_test}), run_ort(int8, {"input": x_test})
+    exact8 = qdq.evaluate(onnx.load_from_string(int8), {"input": x_test})
+    golden8 = {"probabilities": exact8["probabilities"].mid.astype(np.float32)}
+    got32 = run_ort(fp32, {"input": x_test})
     require_close("fp32 digits MLP vs its float64 reference", got32["probabilities"], golden, 1e-5)
-    for name, got in (("fp32", got32), ("int8", got8)):
-        accuracy = float(np.mean(got["label"] == y_test))
+    for name, labels in (("fp32", got32["label"]), ("int8 (exact reference)", exact8["label"].mid)):
+        accuracy = float(np.mean(labels == y_test))
         if accuracy < MIN_ACCURACY:
             raise BuildError(f"{name} digits MLP scores {accuracy:.4f} top-1, below {MIN_ACCURACY} ({tool_versions()})")
-    agreement = top1_agreement(got8["probabilities"], golden)
+    agreement = top1_agreement(golden8["probabilities"], golden)
     if agreement < MIN_INT8_AGREEMENT:
         raise BuildError(f"int8 digits MLP agrees with fp32 on {agreement:.4f} of samples ({tool_versions()})")
+    cross_check("int8 digits MLP", int8, {"input": x_test}, exact8, golden8)
     det, rec = ocr_inputs()
     blobs = {
         "digits-mlp-fp32": fp32,
         "digits-mlp-int8": int8,
         "digits-test": npz_bytes({"input": x_test, "labels": y_test}, compress=True),
         "digits-fp32-golden": npz_bytes({"probabilities": golden}, compress=True),
+        "digits-int8-golden": npz_bytes(golden8, compress=True),
         "ocr-det-inputs": npz_bytes({"x": det}, compress=True),
         "ocr-rec-inputs": npz_bytes({"x": rec}, compress=True),
     }

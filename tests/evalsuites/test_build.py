@@ -155,3 +155,24 @@ def test_rewrite_pins_refuses_a_suite_without_pin_lines(tmp_path: Path) -> None:
     toml.write_text('[artifacts.digits-logreg]\nkind = "model"\n')
     with pytest.raises(b.BuildError, match="artifacts.digits-logreg.sha256"):
         b.rewrite_pins(toml, {"digits-logreg": ("0" * 64, 0)})
+
+
+def test_check_names_the_toolchain_versions_that_differ(tmp_path: Path, fake_build: None,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from evalsuites.gen import common
+
+    recorded = {**common.toolchain(), "onnx": "0.0.1"}
+    built_with = tmp_path / "built-with.json"
+    built_with.write_text(json.dumps(recorded))
+    monkeypatch.setattr(common, "BUILT_WITH", built_with)
+    suite = tmp_path / "smoke"
+    shutil.copytree(SMOKE, suite)
+    toml = suite / "suite.toml"
+    toml.write_text(toml.read_text().replace(b.read_pins(toml)["digits-logreg"][0], "0" * 64))
+    assert b.main(["--check", "--suite-dir", str(suite)]) == 1
+    err = capsys.readouterr().err
+    assert f"onnx {common.toolchain()['onnx']}, pins built with 0.0.1" in err
+    assert common.toolchain_differences() == [f"onnx {common.toolchain()['onnx']}, pins built with 0.0.1"]
