@@ -69,12 +69,13 @@ def head(feats: np.ndarray, p: Params) -> dict[str, np.ndarray]:
     return {LOGITS: z.astype(np.float32), PROBS: (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
 
 
-def convnet(p: Params, *, quantize: bool = False, peaks: dict[str, float] | None = None) -> Any:
+def convnet(p: Params, *, quantize: bool = False, peaks: dict[str, float] | None = None,
+            scheme: str = "u8u8") -> Any:
     """The fp32 (or uint8 QDQ, see evalsuites.gen.qdq) ModelProto: input [N,3,64,64] -> logits [N,10],
     probabilities [N,10]."""
     from onnx import TensorProto, helper
 
-    g = QdqGraph(quantize, peaks)
+    g = QdqGraph(quantize, peaks, scheme)
     x = g.q(INPUT, "input", signed=True)
     for k in range(len(CHANNELS) - 1):
         w, b = g.weights(f"conv{k}", p[f"conv{k}.w"], p[f"conv{k}.b"], INPUT if k == 0 else f"pool{k - 1}")

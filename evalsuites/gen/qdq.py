@@ -48,16 +48,27 @@ def nice_scale(value: float) -> np.float32:
     return np.float32(np.ceil(value / 2.0**e * 8.0) / 8.0 * 2.0**e)
 
 
-class QdqGraph:
-    """Accumulates ONNX nodes and initializers; with quantize=True, q() inserts a uint8 QuantizeLinear /
-    DequantizeLinear pair and weights() gives per-channel uint8 weights and int32 biases."""
+SCHEMES = {
+    # name: (weight levels each side of zero, weights uint8 with zero point 128?, per output channel?)
+    "u8u8": (127, True, True),            # what the suites ship
+    "s8": (127, False, True),             # int8 weights: U8S8 on x86, saturates without VNNI
+    "s8-per-tensor": (127, False, False),
+    "s7": (63, False, True),              # reduce_range: 7-bit int8 weights
+}
 
-    def __init__(self, quantize: bool, peaks: Mapping[str, float] | None) -> None:
+
+class QdqGraph:
+    """Accumulates ONNX nodes and initializers; with quantize=True, q() inserts a QuantizeLinear /
+    DequantizeLinear pair and weights() gives quantised weights and int32 biases, by `scheme` (SCHEMES; the suites
+    ship u8u8, the others exist for bench/int8_portability.py)."""
+
+    def __init__(self, quantize: bool, peaks: Mapping[str, float] | None, scheme: str = "u8u8") -> None:
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self.quantize = quantize
         self.peaks = dict(peaks or {})
         self.scales: dict[str, np.float32] = {}
+        self.levels, self.unsigned, self.per_channel = SCHEMES[scheme]
 
     def node(self, op: str, ins: list[str], out: str, **attrs: Any) -> str:
         from onnx import helper
@@ -72,32 +83,39 @@ class QdqGraph:
         return name
 
     def q(self, x: str, peak: str, signed: bool) -> str:
-        """x through QuantizeLinear/DequantizeLinear (uint8; zero point 128 when x can be negative)."""
+        """x through QuantizeLinear/DequantizeLinear (uint8; for a tensor that can be negative, zero point 128, or
+        int8 with zero point 0 in the int8-weight schemes)."""
         if not self.quantize:
             return x
         scale = nice_scale(self.peaks[peak] / (127.0 if signed else 255.0))
         self.scales[x] = scale
-        zp = np.uint8(SIGNED_ZERO_POINT if signed else 0)
+        zp = (np.uint8(SIGNED_ZERO_POINT) if self.unsigned else np.int8(0)) if signed else np.uint8(0)
         s, z = self.init(f"{x}.scale", scale), self.init(f"{x}.zp", zp)
         return self.node("DequantizeLinear", [self.node("QuantizeLinear", [x, s, z], f"{x}.q"), s, z], f"{x}.dq")
 
     def weights(self, name: str, w: np.ndarray, b: np.ndarray, x_scale_of: str, axis: int = 0) -> tuple[str, str]:
-        """Weight and bias inputs: float initializers, or uint8 weights per output channel (`axis`, zero point
-        128, scale = peak / 127) and int32 biases at scale x_scale * w_scale."""
+        """Weight and bias inputs: float initializers, or weights quantised per output channel (`axis`; u8u8:
+        uint8 with zero point 128, scale = peak / 127) and int32 biases at scale x_scale * w_scale."""
         if not self.quantize:
             return self.init(name + ".w", w), self.init(name + ".b", b)
         wd = np.moveaxis(w.astype(np.float64), axis, 0)
         peak = np.abs(wd.reshape(wd.shape[0], -1)).max(axis=1)
-        w_scale = (np.maximum(peak, 1e-8) / 127.0).astype(np.float32)
+        if not self.per_channel:
+            peak = np.full_like(peak, peak.max())
+        w_scale = (np.maximum(peak, 1e-8) / self.levels).astype(np.float32)
         shape = [1] * w.ndim
         shape[axis] = -1
-        levels = np.clip(np.round(w.astype(np.float64) / w_scale.astype(np.float64).reshape(shape)), -127, 127)
-        w_q = (levels + W_ZERO_POINT).astype(np.uint8)
+        levels = np.clip(np.round(w.astype(np.float64) / w_scale.astype(np.float64).reshape(shape)),
+                         -self.levels, self.levels)
+        channels = w.shape[axis]
+        if self.unsigned:
+            w_q, w_zp = (levels + W_ZERO_POINT).astype(np.uint8), np.full(channels, W_ZERO_POINT, np.uint8)
+        else:
+            w_q, w_zp = levels.astype(np.int8), np.zeros(channels, np.int8)
         b_scale = (w_scale.astype(np.float64) * float(self.scales[x_scale_of])).astype(np.float32)
         b_q = np.round(b.astype(np.float64) / b_scale.astype(np.float64)).astype(np.int32)
-        channels = w.shape[axis]
         wq = self.node("DequantizeLinear", [self.init(name + ".w.q", w_q), self.init(name + ".w.scale", w_scale),
-                                            self.init(name + ".w.zp", np.full(channels, W_ZERO_POINT, np.uint8))],
+                                            self.init(name + ".w.zp", w_zp)],
                        name + ".w", axis=axis)
         bq = self.node("DequantizeLinear", [self.init(name + ".b.q", b_q), self.init(name + ".b.scale", b_scale),
                                             self.init(name + ".b.zp", np.zeros(channels, np.int32))],

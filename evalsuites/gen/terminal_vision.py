@@ -94,13 +94,14 @@ def mlp_model(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray) ->
                     "Digits MLP (random ReLU layer + ridge output layer), fp32")
 
 
-def mlp_int8(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, x_calib: np.ndarray) -> Any:
+def mlp_int8(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, x_calib: np.ndarray,
+             scheme: str = "u8u8") -> Any:
     """The MLP quantised to U8U8 QDQ (see evalsuites.gen.qdq): uint8 input and hidden activations calibrated on
     x_calib (the training split) in float64, uint8 per-channel weights, int32 biases; same outputs as fp32."""
     from onnx import TensorProto, helper
 
     peaks = {"input": float(np.max(x_calib)), "hidden": float(_features(x_calib, w1, b1).max())}
-    g = qdq.QdqGraph(True, peaks)
+    g = qdq.QdqGraph(True, peaks, scheme)
     x = g.q("input", "input", signed=False)
     w, b = g.weights("fc1", w1, b1, "input", axis=1)
     h = g.q(g.node("Relu", [g.node("Gemm", [x, w, b], "fc1")], "hidden"), "hidden", signed=False)
