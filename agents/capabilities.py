@@ -1,30 +1,21 @@
-"""What this device can do: platform, CPU, memory, onnxruntime and its providers, energy sensors."""
+"""What this device can do: platform, CPU and its instruction-set features, memory, onnxruntime and its
+providers, energy sensors."""
 
 from __future__ import annotations
 
 import os
 import platform
 import socket
-from pathlib import Path
 
 from agents import AGENT_VERSION
+from agents.cpuinfo import cpu_flags, cpu_model, proc_root
 from agents.meters.discover import discover
 from pilotlab.domain import Capabilities
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_bytes() -> int:
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in (proc_root() / "meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError):
@@ -36,9 +27,9 @@ def probe(power_meter: str | None = None, slots: int = 1) -> Capabilities:
     import onnxruntime as ort
 
     return Capabilities(
-        os=platform.system(), os_release=platform.release(), arch=platform.machine(), cpu_model=_cpu_model(),
+        os=platform.system(), os_release=platform.release(), arch=platform.machine(), cpu_model=cpu_model(),
         cpu_cores=os.cpu_count() or 0, memory_bytes=_memory_bytes(), onnxruntime_version=ort.__version__,
         providers=list(ort.get_available_providers()), energy_sensors=discover(power_meter),
         agent_version=AGENT_VERSION, hostname=socket.gethostname(), slots=slots,
-        python_version=platform.python_version(),
+        python_version=platform.python_version(), cpu_flags=cpu_flags(),
     )

@@ -1,4 +1,5 @@
-"""An environment fingerprint taken around each task: CPU governor and frequency, temperatures, load, memory."""
+"""An environment fingerprint taken around each task: CPU governor and frequency, instruction-set features,
+temperatures, load, memory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agents.cpuinfo import cpu_flags, proc_root
 from agents.meters.discover import sysfs_root
 
 
@@ -24,6 +26,8 @@ def fingerprint() -> dict[str, Any]:
         env["cpu_governor"] = gov
     if (freq := _read(cpu0 / "scaling_cur_freq")) is not None and freq.isdigit():
         env["cpu0_freq_mhz"] = int(freq) / 1000
+    if flags := cpu_flags():
+        env["cpu_flags"] = flags  # a migrated VM or a changed BIOS setting shows here as before != after
     temps = {}
     for zone in sorted((root / "class/thermal").glob("thermal_zone*")):
         t = _read(zone / "temp")
@@ -35,7 +39,7 @@ def fingerprint() -> dict[str, Any]:
         env["load_avg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
-    meminfo = _read(Path("/proc/meminfo"))
+    meminfo = _read(proc_root() / "meminfo")
     if meminfo:
         for line in meminfo.splitlines():
             if line.startswith("MemAvailable:"):

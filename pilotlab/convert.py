@@ -59,6 +59,7 @@ def capabilities_to_pb(c: d.Capabilities) -> common_pb2.Capabilities:
         energy_sensors=[common_pb2.EnergySensor(kind=s.kind, name=s.name, path=s.path, readable=s.readable)
                         for s in c.energy_sensors],
         agent_version=c.agent_version, hostname=c.hostname, slots=c.slots, python_version=c.python_version,
+        cpu_flags=c.cpu_flags,
     )
 
 
@@ -69,6 +70,7 @@ def capabilities_from_pb(m: common_pb2.Capabilities) -> d.Capabilities:
         energy_sensors=[d.EnergySensor(kind=s.kind, name=s.name, path=s.path, readable=s.readable)
                         for s in m.energy_sensors],
         agent_version=m.agent_version, hostname=m.hostname, slots=m.slots or 1, python_version=m.python_version,
+        cpu_flags=list(m.cpu_flags),
     )
 
 

@@ -78,6 +78,7 @@ class Capabilities:
     hostname: str = ""
     slots: int = 1
     python_version: str = ""
+    cpu_flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

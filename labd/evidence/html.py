@@ -7,6 +7,7 @@ from typing import Any
 import jinja2
 
 from labd.evidence.charts import latency_cdf_svg, power_trace_svg, throughput_bars_svg
+from labd.evidence.int8 import INT8_FLAGS, int8_relevant, x86_without_vnni
 from pilotlab.samples import read_samples_csv
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
@@ -32,6 +33,26 @@ def _relevant(settings: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 _env.filters["relevant"] = _relevant
+_env.filters["int8_flags"] = int8_relevant
+_env.tests["x86_without_vnni"] = x86_without_vnni
+_env.globals["INT8_FLAGS"] = INT8_FLAGS
+
+
+def _environment(env: dict[str, Any], device_flags: list[str]) -> dict[str, Any]:
+    """The fingerprint with its CPU feature lists told against the device's (shown in full once, under Platform)."""
+    out: dict[str, Any] = {}
+    for k, v in env.items():
+        if isinstance(v, dict) and isinstance(v.get("cpu_flags"), list):
+            flags = v["cpu_flags"]
+            added, lost = sorted(set(flags) - set(device_flags)), sorted(set(device_flags) - set(flags))
+            told = f"{len(flags)} features, as enrolled" if not (added or lost) else (
+                f"{len(flags)} features; vs enrolled: " + " ".join([f"+{f}" for f in added] + [f"-{f}" for f in lost]))
+            v = {**v, "cpu_flags": told}
+        out[k] = v
+    return out
+
+
+_env.filters["environment"] = _environment
 
 
 def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:

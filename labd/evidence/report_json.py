@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
+from labd.evidence.int8 import task_notes
 from labd.lab import Lab
 from labd.results.grade import attempt_samples, grade, task_labels
 from pilotlab import __version__, dsse
@@ -39,6 +41,7 @@ def _device(dev: d.Device) -> dict[str, Any]:
            "agent_version": c.agent_version, "onnxruntime_version": c.onnxruntime_version,
            "providers": c.providers, "os": c.os, "os_release": c.os_release, "arch": c.arch,
            "cpu_model": c.cpu_model, "cpu_cores": c.cpu_cores, "memory_bytes": c.memory_bytes, "hostname": c.hostname,
+           "cpu_flags": c.cpu_flags,
            "public_key": base64.b64encode(dev.public_key).decode() if dev.public_key else None}
     out.update({k: dev.tags[k] for k in ITEM_TAGS if k in dev.tags})
     return out
@@ -77,7 +80,15 @@ def _destinations(lab: Lab, task: d.Task) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any]) -> dict[str, Any]:
+def _model_path(lab: Lab, sha256: str) -> Path | None:
+    try:
+        return Path(lab.store.get_artifact(sha256).path)
+    except d.NotFound:
+        return None
+
+
+def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
+          sigs: dict[str, Any]) -> dict[str, Any]:
     spec, att = task.spec, _final_attempt(task)
     samples = {}
     if att is not None and att.outcome == d.Outcome.OK.value:
@@ -88,7 +99,7 @@ def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any])
     for c in criteria:
         c["statement"] = _statement(c)
     model, dataset = spec["model"], spec.get("dataset")
-    return {
+    out: dict[str, Any] = {
         "id": task.id, "name": task.name, "device": task.device_name, "status": task.status.value,
         "verdict": task.verdict.value if task.verdict else None, "reason": task.reason,
         "attempt_id": att.id if att else None,
@@ -111,6 +122,8 @@ def _task(lab: Lab, task: d.Task, files: dict[str, bytes], sigs: dict[str, Any])
         "environment": att.environment if att else {}, "phases": att.phases if att else {},
         "samples": samples,
     }
+    out["notes"] = task_notes(out, dev.capabilities.cpu_flags if dev else [], lambda: _model_path(lab, model["sha256"]))
+    return out
 
 
 def _grade(suite_json: str, tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -139,7 +152,7 @@ def build(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None,
     devices = {t.device_id: lab.store.get_device(t.device_id) for t in run.tasks}
     first = devices[run.tasks[0].device_id] if run.tasks else None
     sigs: dict[str, Any] = {}
-    tasks = [_task(lab, t, files, sigs) for t in run.tasks]
+    tasks = [_task(lab, t, devices.get(t.device_id), files, sigs) for t in run.tasks]
     starts = [a.started_ms for t in run.tasks for a in t.history if a.started_ms]
     ends = [a.finished_ms for t in run.tasks for a in t.history if a.finished_ms]
     equipment = [{"device": dv.name, "kind": s.kind, "name": s.name, "readable": s.readable}

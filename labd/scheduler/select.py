@@ -1,4 +1,6 @@
-"""Device selector expressions, e.g. `class=robot and providers contains CUDAExecutionProvider and memory_gb >= 4`."""
+"""Device selector expressions, e.g. `class=robot and providers contains CUDAExecutionProvider and memory_gb >= 4`
+or `class=smart-terminal and cpu_flags has avx512_vnni`: list-valued fields (providers, energy_sensors, cpu_flags)
+match with `contains` or its synonym `has`; the words `and`, `contains` and `has` are case-insensitive."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from typing import Any
 
 from pilotlab import domain as d
 
-_CLAUSE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=|>|<|\s+contains\s+)\s*(.+?)\s*$")
+_CLAUSE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=|>|<|\s+(?:contains|has)\s+)\s*(.+?)\s*$", re.IGNORECASE)
 _NUMERIC_OPS = {">=": float.__ge__, "<=": float.__le__, ">": float.__gt__, "<": float.__lt__}
 
 
 FIELDS = ("name", "class", "region", "status", "os", "arch", "cpu_cores", "memory_gb", "providers",
-          "onnxruntime_version", "energy_sensors")
+          "onnxruntime_version", "energy_sensors", "cpu_flags")
+_LOWER_CASE = ("cpu_flags",)  # the OS names CPU features in lower case; `cpu_flags has AVX2` means avx2
 
 
 def _field(dev: d.Device, key: str) -> Any:
@@ -25,7 +28,7 @@ def _field(dev: d.Device, key: str) -> Any:
         "status": lambda: dev.status, "os": lambda: caps.os, "arch": lambda: caps.arch,
         "cpu_cores": lambda: caps.cpu_cores, "memory_gb": lambda: caps.memory_bytes / 2**30,
         "providers": lambda: caps.providers, "onnxruntime_version": lambda: caps.onnxruntime_version,
-        "energy_sensors": lambda: [s.kind for s in caps.energy_sensors],
+        "energy_sensors": lambda: [s.kind for s in caps.energy_sensors], "cpu_flags": lambda: caps.cpu_flags,
     }
     if key not in table:
         raise d.Invalid(f"unknown selector field {key!r}; use one of {', '.join(sorted(table))}, tag.KEY")
@@ -42,7 +45,9 @@ def parse(expr: str) -> Callable[[d.Device], bool]:
         m = _CLAUSE.match(clause)
         if not m:
             raise d.Invalid(f"cannot read selector clause {clause!r}; write KEY=VALUE, KEY>=N or KEY contains X")
-        key, op, value = m.group(1), m.group(2).strip(), m.group(3).strip().strip("'\"")
+        key, op, value = m.group(1), m.group(2).strip().lower(), m.group(3).strip().strip("'\"")
+        op = "contains" if op == "has" else op
+        value = value.lower() if key in _LOWER_CASE else value
         if key not in FIELDS and not key.startswith(("tag.", "tags.")):
             raise d.Invalid(f"unknown selector field {key!r}; use one of {', '.join(sorted(FIELDS))}, tag.KEY")
         tests.append(_clause(key, op, value))

@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pilotlab/v1/common.proto\x12\x0bpilotlab.v1\"J\n\x0c\x45nergySensor\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x10\n\x08readable\x18\x04 \x01(\x08\"\xab\x02\n\x0c\x43\x61pabilities\x12\n\n\x02os\x18\x01 \x01(\t\x12\x12\n\nos_release\x18\x02 \x01(\t\x12\x0c\n\x04\x61rch\x18\x03 \x01(\t\x12\x11\n\tcpu_model\x18\x04 \x01(\t\x12\x11\n\tcpu_cores\x18\x05 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13onnxruntime_version\x18\x07 \x01(\t\x12\x11\n\tproviders\x18\x08 \x03(\t\x12\x31\n\x0e\x65nergy_sensors\x18\t \x03(\x0b\x32\x19.pilotlab.v1.EnergySensor\x12\x15\n\ragent_version\x18\n \x01(\t\x12\x10\n\x08hostname\x18\x0b \x01(\t\x12\r\n\x05slots\x18\x0c \x01(\x05\x12\x16\n\x0epython_version\x18\r \x01(\t\"G\n\x0b\x41rtifactRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03*\x85\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_QUEUED\x10\x01\x12\x12\n\x0eSTATUS_RUNNING\x10\x02\x12\x14\n\x10STATUS_COMPLETED\x10\x03\x12\x14\n\x10STATUS_CANCELLED\x10\x04\x12\x10\n\x0cSTATUS_ERROR\x10\x05*F\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x10\n\x0cVERDICT_FAIL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pilotlab/v1/common.proto\x12\x0bpilotlab.v1\"J\n\x0c\x45nergySensor\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x10\n\x08readable\x18\x04 \x01(\x08\"\xbe\x02\n\x0c\x43\x61pabilities\x12\n\n\x02os\x18\x01 \x01(\t\x12\x12\n\nos_release\x18\x02 \x01(\t\x12\x0c\n\x04\x61rch\x18\x03 \x01(\t\x12\x11\n\tcpu_model\x18\x04 \x01(\t\x12\x11\n\tcpu_cores\x18\x05 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13onnxruntime_version\x18\x07 \x01(\t\x12\x11\n\tproviders\x18\x08 \x03(\t\x12\x31\n\x0e\x65nergy_sensors\x18\t \x03(\x0b\x32\x19.pilotlab.v1.EnergySensor\x12\x15\n\ragent_version\x18\n \x01(\t\x12\x10\n\x08hostname\x18\x0b \x01(\t\x12\r\n\x05slots\x18\x0c \x01(\x05\x12\x16\n\x0epython_version\x18\r \x01(\t\x12\x11\n\tcpu_flags\x18\x0e \x03(\t\"G\n\x0b\x41rtifactRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03*\x85\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_QUEUED\x10\x01\x12\x12\n\x0eSTATUS_RUNNING\x10\x02\x12\x14\n\x10STATUS_COMPLETED\x10\x03\x12\x14\n\x10STATUS_CANCELLED\x10\x04\x12\x10\n\x0cSTATUS_ERROR\x10\x05*F\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x10\n\x0cVERDICT_FAIL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pilotlab.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=493
-  _globals['_STATUS']._serialized_end=626
-  _globals['_VERDICT']._serialized_start=628
-  _globals['_VERDICT']._serialized_end=698
+  _globals['_STATUS']._serialized_start=512
+  _globals['_STATUS']._serialized_end=645
+  _globals['_VERDICT']._serialized_start=647
+  _globals['_VERDICT']._serialized_end=717
   _globals['_ENERGYSENSOR']._serialized_start=41
   _globals['_ENERGYSENSOR']._serialized_end=115
   _globals['_CAPABILITIES']._serialized_start=118
-  _globals['_CAPABILITIES']._serialized_end=417
-  _globals['_ARTIFACTREF']._serialized_start=419
-  _globals['_ARTIFACTREF']._serialized_end=490
+  _globals['_CAPABILITIES']._serialized_end=436
+  _globals['_ARTIFACTREF']._serialized_start=438
+  _globals['_ARTIFACTREF']._serialized_end=509
 # @@protoc_insertion_point(module_scope)

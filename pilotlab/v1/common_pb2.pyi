@@ -44,7 +44,7 @@ class EnergySensor(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., readable: _Optional[bool] = ...) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("os", "os_release", "arch", "cpu_model", "cpu_cores", "memory_bytes", "onnxruntime_version", "providers", "energy_sensors", "agent_version", "hostname", "slots", "python_version")
+    __slots__ = ("os", "os_release", "arch", "cpu_model", "cpu_cores", "memory_bytes", "onnxruntime_version", "providers", "energy_sensors", "agent_version", "hostname", "slots", "python_version", "cpu_flags")
     OS_FIELD_NUMBER: _ClassVar[int]
     OS_RELEASE_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class Capabilities(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CPU_FLAGS_FIELD_NUMBER: _ClassVar[int]
     os: str
     os_release: str
     arch: str
@@ -71,7 +72,8 @@ class Capabilities(_message.Message):
     hostname: str
     slots: int
     python_version: str
-    def __init__(self, os: _Optional[str] = ..., os_release: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., energy_sensors: _Optional[_Iterable[_Union[EnergySensor, _Mapping]]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., slots: _Optional[int] = ..., python_version: _Optional[str] = ...) -> None: ...
+    cpu_flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, os: _Optional[str] = ..., os_release: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., energy_sensors: _Optional[_Iterable[_Union[EnergySensor, _Mapping]]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., slots: _Optional[int] = ..., python_version: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArtifactRef(_message.Message):
     __slots__ = ("name", "kind", "sha256", "size")

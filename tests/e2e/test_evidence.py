@@ -16,6 +16,7 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agents.cpuinfo import cpu_flags
 from labctl.verify import verify_bundle
 from pilotlab import dsse
 from tests.e2e.conftest import Agent, Labd, labctl, labctl_json, make_token, wait_until, device_online
@@ -69,6 +70,13 @@ def test_intact_bundle_verifies(issued) -> None:  # type: ignore[no-untyped-def]
     assert report["statement"].startswith("The results in this report relate only to the item tested")
     assert all(c["statement"].endswith("conforms") for c in report["tasks"][0]["criteria"])
     assert report["dates"]["tested_from"] and report["dates"]["tested_to"]
+    flags = cpu_flags()  # the agent runs on this machine: the same /proc/cpuinfo
+    assert report["device"]["cpu_flags"] == flags == report["devices"][0]["cpu_flags"]
+    assert all(t["environment"]["before"].get("cpu_flags", []) == flags for t in report["tasks"])
+    assert all(t["notes"] == [] for t in report["tasks"])
+    assert "CPU features" in (issued["bundle"] / "report.html").read_text()
+    devices = labctl_json(issued["lab"], issued["cert"], "devices", "list")
+    assert devices[0]["capabilities"]["cpu_flags"] == flags
     cli = labctl(issued["lab"], None, "report", "verify", str(issued["bundle"]), "--pubkey", str(issued["pub"]))
     assert cli.returncode == 0 and "intact" in cli.stdout
 

@@ -32,6 +32,7 @@ def caps(**kw: Any) -> d.Capabilities:
             d.EnergySensor(kind="rapl", name="package-0", path="/sys/class/powercap/intel-rapl:0", readable=True),
             d.EnergySensor(kind="hwmon", name="ina219", path="/sys/class/hwmon/hwmon2", readable=False)],
         "agent_version": "0.1.0", "hostname": "bench-1", "slots": 2, "python_version": "3.11.9",
+        "cpu_flags": ["asimd", "asimddp", "fp"],
     }
     base.update(kw)
     return d.Capabilities(**base)

@@ -17,7 +17,7 @@ def caps() -> d.Capabilities:
                           memory_bytes=64 * 2**30 + 5, onnxruntime_version="1.20.1",
                           providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
                           energy_sensors=list(SENSORS), agent_version="0.1.0", hostname="orin-1", slots=2,
-                          python_version="3.11.9")
+                          python_version="3.11.9", cpu_flags=["asimd", "asimddp", "fp", "i8mm", "sve"])
 
 
 def test_capabilities_round_trip() -> None:
@@ -31,6 +31,12 @@ def test_capabilities_round_trip() -> None:
 def test_capabilities_zero_slots_read_as_one() -> None:
     assert cv.capabilities_from_pb(common_pb2.Capabilities()).slots == 1
     assert cv.capabilities_from_pb(common_pb2.Capabilities()).energy_sensors == []
+
+
+def test_capabilities_from_an_older_agent_have_no_cpu_flags() -> None:
+    assert cv.capabilities_from_pb(common_pb2.Capabilities()).cpu_flags == []
+    old = {k: v for k, v in caps().to_dict().items() if k != "cpu_flags"}
+    assert d.Capabilities.from_dict(old).cpu_flags == []
 
 
 def test_capabilities_dict_round_trip() -> None:

@@ -11,21 +11,24 @@ GiB = 2**30
 
 
 def dev(name: str, cls: str, region: str, tags: dict[str, str], mem_gb: float, providers: list[str],
-        cores: int = 4, sensors: tuple[str, ...] = ()) -> d.Device:
+        cores: int = 4, sensors: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> d.Device:
     caps = d.Capabilities(os="Linux", arch="x86_64", cpu_cores=cores, memory_bytes=int(mem_gb * GiB),
                           providers=providers, onnxruntime_version="1.20.1",
-                          energy_sensors=[d.EnergySensor(k, k, "/x", True) for k in sensors])
+                          energy_sensors=[d.EnergySensor(k, k, "/x", True) for k in sensors], cpu_flags=list(flags))
     return d.Device(id=f"id-{name}", name=name, device_class=cls, region=region, tags=tags, capabilities=caps,
                     status="online")
 
 
 CPU = ["CPUExecutionProvider"]
 CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+AVX2 = ("avx", "avx2", "fma", "sse4_2")
+VNNI = (*AVX2, "avx512_vnni", "avx512bw", "avx512f")
+ARM = ("asimd", "asimddp", "fp", "i8mm")
 DEVICES = [
-    dev("rover", "robot", "eu", {"site": "lab2"}, 8, CUDA, cores=8, sensors=("hwmon",)),
+    dev("rover", "robot", "eu", {"site": "lab2"}, 8, CUDA, cores=8, sensors=("hwmon",), flags=AVX2),
     dev("arm", "robot", "us", {"site": "lab1"}, 2, CPU),
-    dev("kiosk", "smart-terminal", "eu", {"site": "lab2", "floor": "3"}, 4, CPU, sensors=("rapl",)),
-    dev("orin", "accelerator-board", "eu", {}, 3.5, CUDA, cores=12),
+    dev("kiosk", "smart-terminal", "eu", {"site": "lab2", "floor": "3"}, 4, CPU, sensors=("rapl",), flags=VNNI),
+    dev("orin", "accelerator-board", "eu", {}, 3.5, CUDA, cores=12, flags=ARM),
 ]
 
 
@@ -54,6 +57,16 @@ def names(expr: str) -> list[str]:
     ("name=orin", ["orin"]),
     ("class=robot and region=asia", []),
     ("  class=robot  ", ["rover", "arm"]),
+    ("cpu_flags contains avx2", ["rover", "kiosk"]),
+    ("cpu_flags has avx512_vnni", ["kiosk"]),
+    ("class=smart-terminal AND cpu_flags HAS avx512_vnni", ["kiosk"]),
+    ("class=robot and cpu_flags has avx512_vnni", []),
+    ("cpu_flags has AVX2", ["rover", "kiosk"]),
+    ("cpu_flags has 'i8mm'", ["orin"]),
+    ("cpu_flags has asimddp and memory_gb >= 3", ["orin"]),
+    ("providers has CUDAExecutionProvider", ["rover", "orin"]),
+    ("providers CONTAINS CUDAExecutionProvider", ["rover", "orin"]),
+    ("cpu_flags has avx", ["rover", "kiosk"]),
 ])
 def test_select(expr: str, expected: list[str]) -> None:
     assert names(expr) == expected
@@ -77,7 +90,26 @@ def test_unknown_field_lists_fields() -> None:
         assert f in msg
 
 
-@pytest.mark.parametrize("expr", ["robot", "=robot", "class", "class ~ robot", "and", "1class=robot"])
+def test_flags_match_whole_names_only() -> None:
+    """`has avx512` is no prefix match: it names a feature no device lists (the OS says avx512f, avx512bw...)."""
+    assert names("cpu_flags has avx512") == []
+    assert names("cpu_flags has vnni") == []
+
+
+def test_device_without_flags_matches_no_flag() -> None:
+    assert "arm" not in names("cpu_flags has fp")
+    assert names("class=robot and region=us") == ["arm"]
+
+
+@pytest.mark.parametrize("expr", ["cpu_flag has avx2", "flags has avx2", "cpu.flags contains avx2"])
+def test_unknown_flag_field_refused_at_parse_time(expr: str) -> None:
+    with pytest.raises(d.Invalid, match="unknown selector field") as e:
+        parse(expr)
+    assert "cpu_flags" in str(e.value)
+
+
+@pytest.mark.parametrize("expr", ["robot", "=robot", "class", "class ~ robot", "and", "1class=robot",
+                                  "cpu_flags has", "cpu_flags avx2", "cpu_flags hasavx2"])
 def test_garbage_clause(expr: str) -> None:
     with pytest.raises(d.Invalid, match="selector"):
         parse(expr)
