@@ -4,63 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
+# The settings table is the shared core's (pilotlab.tasks): one definition of every key, its kind and its default
+# for the validator, labd and the agent.
+from pilotlab.tasks import (  # noqa: E402
+    COMMON_SETTINGS,
+    GRAPH_OPTIMIZATIONS,
+    KINDS,
+    REQUIRED_SETTINGS,
+    SCENARIO_SETTINGS,
+    Setting,
+    allowed_settings,
+)
 
-# Value kinds: what a setting's value must be, and how a problem message says so.
-_KINDS = {
-    "count": "a non-negative integer",
-    "positive_int": "an integer >= 1",
-    "positive": "a number > 0",
-    "choice": "one of",
-    "positive_int_list": "a non-empty array of distinct integers >= 1",
-}
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One accepted settings key: its value kind and what the agent does with it."""
-
-    kind: str
-    meaning: str
-    choices: tuple[str, ...] = ()
-
-
-COMMON_SETTINGS: dict[str, Setting] = {
-    "warmup_queries": Setting("count", "untimed queries run before measuring"),
-    "min_query_count": Setting("count", "measure at least this many queries (per batch size, for offline)"),
-    "min_duration_ms": Setting("count", "and for at least this long (per batch size, for offline)"),
-    "intra_op_threads": Setting("count", "onnxruntime intra-op threads; 0 = onnxruntime's default"),
-    "inter_op_threads": Setting("count", "onnxruntime inter-op threads; 0 = onnxruntime's default"),
-    "graph_optimization": Setting("choice", "onnxruntime graph optimization level (default all)", GRAPH_OPTIMIZATIONS),
-    "repeats": Setting("positive_int", "times the whole measurement is repeated (default 1)"),
-}
-
-SCENARIO_SETTINGS: dict[str, dict[str, Setting]] = {
-    "single-stream": {},
-    "offline": {"batch_sizes": Setting("positive_int_list", "batch sizes swept in order (default [1])")},
-    "multi-stream": {"samples_per_query": Setting("positive_int", "samples sent together in one query")},
-    "server": {
-        "target_qps": Setting("positive", "mean rate of Poisson-distributed query arrivals, per second"),
-        "latency_bound_ms": Setting("positive", "the latency a query must meet; server.p99_within_bound uses it"),
-        "seed": Setting("count", "seed of the arrival schedule, so runs are repeatable (default 0)"),
-    },
-    "periodic": {
-        "rate_hz": Setting("positive", "release rate of the periodic loop"),
-        "deadline_ms": Setting("positive", "completion deadline after each release (default one period)"),
-    },
-}
-
-REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {"server": ("target_qps",), "periodic": ("rate_hz",)}
-
-
-def allowed_settings(scenario: str) -> dict[str, Setting]:
-    """Every settings key a task of this scenario accepts (the common ones included); {} for unknown scenarios."""
-    if scenario not in SCENARIO_SETTINGS:
-        return {}
-    return {**COMMON_SETTINGS, **SCENARIO_SETTINGS[scenario]}
+__all__ = ["COMMON_SETTINGS", "GRAPH_OPTIMIZATIONS", "REQUIRED_SETTINGS", "SCENARIO_SETTINGS", "Setting",
+           "allowed_settings", "check_settings", "normalize_settings"]
+_KINDS = KINDS
 
 
 def _is_int(v: Any) -> bool:
@@ -78,6 +38,8 @@ def _value_problem(setting: Setting, v: Any) -> str | None:
     if kind == "positive_int" and not (_is_int(v) and v >= 1):
         return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "positive" and not (_is_number(v) and v > 0):
+        return f"must be {_KINDS[kind]}, got {v!r}"
+    if kind == "bool" and type(v) is not bool:
         return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "choice" and v not in setting.choices:
         return f"must be {_KINDS[kind]} {', '.join(setting.choices)}; got {v!r}"

@@ -221,7 +221,10 @@ def test_digest_ignores_number_spelling_of_new_fields(suite_copy: Callable[[str]
 def test_settings_vocabulary() -> None:
     assert set(allowed_settings("single-stream")) == {"warmup_queries", "min_query_count", "min_duration_ms",
                                                       "intra_op_threads", "inter_op_threads",
-                                                      "graph_optimization", "repeats"}
+                                                      "graph_optimization", "repeats", "profile",
+                                                      "profile_queries"}
+    assert check_settings("single-stream", {"profile": 1})[0][0] == "profile"
+    assert check_settings("single-stream", {"profile": True, "profile_queries": 20}) == []
     assert set(allowed_settings("server")) - set(allowed_settings("single-stream")) == {
         "target_qps", "latency_bound_ms", "seed"}
     assert allowed_settings("bogus") == {}
