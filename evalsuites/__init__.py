@@ -1,5 +1,6 @@
 """Evaluation suites: declarative, versioned, content-addressed test definitions and their loader."""
 
+# Importing the loader also installs the reader behind Suite.from_json (see schema.set_json_reader).
 from evalsuites.loader import builtin_suites_dir, discover_suites, load_suite, suite_digest, validate_suite
 from evalsuites.schema import (
     CLASSIFICATIONS,

@@ -1,20 +1,23 @@
-"""Finding, loading and validating suites from disk: the entry points the lab, agent and labctl call."""
+"""Finding, loading and validating suites from disk, and reading them back from the JSON the lab stores: the entry
+points the lab, agent and labctl call."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-from evalsuites.checks import parse_suite
-from evalsuites.schema import Problem, Suite, SuiteError, suite_digest
+from evalsuites.schema import FORMAT_VERSION, Problem, Suite, SuiteError, set_json_reader, suite_digest
 from evalsuites.sources import verify_artifact
 from evalsuites.toml_lines import LineIndex, syntax_line
+from evalsuites.validation import parse_suite
 
 SUITE_FILE = "suite.toml"
 
-__all__ = ["SUITE_FILE", "builtin_suites_dir", "discover_suites", "load_suite", "suite_digest", "validate_suite"]
+__all__ = ["SUITE_FILE", "builtin_suites_dir", "discover_suites", "load_suite", "suite_digest", "suite_from_json",
+           "validate_suite"]
 
 
 def builtin_suites_dir() -> Path:
@@ -42,9 +45,9 @@ def _collect(toml_path: Path, deep: bool) -> tuple[Suite | None, list[Problem]]:
     for artifact in artifacts.values():
         problems += verify_artifact(artifact)
     if deep and suite is not None:
-        from evalsuites.deep import deep_check
+        from evalsuites.model_fit import check_model_fit  # imports numpy; onnxruntime when it runs
 
-        problems += deep_check(suite)
+        problems += check_model_fit(suite)
     index = LineIndex(text)
     located = [p if p.line is not None else dataclasses.replace(p, line=index.line_for(p.field)) for p in problems]
     return suite, sorted(located, key=lambda p: (p.line is None, p.line or 0))
@@ -92,3 +95,27 @@ def discover_suites(dirs: Iterable[Path], *, deep: bool = False) -> list[Suite]:
             found[key] = toml_path
             suites.append(suite)
     return sorted(suites, key=lambda s: (s.id, _semver_key(s.version)))
+
+
+def suite_from_json(text: str, root: Path | None = None) -> Suite:
+    """Suite.from_json's body: parse, validate like suite.toml, and require the stored digest to match."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SuiteError([Problem("json", None, f"not valid JSON: {e}")]) from None
+    if not isinstance(doc, dict):
+        raise SuiteError([Problem("json", None, "suite JSON must be an object")])
+    doc = dict(doc)
+    fmt, digest = doc.pop("format", None), doc.pop("digest", None)
+    if fmt != FORMAT_VERSION:
+        raise SuiteError([Problem("format", None, f"format {fmt!r} is not {FORMAT_VERSION}; upgrade PilotLab")])
+    suite, problems, _ = parse_suite(doc, root, strict=False)
+    if suite is None:
+        raise SuiteError(problems)
+    if digest != suite.digest:
+        raise SuiteError([Problem("digest", None, f"content digest is {suite.digest}, JSON says {digest!r}")])
+    return suite
+
+
+# The data model cannot validate (the validator imports it), so it asks the loader to read suite JSON back.
+set_json_reader(suite_from_json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "Suite",
     "SuiteError",
     "TaskSpec",
+    "set_json_reader",
     "suite_digest",
 ]
 
@@ -262,11 +263,12 @@ class Suite:
         """Rebuild a suite from to_json() output; raises SuiteError if it is invalid or its digest is off.
 
         Artifact paths are resolved against `root` (path: sources) or the installed package (package:
-        sources) when `root` is given, and are None otherwise. Files are not read.
+        sources) when `root` is given, and are None otherwise. Files are not read. The work is the loader's
+        (evalsuites.loader.suite_from_json), which installs itself with set_json_reader when evalsuites is imported.
         """
-        from evalsuites.checks import suite_from_json
-
-        return suite_from_json(text, root)
+        if _json_reader is None:
+            raise RuntimeError("no suite JSON reader installed; import evalsuites.loader first")
+        return _json_reader(text, root)
 
     def task(self, name: str) -> TaskSpec:
         """The task called `name`; KeyError if there is none."""
@@ -285,6 +287,18 @@ class Suite:
             if c.id and c.id == criterion_id:
                 return c
         raise KeyError(criterion_id)
+
+
+JsonReader = Callable[[str, Path | None], Suite]
+# What Suite.from_json calls. Reading JSON back means validating it, and the validator imports this module, so the
+# data model does not import it: the loader installs its reader here instead.
+_json_reader: JsonReader | None = None
+
+
+def set_json_reader(reader: JsonReader) -> None:
+    """Install the function behind Suite.from_json (evalsuites.loader installs suite_from_json on import)."""
+    global _json_reader
+    _json_reader = reader
 
 
 def _dumps(doc: Any) -> str:

@@ -134,7 +134,8 @@ def build_terminal_vision(out_dir: Path) -> dict[str, Path]:
     x_train, x_test, y_train, y_test = digits_split()
     weights = fit_mlp(x_train, y_train)
     fp32 = mlp_model(*weights)
-    int8_model = mlp_int8(*weights, x_train)
+    w1, b1, w2, b2 = weights
+    int8_model = mlp_int8(w1, b1, w2, b2, x_train)
     int8 = finalize(int8_model, "pilotlab.evalsuites.terminal-vision",
                     "Digits MLP quantised to U8U8 QDQ: uint8 per-channel weights (zero point 128), uint8 activations "
                     "calibrated on the training split")

@@ -14,7 +14,7 @@ import pytest
 from evalsuites import SuiteError, TaskSpec, builtin_suites_dir, load_suite, validate_suite
 from evalsuites.build import npz_bytes
 from evalsuites.conformance import measure_conformance
-from evalsuites.deep import _golden_problems
+from evalsuites.model_fit import _golden_problems
 from evalsuites.scenarios import allowed_settings, check_settings
 
 ROBOT = builtin_suites_dir() / "robot-control"

@@ -1,8 +1,11 @@
-"""Validation of the format-1 extensions: conformance tolerances, criterion ids and fit, and the grading table."""
+"""Cross-reference checks: golden and conformance on a task, criteria against their tasks, criterion ids, grading.
+
+Each check reports through `add(field, message)`; validation.parse_suite runs them once every task and criterion
+has been read field by field.
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -12,38 +15,10 @@ from evalsuites import schema as s
 Add = Callable[[str, str], None]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_CONFORMANCE_KEYS = s.CONFORMANCE_TOLERANCES
 _GRADING_KEYS = ("scheme", "levels")
 _LEVEL_KEYS = ("name", "criteria", "description")
 # For each tolerance: the criterion ops that grade it as an upper or lower bound.
 _BOUND_OPS = {"max_abs_err": ("<=", "<"), "max_rel_err": ("<=", "<"), "top1_agreement": (">=", ">")}
-
-
-def _number(v: Any) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
-
-
-def check_conformance(table: Mapping[str, Any], base: str, add: Add) -> dict[str, float]:
-    """Validate [tasks.conformance]; returns the tolerances as floats (so 1 and 1.0 digest alike)."""
-    out: dict[str, float] = {}
-    for key in table:
-        if key not in _CONFORMANCE_KEYS:
-            add(f"{base}.{key}", f"unknown key {key!r}; expected one of {', '.join(_CONFORMANCE_KEYS)}")
-    if "max_abs_err" not in table:
-        add(f"{base}.max_abs_err", "missing required field (the largest absolute error allowed, a number >= 0)")
-    for key in _CONFORMANCE_KEYS:
-        if key not in table:
-            continue
-        v = table[key]
-        if not _number(v):
-            add(f"{base}.{key}", f"must be a finite number, got {v!r}")
-        elif key == "top1_agreement" and not 0.0 <= v <= 1.0:
-            add(f"{base}.{key}", f"top1_agreement is a fraction; {v!r} is outside 0..1")
-        elif v < 0:
-            add(f"{base}.{key}", f"must be >= 0, got {v!r}")
-        else:
-            out[key] = float(v)
-    return out
 
 
 def check_task_golden(base: str, task: s.TaskSpec, add: Add) -> None:

@@ -1,16 +1,16 @@
-"""Structural and cross-reference validation of a parsed suite document, turning it into a Suite."""
+"""Validating a parsed suite document field by field (keys, types, vocabularies, references to artifacts and
+tasks) and turning it into a Suite; parse_suite also runs the cross-reference checks in evalsuites.crossrefs."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalsuites import checks_ext as x
+from evalsuites import crossrefs
 from evalsuites import schema as s
 from evalsuites.scenarios import check_settings, normalize_settings
 from evalsuites.sources import SourceError, resolve_source
@@ -179,6 +179,31 @@ class _Checker:
             self.add(f"{base}.settings.{key}" if key is not None else f"{base}.settings", message)
         return normalize_settings(scenario, v)
 
+    def conformance(self, t: Mapping[str, Any], base: str) -> dict[str, float] | None:
+        """[tasks.conformance]: the tolerances as floats (so 1 and 1.0 digest alike); None when absent."""
+        field = f"{base}.conformance"
+        table = self.table(t, "conformance", field, required=False)
+        if table is None:
+            return None
+        self.unknown_keys(table, s.CONFORMANCE_TOLERANCES, field)
+        if "max_abs_err" not in table:
+            self.add(f"{field}.max_abs_err",
+                     "missing required field (the largest absolute error allowed, a number >= 0)")
+        out: dict[str, float] = {}
+        for key in s.CONFORMANCE_TOLERANCES:
+            if key not in table:
+                continue
+            v = table[key]
+            if type(v) not in (int, float) or not math.isfinite(v):
+                self.add(f"{field}.{key}", f"must be a finite number, got {v!r}")
+            elif key == "top1_agreement" and not 0.0 <= v <= 1.0:
+                self.add(f"{field}.{key}", f"top1_agreement is a fraction; {v!r} is outside 0..1")
+            elif v < 0:
+                self.add(f"{field}.{key}", f"must be >= 0, got {v!r}")
+            else:
+                out[key] = float(v)
+        return out
+
     def task(self, i: int, t: dict[str, Any], artifacts: Mapping[str, Any]) -> s.TaskSpec:
         base = f"tasks[{i}]"
         self.unknown_keys(t, _TASK_KEYS, base)
@@ -210,13 +235,10 @@ class _Checker:
         ep = self.string(t, "execution_provider", base, required=False, default=s.DEFAULT_EXECUTION_PROVIDER)
         if not ep.strip():
             self.add(f"{base}.execution_provider", "must not be empty; leave it out for CPUExecutionProvider")
-        raw_conformance = self.table(t, "conformance", f"{base}.conformance", required=False)
-        conformance = None
-        if raw_conformance is not None:
-            conformance = x.check_conformance(raw_conformance, f"{base}.conformance", self.add)
+        conformance = self.conformance(t, base)
         task = s.TaskSpec(name, refs["model"] or "", refs["dataset"], scenario, self.settings(t, base, scenario),
                           accuracy, ep, refs["golden"], conformance)
-        x.check_task_golden(base, task, self.add)
+        crossrefs.check_task_golden(base, task, self.add)
         return task
 
     def criterion(self, j: int, c: dict[str, Any], tasks: Mapping[str, s.TaskSpec]) -> s.Criterion:
@@ -235,7 +257,7 @@ class _Checker:
         elif type(threshold) not in (int, float) or not math.isfinite(threshold):
             self.add(f"{base}.threshold", f"must be a finite number, got {threshold!r}")
             threshold = None
-        x.check_criterion_fit(base, metric, threshold, tasks.get(task), self.add)
+        crossrefs.check_criterion_fit(base, metric, threshold, tasks.get(task), self.add)
         if rule.startswith("ci95") and metric and metric != "accuracy":
             self.add(f"{base}.rule", f"rule {rule!r} applies to accuracy only; use rule = \"point\" for {metric}")
         description = self.string(c, "description", base, required=False)
@@ -266,31 +288,12 @@ def parse_suite(
         if t.name:
             by_name.setdefault(t.name, t)
     criteria = [ck.criterion(j, c, by_name) for j, c in enumerate(ck.array_of_tables(data, "criteria", "criteria"))]
-    x.check_criterion_ids(criteria, ck.add)
-    x.check_tolerances_graded(tasks, criteria, ck.add)
-    grading = x.check_grading(data, criteria, ck.add)
+    crossrefs.check_criterion_ids(criteria, ck.add)
+    crossrefs.check_tolerances_graded(tasks, criteria, ck.add)
+    grading = crossrefs.check_grading(data, criteria, ck.add)
     if ck.problems:
         return None, ck.problems, artifacts
     suite = s.Suite(head["id"], head["version"], head["title"], head["description"], head["device_classes"],
                     artifacts, tuple(tasks), tuple(criteria), "", root, grading)
     return dataclasses.replace(suite, digest=s.suite_digest(suite)), [], artifacts
 
-
-def suite_from_json(text: str, root: Path | None) -> s.Suite:
-    """Suite.from_json's body: parse, validate like suite.toml, and require the stored digest to match."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise s.SuiteError([s.Problem("json", None, f"not valid JSON: {e}")]) from None
-    if not isinstance(doc, dict):
-        raise s.SuiteError([s.Problem("json", None, "suite JSON must be an object")])
-    doc = dict(doc)
-    fmt, digest = doc.pop("format", None), doc.pop("digest", None)
-    if fmt != s.FORMAT_VERSION:
-        raise s.SuiteError([s.Problem("format", None, f"format {fmt!r} is not {s.FORMAT_VERSION}; upgrade PilotLab")])
-    suite, problems, _ = parse_suite(doc, root, strict=False)
-    if suite is None:
-        raise s.SuiteError(problems)
-    if digest != suite.digest:
-        raise s.SuiteError([s.Problem("digest", None, f"content digest is {suite.digest}, JSON says {digest!r}")])
-    return suite

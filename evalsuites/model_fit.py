@@ -1,4 +1,5 @@
-"""Deep checks: every model loads in onnxruntime and each task's dataset, golden outputs and batches fit its model."""
+"""Deep validation: every model loads in onnxruntime, every dataset and golden file is a readable .npz, and each
+task's dataset, golden outputs and batch sizes fit its model's inputs and outputs."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _shape_problem(name: str, arr: np.ndarray, model_shape: list[Any]) -> str | 
     return None
 
 
-def deep_check(suite: Suite) -> list[Problem]:
+def check_model_fit(suite: Suite) -> list[Problem]:
     """Load each locally present model and dataset and check that each task's pair fits together."""
     problems: list[Problem] = []
     models: dict[str, tuple[list[Any], list[Any]]] = {}
