@@ -20,6 +20,9 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # The channel's own reconnect backoff (1s growing to 120s by default) fails calls fast with the last error
+    # until it dials again, hiding a lab that is back; capped so a restarted lab is seen within about a second.
+    ("grpc.max_reconnect_backoff_ms", 1_000),
     ("grpc.max_receive_message_length", 16 << 20),
     ("grpc.max_send_message_length", 16 << 20),
 ]

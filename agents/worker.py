@@ -28,6 +28,7 @@ from pilotlab.v1 import agent_pb2
 log = logging.getLogger("agent")
 
 FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+HEARTBEAT_S = 5.0  # the lab's default heartbeat interval, until its welcome says otherwise
 
 
 class AgentStopped(Exception):
@@ -42,6 +43,7 @@ class Worker:
         self._send_q: queue.Queue[agent_pb2.AgentMessage | None] | None = None
         self._jobs: dict[str, Job] = {}
         self._call: Any = None
+        self._heartbeat_s = HEARTBEAT_S
         cfg.work_dir.mkdir(parents=True, exist_ok=True)
         self.key = device_key(cfg.work_dir)
         self.outbox = Outbox(cfg.outbox_dir)
@@ -77,6 +79,10 @@ class Worker:
             if time.monotonic() - opened > 30:
                 backoff.reset()
             delay = backoff.next_delay()
+            if self._jobs or self.outbox.attempts():
+                # The lab requeues these attempts one lease (three heartbeat intervals or more) after it is back:
+                # however long it was away, try again within a heartbeat interval.
+                delay = min(delay, self._heartbeat_s)
             log.info("reconnecting in %.1fs", delay)
             self.stop.wait(delay)
         self.shutdown()
@@ -150,7 +156,7 @@ class Worker:
                 self._send_q = q
                 for pending in self.outbox.pending():
                     q.put(pending)
-            interval = max(0.2, msg.welcome.heartbeat_interval_ms / 1000)
+            interval = self._heartbeat_s = max(0.2, msg.welcome.heartbeat_interval_ms / 1000)
             threading.Thread(target=self._heartbeat, args=(q, done, interval), daemon=True).start()
         elif kind == "assignment":
             a = convert.assignment_from_pb(msg.assignment)
