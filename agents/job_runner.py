@@ -22,7 +22,7 @@ from agents.harness.single_stream import Cancelled
 from agents.harness.warmup import warm_up
 from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
 from agents.meters.base import Meter
-from pilotlab import conformance, convert
+from pilotlab import conformance, convert, tasks
 from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2
 
@@ -122,7 +122,11 @@ class JobRunner:
         rep = self.reporter
         if a.scenario not in SCENARIOS:
             raise Refusal(f"scenario {a.scenario!r} is not supported by this agent; it runs {', '.join(SCENARIOS)}")
-        settings = Settings.from_requested(a.scenario, a.settings)
+        try:  # the one effective() step: requested settings, typed and normalised, every default filled
+            eff = tasks.effective(tasks.requested(a.scenario, a.settings))
+        except ValueError as e:
+            raise Refusal(f"settings: {e}") from None
+        settings = Settings.from_requested(a.scenario, eff.to_dict())
         rep.progress(a.attempt_id, "fetch", 0.0)
         model = self.cache.get(a.model.sha256, a.model.size)
         if a.dataset is None:
@@ -207,7 +211,7 @@ class JobRunner:
         seq = 0
         for kind, arrs in sets:
             seq = self._emit(a.attempt_id, seq, kind, arrs)
-        fin.effective_settings = {**settings.effective(), **sess.options, "execution_provider": sess.provider,
+        fin.effective_settings = {**eff.to_dict(), **sess.options, "execution_provider": sess.provider,
                                   "energy": energy}
         fin.environment = {"before": env_before, "after": fingerprint()}
         fin.execution_provider = sess.provider

@@ -18,7 +18,9 @@ RawSet = tuple[str, dict[str, np.ndarray]]
 
 @dataclass
 class Settings:
-    """Requested settings normalised into the effective ones; the effective ones go to the lab with results."""
+    """The harness's plan of one task. The job runner builds it from pilotlab.tasks.effective() (the one place
+    defaults live; tests/agents/test_engine_harness.py checks these fallbacks equal them), and reports those
+    effective settings; harness tests and benches may set the harness's own knobs here directly."""
 
     scenario: str
     warmup_queries: int = 50

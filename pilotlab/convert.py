@@ -116,7 +116,7 @@ def task_to_pb(t: d.Task) -> lab_pb2.Task:
 def task_from_pb(m: lab_pb2.Task, run_id: str = "") -> d.Task:
     return d.Task(
         id=m.id, run_id=run_id, name=m.name, device_id="", device_name=m.device, status=status_from_pb(m.status),
-        spec={}, verdict=verdict_from_pb(m.verdict), attempts=m.attempts, metrics=_loads(m.metrics_json),
+        spec=None, verdict=verdict_from_pb(m.verdict), attempts=m.attempts, metrics=_loads(m.metrics_json),
         reason=m.reason, phase=m.phase, progress=m.progress,
         history=[attempt_from_pb(a, m.id) for a in m.attempt_history],
     )

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilotlab.tasks import TaskSpec
+
 DEVICE_CLASSES = ("smart-terminal", "robot", "accelerator-board")
 
 
@@ -166,7 +168,7 @@ class Task:
     device_id: str
     device_name: str
     status: Status
-    spec: dict[str, Any]
+    spec: TaskSpec | None  # what the lab dispatches and grades; None in views of a task read over the wire
     verdict: Verdict | None = None
     attempts: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -235,7 +237,7 @@ class Assignment:
     model: ArtifactRecord
     dataset: ArtifactRecord | None
     scenario: str
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # as the suite requests them (pilotlab.tasks.requested types them on the device)
     execution_provider: str
     accuracy: dict[str, Any] | None
     golden: ArtifactRecord | None = None

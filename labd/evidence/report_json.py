@@ -59,7 +59,7 @@ def _statement(c: dict[str, Any]) -> str:
 
 def _samples(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
     out: dict[str, str] = {}
-    labels = task_labels(lab.store, task.spec)
+    labels = task_labels(lab.store, task.spec) if task.spec is not None else None
     for kind, arrays in attempt_samples(lab.store, att.id).items():
         path = f"samples/{task.name}/{kind_filename(kind)}"
         with_labels = None
@@ -90,6 +90,7 @@ def _model_path(lab: Lab, sha256: str) -> Path | None:
 def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
           sigs: dict[str, Any]) -> dict[str, Any]:
     spec, att = task.spec, _final_attempt(task)
+    assert spec is not None, "a stored task always has its spec"
     samples = {}
     if att is not None and att.outcome == d.Outcome.OK.value:
         samples = _samples(lab, task, att, files)
@@ -98,23 +99,23 @@ def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
     criteria = grade(task.metrics, spec)[1] if task.metrics else []
     for c in criteria:
         c["statement"] = _statement(c)
-    model, dataset = spec["model"], spec.get("dataset")
+    model, dataset = spec.model, spec.dataset
     out: dict[str, Any] = {
         "id": task.id, "name": task.name, "device": task.device_name, "status": task.status.value,
         "verdict": task.verdict.value if task.verdict else None, "reason": task.reason,
         "attempt_id": att.id if att else None,
-        "model": {"name": model["name"], "sha256": model["sha256"], "size": model["size"]},
-        "dataset": {"name": dataset["name"], "sha256": dataset["sha256"],
-                    "classification": dataset.get("classification", "public"),
-                    "allowed_regions": dataset.get("regions", ["*"]),
+        "model": {"name": model.name, "sha256": model.sha256, "size": model.size},
+        "dataset": {"name": dataset.name, "sha256": dataset.sha256,
+                    "classification": dataset.classification,
+                    "allowed_regions": list(dataset.regions),
                     "sent_to": _destinations(lab, task),
                     "withheld": task.reason if task.reason.startswith("data zone") else None} if dataset else None,
-        "scenario": spec["scenario"],
+        "scenario": spec.scenario,
         "execution_provider": att.execution_provider if att and att.execution_provider
-        else spec.get("execution_provider", ""),
+        else spec.execution_provider,
         "providers_used": att.providers_used if att else [],
-        "settings": att.effective_settings if att and att.effective_settings else spec.get("settings", {}),
-        "requested_settings": spec.get("settings", {}),
+        "settings": att.effective_settings if att and att.effective_settings else spec.settings.to_dict(),
+        "requested_settings": spec.settings.to_dict(),
         "metrics": task.metrics, "units": UNITS, "criteria": criteria, "attempts": task.attempts,
         "attempt_history": [{"number": a.number, "device": a.device_name, "status": a.status.value,
                              "outcome": a.outcome, "reason": a.reason, "started": iso(a.started_ms),
@@ -122,7 +123,7 @@ def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
         "environment": att.environment if att else {}, "phases": att.phases if att else {},
         "samples": samples,
     }
-    out["notes"] = task_notes(out, dev.capabilities.cpu_flags if dev else [], lambda: _model_path(lab, model["sha256"]))
+    out["notes"] = task_notes(out, dev.capabilities.cpu_flags if dev else [], lambda: _model_path(lab, model.sha256))
     return out
 
 

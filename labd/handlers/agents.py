@@ -128,6 +128,7 @@ def finish(lab: Lab, device_id: str, fin: d.AttemptFinish) -> tuple[d.Run | None
             log.warning("attempt %s finished with %d result batches missing; waiting", att.id, len(missing))
             return None, False
         task = lab.store.get_task(att.task_id)
+        assert task.spec is not None, "a stored task always has its spec"
         metrics = attempt_metrics(lab.store, att.id, task.spec, fin.effective_settings)
         verdict, _ = grade(metrics, task.spec)
         run = lab.store.finish_attempt(fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics,

@@ -5,43 +5,43 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from evalsuites import Suite
 from labd.lab import Lab
 from labd.scheduler.select import select_devices
 from labd.state.rows import now_ms
 from pilotlab import domain as d
+from pilotlab.tasks import ArtifactRef, Criterion, TaskSpec, requested
 
 
-def task_spec(suite: Suite, task_name: str) -> dict[str, Any]:
+def task_spec(suite: Suite, task_name: str) -> TaskSpec:
     """What a device needs to run one task, plus the criteria the lab grades it with."""
     t = next(t for t in suite.tasks if t.name == task_name)
 
-    def ref(name: str | None) -> dict[str, Any] | None:
+    def ref(name: str | None) -> ArtifactRef | None:
         if name is None:
             return None
         a = suite.artifacts[name]
-        return {"name": a.name, "kind": a.kind, "sha256": a.sha256, "size": a.size,
-                "classification": a.classification, "regions": list(a.regions)}
+        return ArtifactRef(name=a.name, kind=a.kind, sha256=a.sha256, size=a.size, classification=a.classification,
+                           regions=tuple(a.regions))
 
     # With a grading table, the verdict rests on the basic level's criteria; the others decide the grade.
     basic = set(suite.grading.levels[0].criteria) if suite.grading and suite.grading.levels else None
     criteria = [{**c.canonical(), "required": basic is None or c.id in basic}
                 for c in suite.criteria if c.task == t.name]
-    conformance = dict(getattr(t, "conformance", None) or {})
+    conformance = dict(t.conformance or {})
     for key, op in (("max_abs_err", "<="), ("max_rel_err", "<="), ("top1_agreement", ">=")):
         if key in conformance and not any(c["metric"] == f"conformance.{key}" for c in criteria):
             criteria.append({"task": t.name, "metric": f"conformance.{key}", "op": op,
                              "threshold": float(conformance[key]), "rule": "point",
                              "description": f"numerical conformance to the suite's golden outputs ({key})"})
-    return {
-        "name": t.name, "model": ref(t.model), "dataset": ref(t.dataset), "scenario": t.scenario,
-        "settings": dict(t.settings), "execution_provider": t.execution_provider,
-        "accuracy": dict(t.accuracy) if t.accuracy else None,
-        "golden": ref(getattr(t, "golden", None)), "conformance": conformance or None,
-        "criteria": criteria,
-    }
+    model = ref(t.model)
+    assert model is not None
+    return TaskSpec(name=t.name, scenario=t.scenario, model=model, dataset=ref(t.dataset),
+                    settings=requested(t.scenario, t.settings), execution_provider=t.execution_provider,
+                    accuracy=dict(t.accuracy) if t.accuracy else None, golden=ref(t.golden),
+                    conformance={k: float(v) for k, v in conformance.items()} or None,
+                    criteria=tuple(Criterion.from_dict(c) for c in criteria))
 
 
 def targets(lab: Lab, suite: Suite, device: str, select: str) -> list[d.Device]:
@@ -60,14 +60,13 @@ def targets(lab: Lab, suite: Suite, device: str, select: str) -> list[d.Device]:
     return devices
 
 
-def zone_refusal(spec: dict[str, Any], dev: d.Device) -> str:
+def zone_refusal(spec: TaskSpec, dev: d.Device) -> str:
     """Why the task's data may not go to this device ('' when it may): each dataset's allowed regions."""
-    for key in ("dataset", "golden"):
-        ref = spec.get(key)
-        regions = (ref or {}).get("regions") or ["*"]
-        if ref and "*" not in regions and dev.region not in regions:
+    for key, ref in spec.data_refs():
+        regions = ref.regions or ("*",)
+        if "*" not in regions and dev.region not in regions:
             where = f"region {dev.region!r}" if dev.region else "no declared region"
-            return (f"data zone: {key} {ref['name']} ({ref.get('classification', 'public')}) may only be sent to "
+            return (f"data zone: {key} {ref.name} ({ref.classification}) may only be sent to "
                     f"{', '.join(regions)}; device {dev.name} has {where}")
     return ""
 

@@ -11,6 +11,7 @@ from labd.state import Store
 from pilotlab import domain as d
 from pilotlab.grading import evaluate
 from pilotlab.scenarios import Samples, compute_metrics
+from pilotlab.tasks import TaskSpec
 
 
 @lru_cache(maxsize=16)
@@ -23,19 +24,21 @@ def attempt_samples(store: Store, attempt_id: str) -> Samples:
     return {kind: store.samples(attempt_id, kind) for kind in store.sample_kinds(attempt_id)}
 
 
-def task_labels(store: Store, spec: dict[str, Any]) -> np.ndarray | None:
-    if spec.get("accuracy") and spec.get("dataset"):
-        return dataset_labels(store.get_artifact(spec["dataset"]["sha256"]).path)
+def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:
+    if spec.accuracy and spec.dataset is not None:
+        return dataset_labels(store.get_artifact(spec.dataset.sha256).path)
     return None
 
 
-def attempt_metrics(store: Store, attempt_id: str, spec: dict[str, Any],
+def attempt_metrics(store: Store, attempt_id: str, spec: TaskSpec,
                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    accuracy = spec.get("accuracy") or {}
-    return compute_metrics(spec["scenario"], settings or spec.get("settings", {}), attempt_samples(store, attempt_id),
-                           task_labels(store, spec), accuracy.get("metric", "top1"))
+    """Metrics of one attempt from its stored samples, with the settings it effectively ran (the requested ones
+    when the device sent none)."""
+    accuracy = spec.accuracy or {}
+    return compute_metrics(spec.scenario, settings or spec.settings.to_dict(), attempt_samples(store, attempt_id),
+                           task_labels(store, spec), str(accuracy.get("metric", "top1")))
 
 
-def grade(metrics: dict[str, Any], spec: dict[str, Any]) -> tuple[d.Verdict, list[dict[str, Any]]]:
-    verdict, results = evaluate(metrics, list(spec.get("criteria", [])))
+def grade(metrics: dict[str, Any], spec: TaskSpec) -> tuple[d.Verdict, list[dict[str, Any]]]:
+    verdict, results = evaluate(metrics, [c.to_dict() for c in spec.criteria])
     return d.Verdict(verdict), results

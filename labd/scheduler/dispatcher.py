@@ -4,34 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from labd.handlers.agents import fail_attempt
 from labd.lab import Lab
 from labd.state.rows import now_ms
 from pilotlab import convert
 from pilotlab import domain as d
+from pilotlab.tasks import ArtifactRef
 from pilotlab.v1 import agent_pb2
 
 log = logging.getLogger("labd.dispatcher")
 TOUCH_EVERY_MS = 10_000  # connected devices' last-seen time, written for all of them at once
 
 
-def _artifact(ref: dict[str, Any] | None) -> d.ArtifactRecord | None:
-    if not ref:
+def _artifact(ref: ArtifactRef | None) -> d.ArtifactRecord | None:
+    if ref is None:
         return None
-    return d.ArtifactRecord(sha256=ref["sha256"], size=int(ref["size"]), name=ref["name"], kind=ref["kind"], path="")
+    return d.ArtifactRecord(sha256=ref.sha256, size=ref.size, name=ref.name, kind=ref.kind, path="")
 
 
 def assignment(task: d.Task, att: d.Attempt) -> agent_pb2.LabMessage:
     spec = task.spec
-    model = _artifact(spec["model"])
+    assert spec is not None, "a stored task always has its spec"
+    model = _artifact(spec.model)
     assert model is not None
     a = d.Assignment(attempt_id=att.id, task_id=task.id, run_id=task.run_id, task_name=task.name, model=model,
-                     dataset=_artifact(spec.get("dataset")), scenario=spec["scenario"],
-                     settings=spec.get("settings", {}), execution_provider=spec.get("execution_provider", ""),
-                     accuracy=spec.get("accuracy"), golden=_artifact(spec.get("golden")),
-                     conformance=spec.get("conformance"))
+                     dataset=_artifact(spec.dataset), scenario=spec.scenario, settings=spec.settings.to_dict(),
+                     execution_provider=spec.execution_provider,
+                     accuracy=dict(spec.accuracy) if spec.accuracy else None, golden=_artifact(spec.golden),
+                     conformance=dict(spec.conformance) if spec.conformance else None)
     return agent_pb2.LabMessage(assignment=convert.assignment_to_pb(a))
 
 

@@ -6,9 +6,12 @@ from labd.state.base import Store
 
 
 def open_store(url: str) -> Store:
-    """Open (and migrate) the store at url; raises ValueError for an unsupported scheme."""
+    """Open the store at url after migrating its schema to the newest revision (labd.state.migrate); raises
+    ValueError for an unsupported scheme."""
     if url.startswith("sqlite") or url.startswith("postgresql"):
+        from labd.state.migrate import migrate
         from labd.state.sql import SqlStore
 
+        migrate(url)
         return SqlStore(url)
     raise ValueError(f"unsupported database URL {url!r}; use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow
 from pilotlab import domain as d
+from pilotlab.tasks import TaskSpec
 
 INT_COLUMNS = ("index", "sample_index", "t_ns", "value", "aux")
 
@@ -68,7 +69,7 @@ def attempt(r: AttemptRow, device_name: str) -> d.Attempt:
 def task(r: TaskRow, device_name: str, history: list[d.Attempt]) -> d.Task:
     return d.Task(
         id=r.id, run_id=r.run_id, name=r.name, device_id=r.device_id, device_name=device_name,
-        status=d.Status(r.status), spec=json.loads(r.spec_json or "{}"),
+        status=d.Status(r.status), spec=TaskSpec.from_json(json.loads(r.spec_json)),
         verdict=d.Verdict(r.verdict) if r.verdict else None, attempts=r.attempts,
         metrics=json.loads(r.metrics_json or "{}"), reason=r.reason, phase=r.phase, progress=r.progress,
         queued_ms=r.queued_ms, history=history,

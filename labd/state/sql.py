@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel
 
 from labd.state import rows
 from labd.state.base import Store, TokenRecord
@@ -58,7 +57,6 @@ class SqlStore(Store):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # SQLite has one writer: serialise writers here rather than retrying on "database is locked".
         self._write_lock = threading.RLock() if self.is_sqlite else None
-        SQLModel.metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -202,8 +200,11 @@ class SqlStore(Store):
             deadline = run.submitted_ms + run.queue_timeout_ms if run.queue_timeout_ms else 0
             for i, t in enumerate(run.tasks):
                 status = t.status if t.status == d.Status.ERROR else d.Status.QUEUED
+                if t.spec is None:
+                    raise d.Invalid(f"task {t.name} has no spec to store")
                 s.add(TaskRow(id=t.id, run_id=run.id, ordinal=i, name=t.name, device_id=t.device_id,
-                              status=status.value, reason=t.reason, spec_json=json.dumps(t.spec, sort_keys=True),
+                              status=status.value, reason=t.reason,
+                              spec_json=json.dumps(t.spec.to_json(), sort_keys=True),
                               priority=run.priority, queued_ms=run.submitted_ms, queue_ns=base_ns + i,
                               queue_deadline_ms=deadline, health=run.kind == "health"))
             s.flush()

@@ -1,5 +1,8 @@
 """SQLModel tables of labd's state; the same definitions serve SQLite and PostgreSQL."""
 
+# These are the schema at the head migration (labd/state/migrations/versions/): change them only together with a
+# new revision (python -m labd.state.migrate revision URL -m MSG); tests/labd/test_migrations.py checks they agree.
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
@@ -75,7 +78,10 @@ class RunRow(SQLModel, table=True):
 
 class TaskRow(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_queue", "device_id", "status", "priority", "queue_ns"),)
+    __table_args__ = (
+        Index("ix_tasks_queue", "device_id", "status", "priority", "queue_ns"),
+        Index("ix_tasks_expiry", "status", "queue_deadline_ms"),  # expire_queued (migration 0002)
+    )
     id: str = Field(primary_key=True)
     run_id: str = Field(index=True)
     ordinal: int = 0

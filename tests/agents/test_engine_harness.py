@@ -497,3 +497,19 @@ def test_audit_same_sample() -> None:
     assert sut.calls[0::2] == [SAMPLES[0]] * 25  # one sample, over and over ...
     assert sut.calls[1::2] == [SAMPLES[i] for i in varied["sample_index"]]  # ... interleaved with varied ones
     assert (varied["t_ns"] >= arrs["t_ns"] + arrs["value"]).all()
+
+
+def test_harness_settings_fall_back_to_the_one_table_of_defaults() -> None:
+    """The harness plan's own defaults cannot drift from pilotlab.tasks, where every setting's default lives."""
+    from pilotlab.tasks import SCENARIOS as TASK_SCENARIOS
+    from pilotlab.tasks import effective, requested
+
+    assert tuple(SCENARIOS) == TASK_SCENARIOS
+    for scenario in TASK_SCENARIOS:
+        req = {"server": {"target_qps": 10.0}, "periodic": {"rate_hz": 100.0, "deadline_ms": 10.0}}.get(scenario, {})
+        eff = effective(requested(scenario, req)).to_dict()
+        plan = asdict(Settings.from_requested(scenario, req))
+        shared = set(plan) & set(eff)
+        assert {k: plan[k] for k in shared} == {k: eff[k] for k in shared}, scenario
+        built = asdict(Settings.from_requested(scenario, eff))  # what the job runner does: a no-op normalisation
+        assert {k: built[k] for k in shared} == {k: eff[k] for k in shared}, scenario

@@ -17,6 +17,7 @@ from sqlalchemy import MetaData, select
 
 from labd.state.base import Store, TokenRecord
 from pilotlab import domain as d
+from pilotlab.tasks import ArtifactRef, Criterion, TaskSpec, requested
 
 NOW = 1_700_000_000_000  # ms
 LEASE = 30_000
@@ -44,13 +45,23 @@ def enrol(store: Store, name: str, **kw: Any) -> d.Device:
                               kw.get("public_key", b"\x00pk\xff"), NOW)
 
 
+def spec_of(name: str, i: int) -> TaskSpec:
+    """A task spec that differs per task (its settings and criterion), to check it round-trips exactly."""
+    model = ArtifactRef(name="m", kind="model", sha256="ab" * 32, size=100 + i)
+    data = ArtifactRef(name="d", kind="dataset", sha256="cd" * 32, size=7, classification="personal",
+                       regions=("eu", "cn-gd"))
+    return TaskSpec(name=name, scenario="offline", model=model, dataset=data,
+                    settings=requested("offline", {"batch_sizes": [1, 2 + i], "min_query_count": i}),
+                    criteria=(Criterion(task=name, metric="throughput_per_s", op=">=", threshold=float(i)),))
+
+
 def new_run(store: Store, tasks: list[tuple[str, d.Device]], *, priority: int = 0, submitted_ms: int = NOW,
             run_id: str | None = None) -> d.Run:
     rid = run_id or f"run-{uuid.uuid4().hex[:12]}"
     run = d.Run(id=rid, suite_id="s", suite_version="1.0.0", suite_digest="sha256:abc", status=d.Status.QUEUED,
                 priority=priority, submitted_ms=submitted_ms, submitted_by="tok-eng",
                 tasks=[d.Task(id=f"{rid}-t{i}", run_id=rid, name=name, device_id=dev.id, device_name=dev.name,
-                              status=d.Status.QUEUED, spec={"task": name, "n": i, "nested": {"k": [1, 2]}})
+                              status=d.Status.QUEUED, spec=spec_of(name, i))
                        for i, (name, dev) in enumerate(tasks)])
     return store.create_run(run)
 
@@ -228,7 +239,7 @@ def test_create_and_get_run_with_tasks_on_two_devices(store: Store) -> None:
     for i, t in enumerate(got.tasks):
         assert t.id == f"{run.id}-t{i}" and t.run_id == run.id
         assert t.status is d.Status.QUEUED and t.attempts == 0 and t.history == [] and t.verdict is None
-        assert t.spec == {"task": f"t{i}", "n": i, "nested": {"k": [1, 2]}}
+        assert t.spec == spec_of(f"t{i}", i)
         assert store.get_task(t.id).spec == t.spec
     assert nonzero(store.count_tasks()) == {"queued": 3}
 
@@ -242,7 +253,7 @@ def test_create_run_is_atomic(store: Store) -> None:
     a = enrol(store, "dev-a")
     rid = "run-atomic"
     dup = d.Task(id="same-id", run_id=rid, name="x", device_id=a.id, device_name=a.name, status=d.Status.QUEUED,
-                 spec={})
+                 spec=spec_of("x", 0))
     run = d.Run(id=rid, suite_id="s", suite_version="1.0.0", suite_digest="x", status=d.Status.QUEUED,
                 submitted_ms=NOW, tasks=[dup, dup])
     with pytest.raises(Exception):  # noqa: B017 - the backend's own integrity error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pilotlab import convert as cv
+from pilotlab.tasks import ArtifactRef, TaskSpec, requested
 from pilotlab import domain as d
 from pilotlab.v1 import agent_pb2, common_pb2
 
@@ -61,13 +62,13 @@ def attempt(n: int, task_id: str, status: d.Status, outcome: str = "", reason: s
 
 def make_run() -> d.Run:
     t1 = d.Task(id="task-a", run_id="run-1", name="classify", device_id="", device_name="orin-1",
-                status=d.Status.COMPLETED, spec={}, verdict=d.Verdict.PASS, attempts=2,
+                status=d.Status.COMPLETED, spec=None, verdict=d.Verdict.PASS, attempts=2,
                 metrics={"latency_ms": {"p50": 1.5, "n": 300}, "accuracy": {"ci95": [0.9, 0.99]}},
                 reason="", phase="done", progress=1.0,
                 history=[attempt(1, "task-a", d.Status.ERROR, "error", "agent lost"),
                          attempt(2, "task-a", d.Status.COMPLETED, "ok")])
     t2 = d.Task(id="task-b", run_id="run-1", name="latency", device_id="", device_name="pi-4",
-                status=d.Status.RUNNING, spec={}, verdict=None, attempts=1, phase="measure", progress=0.375,
+                status=d.Status.RUNNING, spec=None, verdict=None, attempts=1, phase="measure", progress=0.375,
                 history=[attempt(1, "task-b", d.Status.RUNNING)])
     return d.Run(id="run-1", suite_id="smoke", suite_version="1.0.0", suite_digest="sha256:" + "ab" * 32,
                  status=d.Status.RUNNING, priority=5, verdict=None, submitted_ms=1_700_000_000_000,
@@ -93,9 +94,11 @@ def test_run_status_and_verdict_all_values(status: d.Status, verdict: d.Verdict 
 
 def test_task_round_trip_loses_spec_and_device_id() -> None:
     t = make_run().tasks[0]
-    t.spec, t.device_id = {"scenario": "single-stream"}, "dev-1"
+    t.spec = TaskSpec(name="t", scenario="single-stream", model=ArtifactRef("m", "model", "ab" * 32, 1),
+                      dataset=None, settings=requested("single-stream", {}))
+    t.device_id = "dev-1"
     back = cv.task_from_pb(cv.task_to_pb(t), run_id="run-1")
-    assert back.spec == {} and back.device_id == ""
+    assert back.spec is None and back.device_id == ""  # the wire view of a task carries no spec
     assert back.metrics == t.metrics
 
 

@@ -1,0 +1,282 @@
+"""Schema migrations (labd/state/migrate.py) on SQLite and PostgreSQL: old databases upgrade in place, losslessly."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from alembic import command
+from sqlalchemy import MetaData, event, inspect, select, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from labd.state import migrate as m
+from labd.state.factory import open_store
+from labd.state.sql import SqlStore
+from pilotlab import domain as d
+from pilotlab.tasks import ArtifactRef, Criterion, TaskSpec, requested
+
+NOW = 1_700_000_000_000
+BIG_NS = 1_700_000_000_000_000_000
+WRITES = re.compile(r"^\s*(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+# --- a database per test: a SQLite file, or a fresh PostgreSQL schema (as conftest.py's `store`) ------------
+def _pg_urls(base: str, schema: str) -> tuple[str, str]:
+    """(psycopg URL, SQLAlchemy URL whose search_path is schema) for the server at base."""
+    p = urlsplit(base)
+    query = f"{p.query}&" if p.query else ""
+    return (urlunsplit(("postgresql", p.netloc, p.path, p.query, p.fragment)),
+            urlunsplit(("postgresql+psycopg", p.netloc, p.path, f"{query}options=-csearch_path%3D{schema}", "")))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/lab.db"
+        return
+    import psycopg
+
+    schema = f"m_{uuid.uuid4().hex[:8]}"
+    plain, url = _pg_urls(request.getfixturevalue("pg_server"), schema)  # fails, not skips, when the server is down
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# --- what the release before migrations did, and real rows through the store API --------------------------
+def baseline() -> MetaData:
+    return m.scripts().get_revision(m.BASELINE).module.baseline_metadata()  # type: ignore[union-attr,no-any-return]
+
+
+def pre_migration_store(url: str) -> SqlStore:
+    """A store as the release before migrations opened it: SqlStore plus create_all of its (baseline) tables."""
+    store = SqlStore(url)
+    baseline().create_all(store.engine)
+    return store
+
+
+def spec(name: str, i: int) -> TaskSpec:
+    model = ArtifactRef(name="m", kind="model", sha256="ab" * 32, size=100 + i)
+    data = ArtifactRef(name="d", kind="dataset", sha256="cd" * 32, size=7, classification="personal",
+                       regions=("eu", "cn-gd"))
+    return TaskSpec(name=name, scenario="offline", model=model, dataset=data,
+                    settings=requested("offline", {"batch_sizes": [1, 2 + i], "min_query_count": i}),
+                    criteria=(Criterion(task=name, metric="throughput_per_s", op=">=", threshold=float(i)),))
+
+
+def fill(store: SqlStore) -> dict[str, Any]:
+    """A row in every table: token, device, suite, artifact, two runs (one finished), attempt, batches, report."""
+    caps = d.Capabilities(os="Linux", arch="aarch64", cpu_cores=4, providers=["CPUExecutionProvider"],
+                          energy_sensors=[d.EnergySensor(kind="rapl", name="pkg", path="/sys/x", readable=True)],
+                          slots=2, cpu_flags=["asimd"])
+    dev = store.enrol_device("bench-1", "robot", "eu", {"rack": "1"}, caps, b"\x00pk\xff", NOW)
+    token_hash = "ab" * 32
+    token_id = store.create_token(d.Role.DEVICE, token_hash, device_id=dev.id)
+    store.put_suite(d.SuiteRecord(id="s", version="1.2.0", title="Suite", digest="sha256:s", suite_json='{"a":1}'))
+    store.put_artifact(d.ArtifactRecord(sha256="ef" * 32, size=2**40, name="m.onnx", kind="model", path="/a/m"))
+    runs = []
+    for r, timeout in ((0, 0), (1, 60_000)):
+        rid = f"run-{r}"
+        tasks = [d.Task(id=f"{rid}-t{i}", run_id=rid, name=f"t{i}", device_id=dev.id, device_name=dev.name,
+                        status=d.Status.QUEUED, spec=spec(f"t{i}", i)) for i in range(2)]
+        runs.append(store.create_run(d.Run(id=rid, suite_id="s", suite_version="1.2.0", suite_digest="sha256:s",
+                                           status=d.Status.QUEUED, priority=r, submitted_ms=NOW + r,
+                                           submitted_by="tok-eng", tasks=tasks, queue_timeout_ms=timeout)))
+    claimed = store.claim_next_task(dev.id, NOW + 10, 30_000)
+    assert claimed is not None
+    task, att = claimed
+    for seq in range(3):
+        idx = list(range(seq * 4, seq * 4 + 4))
+        store.add_result_batch(d.ResultBatch(attempt_id=att.id, seq=seq, kind="latency", index=idx,
+                                             sample_index=[i * 7 for i in idx], t_ns=[BIG_NS + i for i in idx],
+                                             value=[2**40 + i for i in idx], signature=b"sig" + bytes([seq]),
+                                             fvalue=[i / 3 for i in idx]), NOW + 20)
+    fin = d.AttemptFinish(attempt_id=att.id, outcome=d.Outcome.OK, batches=3, effective_settings={"threads": 2},
+                          environment={"kernel": "6.1"}, execution_provider="CPUExecutionProvider",
+                          providers_used=["CPUExecutionProvider"], phases={"warmup_ms": 12})
+    store.finish_attempt(fin, task_status=d.Status.COMPLETED, verdict=d.Verdict.PASS, metrics={"p99_ms": 1.5},
+                         reason="", now_ms=NOW + 30)
+    store.append_report(d.ReportRecord(id="rep-1", run_id=task.run_id, digest="sha256:r",
+                                       issued_ms=NOW + 40, replaces=None, log_index=0, bundle=b""), "cd" * 32, NOW)
+    store.set_report_bundle("rep-1", b"\x01bundle\x00")
+    return {"device": store.get_device(dev.id), "token": store.find_token(token_hash), "token_id": token_id,
+            "runs": [store.get_run(r.id) for r in runs], "suites": store.list_suites(),
+            "artifact": store.get_artifact("ef" * 32), "attempt": store.get_attempt(att.id),
+            "samples": {k: v.tolist() for k, v in store.samples(att.id, "latency").items()},
+            "batches": store.batches(att.id), "report": store.latest_report(task.run_id),
+            "leaves": store.log_leaves(), "tasks": store.count_tasks()}
+
+
+def view(store: SqlStore, before: dict[str, Any]) -> dict[str, Any]:
+    """The same reads as fill() returned, from another store."""
+    att = before["attempt"]
+    return {"device": store.get_device(att.device_id), "token": store.find_token("ab" * 32),
+            "token_id": before["token_id"], "runs": [store.get_run(r.id) for r in before["runs"]],
+            "suites": store.list_suites(), "artifact": store.get_artifact("ef" * 32),
+            "attempt": store.get_attempt(att.id),
+            "samples": {k: v.tolist() for k, v in store.samples(att.id, "latency").items()},
+            "batches": store.batches(att.id), "report": store.latest_report(before["report"].run_id),
+            "leaves": store.log_leaves(), "tasks": store.count_tasks()}
+
+
+def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every baseline table, column by column, in primary-key order."""
+    with engine.connect() as conn:
+        return {name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
+                for name, t in baseline().tables.items()}
+
+
+def schema(engine: Engine) -> dict[str, Any]:
+    insp = inspect(engine)
+    return {t: ([(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
+                sorted((str(i["name"]), tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t)))
+            for t in insp.get_table_names()}
+
+
+def capture_writes() -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if WRITES.match(statement):
+            seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", listener)
+    return seen, listener
+
+
+# --- the tests -----------------------------------------------------------------------------------------------
+def test_pre_migration_database_is_upgraded_in_place_with_every_row(db_url: str) -> None:
+    old = pre_migration_store(db_url)
+    try:
+        assert not inspect(old.engine).has_table("alembic_version")
+        before = fill(old)
+        rows = dump(old.engine)
+    finally:
+        old.close()
+    assert all(rows.values()), f"every table holds rows: {[t for t, r in rows.items() if not r]}"
+
+    new = open_store(db_url)
+    assert isinstance(new, SqlStore)
+    try:
+        assert dump(new.engine) == rows
+        assert view(new, before) == before
+        with m.connect(db_url) as conn:
+            assert m.current(conn) == m.head()
+            assert m.schema_drift(conn) == []
+        assert "ix_tasks_expiry" in {i["name"] for i in inspect(new.engine).get_indexes("tasks")}
+        shape = schema(new.engine)
+    finally:
+        new.close()
+
+    # Opening again is a no-op: no DDL, no writes, same revision, same schema and rows.
+    seen, listener = capture_writes()
+    try:
+        again = m.migrate(db_url)
+        store = open_store(db_url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", listener)
+    assert isinstance(store, SqlStore)
+    try:
+        assert again == m.Migration(before=m.head(), after=m.head(), adopted=False) and not again.changed
+        assert seen == []
+        assert schema(store.engine) == shape and dump(store.engine) == rows
+        # The migrated store keeps working: the queued task of run-1 expires through the new index.
+        assert store.expire_queued(NOW + 2 * 60_000) == ["run-1"]
+    finally:
+        store.close()
+
+
+def test_adoption_is_reported_and_later_revisions_run(db_url: str) -> None:
+    pre_migration_store(db_url).close()
+    result = m.migrate(db_url)
+    assert result == m.Migration(before=None, after=m.head(), adopted=True) and result.changed
+
+
+def test_fresh_database_migrates_to_head_and_matches_tables(db_url: str) -> None:
+    result = m.migrate(db_url)
+    assert result == m.Migration(before=None, after=m.head(), adopted=False)
+    with m.connect(db_url) as conn:
+        assert m.current(conn) == m.head()
+        assert set(inspect(conn).get_table_names()) == set(SQLModel.metadata.tables) | {"alembic_version"}
+        assert m.schema_drift(conn) == []  # what `alembic check` compares: migrations == tables.py
+    assert m.migrate(db_url).before == m.head()
+
+
+def test_downgrade_to_baseline_and_back(db_url: str) -> None:
+    m.migrate(db_url)
+    with m.connect(db_url) as conn:
+        command.downgrade(m.alembic_config(conn), m.BASELINE)
+        assert m.current(conn) == m.BASELINE
+        drift = m.schema_drift(conn)
+        assert [(op[0], op[1].name) for op in drift] == [("add_index", "ix_tasks_expiry")]
+    assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
+    with m.connect(db_url) as conn:
+        assert m.schema_drift(conn) == []
+
+
+def test_failed_migration_changes_nothing(db_url: str) -> None:
+    """All revisions run in one transaction: when one fails, the database stays as it was (SQLite too)."""
+    old = pre_migration_store(db_url)
+    try:
+        fill(old)
+        rows = dump(old.engine)
+        with old.engine.begin() as conn:  # an object in the way of revision 0002
+            conn.execute(text("CREATE INDEX ix_tasks_expiry ON runs (status)"))
+        shape = schema(old.engine)
+    finally:
+        old.close()
+    with pytest.raises(Exception, match="ix_tasks_expiry"):
+        m.migrate(db_url)
+    store = SqlStore(db_url)
+    try:
+        assert not inspect(store.engine).has_table("alembic_version")
+        assert schema(store.engine) == shape and dump(store.engine) == rows
+    finally:
+        store.close()
+
+
+def test_concurrent_starts_migrate_once(db_url: str) -> None:
+    """Two labd replicas starting together on one empty database: one migrates, the other finds it done."""
+    results: list[m.Migration] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(2)
+
+    def start() -> None:
+        try:
+            gate.wait()
+            results.append(m.migrate(db_url))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted((r.before or "", r.after) for r in results) == [("", m.head()), (m.head(), m.head())]
+
+
+def test_database_of_a_newer_labd_is_refused(db_url: str) -> None:
+    m.migrate(db_url)
+    with m.connect(db_url) as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(RuntimeError, match="newer labd"):
+        m.migrate(db_url)
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(ValueError, match="sqlite:///PATH"):
+        m.migrate("sqlite://")
+
