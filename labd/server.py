@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -73,8 +75,8 @@ async def serve(config: LabConfig) -> None:
         mhost, mport = config.metrics_listen.rsplit(":", 1)
         bound = lab.m.serve(mhost, int(mport))
         log.info("metrics on http://%s:%d/metrics", mhost, bound)
-        (config.data_dir / "metrics.addr").write_text(f"{mhost}:{bound}\n")
-    (config.data_dir / "labd.addr").write_text(address + "\n")
+        _publish(config.data_dir / "metrics.addr", f"{mhost}:{bound}\n")
+    _publish(config.data_dir / "labd.addr", address + "\n")
     log.info("labd listening on %s (data dir %s, db %s)", address, config.data_dir,
              config.db_url.split("@")[-1])
     print(f"labd listening on {address}", flush=True)
@@ -96,3 +98,10 @@ async def serve(config: LabConfig) -> None:
     await server.stop(grace=5)
     lab.store.close()  # type: ignore[attr-defined]
     log.info("stopped")
+
+
+def _publish(path: Path, text: str) -> None:
+    """Write a file others poll for, atomically: a reader sees no file or the whole address, never an empty one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
