@@ -22,16 +22,17 @@ from agents.harness.single_stream import Cancelled
 from agents.harness.warmup import warm_up
 from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
 from agents.meters.base import Meter
-from pilotlab import conformance, convert, tasks
+from pilotlab import conformance, tasks
 from pilotlab import domain as d
-from pilotlab.v1 import agent_pb2
 
 log = logging.getLogger("agent.job")
 
 
 class Reporter(Protocol):
-    def batch(self, batch: agent_pb2.ResultBatch) -> None: ...
-    def finished(self, fin: agent_pb2.TaskFinished) -> None: ...
+    """Where a job's domain results go; the worker makes them durable and converts them for the wire."""
+
+    def batch(self, batch: d.ResultBatch) -> None: ...
+    def finished(self, fin: d.AttemptFinish) -> None: ...
     def progress(self, attempt_id: str, phase: str, fraction: float, message: str = "") -> None: ...
 
 
@@ -61,7 +62,7 @@ def _rss_mb() -> float:
 
 class JobRunner:
     def __init__(self, cache: ArtifactCache, reporter: Reporter, batch_size: int,
-                 sign: Callable[[agent_pb2.ResultBatch], None], meter: Meter | None = None,
+                 sign: Callable[[d.ResultBatch], None], meter: Meter | None = None,
                  tdp_w: float = 0.0) -> None:
         self.meter = meter
         self.tdp_w = tdp_w
@@ -94,7 +95,7 @@ class JobRunner:
             fin.outcome, fin.reason = d.Outcome.ERROR, f"agent crash: {type(e).__name__}: {e}"
         finally:
             fin.batches = seq if fin.outcome == d.Outcome.OK else self._sent
-            self.reporter.finished(convert.finish_to_pb(fin))
+            self.reporter.finished(fin)
             log.info("task %s (%s) finished: %s %s", a.task_name, a.attempt_id, fin.outcome.value, fin.reason)
 
     def _emit(self, attempt_id: str, seq: int, kind: str, arrs: dict[str, np.ndarray]) -> int:
@@ -102,7 +103,7 @@ class JobRunner:
         zeros = np.zeros(n, dtype=np.int64)
         for lo in range(0, max(n, 1), self.batch_size):
             hi = lo + self.batch_size
-            b = agent_pb2.ResultBatch(
+            b = d.ResultBatch(
                 attempt_id=attempt_id, seq=seq, kind=kind, index=arrs["index"][lo:hi].tolist(),
                 sample_index=arrs.get("sample_index", zeros)[lo:hi].tolist(),
                 t_ns=arrs.get("t_ns", zeros)[lo:hi].tolist(), value=arrs["value"][lo:hi].tolist(),

@@ -22,6 +22,7 @@ from agents.meters.discover import sysfs_root
 from agents.meters.registry import best_meter, open_meters
 from agents.outbox import Outbox
 from pilotlab import convert
+from pilotlab import domain as d
 from pilotlab.samples import batch_signing_bytes
 from pilotlab.v1 import agent_pb2
 
@@ -194,20 +195,20 @@ class Worker:
         if self._send_q is not None:
             self._send_q.put(msg)
 
-    def batch(self, batch: agent_pb2.ResultBatch) -> None:
+    def batch(self, batch: d.ResultBatch) -> None:
         with self._lock:
-            self._publish(self.outbox.put_batch(batch))
+            self._publish(self.outbox.put_batch(convert.result_batch_to_pb(batch)))
 
-    def finished(self, fin: agent_pb2.TaskFinished) -> None:
+    def finished(self, fin: d.AttemptFinish) -> None:
         with self._lock:
-            self._publish(self.outbox.put_finished(fin))
+            self._publish(self.outbox.put_finished(convert.finish_to_pb(fin)))
 
     def progress(self, attempt_id: str, phase: str, fraction: float, message: str = "") -> None:
         with self._lock:
             self._publish(agent_pb2.AgentMessage(progress=agent_pb2.TaskProgress(
                 attempt_id=attempt_id, phase=phase, fraction=fraction, message=message)))
 
-    def _sign(self, batch: agent_pb2.ResultBatch) -> None:
+    def _sign(self, batch: d.ResultBatch) -> None:
         arrays = {"index": batch.index, "sample_index": batch.sample_index, "t_ns": batch.t_ns,
                   "value": batch.value, "aux": batch.aux, "fvalue": batch.fvalue}
         batch.signature = self.key.sign(batch_signing_bytes(batch.attempt_id, batch.seq, batch.kind, arrays))
