@@ -3,6 +3,7 @@ temperatures, load, memory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,8 @@ def fingerprint() -> dict[str, Any]:
             temps[_read(zone / "type") or zone.name] = int(t) / 1000
     if temps:
         env["thermal_c"] = temps
-    try:
+    with contextlib.suppress(OSError):  # no load average on this OS
         env["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
     meminfo = _read(proc_root() / "meminfo")
     if meminfo:
         for line in meminfo.splitlines():

@@ -171,10 +171,10 @@ class Worker:
             else:
                 self.outbox.ack_batch(msg.ack.attempt_id, msg.ack.seq)
         elif kind == "cancel":
-            job = self._jobs.get(msg.cancel.attempt_id)
-            if job is not None:
+            running = self._jobs.get(msg.cancel.attempt_id)
+            if running is not None:
                 log.info("cancel %s: %s", msg.cancel.attempt_id, msg.cancel.reason)
-                job.cancel.set()
+                running.cancel.set()
 
     def _heartbeat(self, q: queue.Queue[agent_pb2.AgentMessage | None], done: threading.Event,
                    interval: float) -> None:
@@ -209,6 +209,7 @@ class Worker:
                 attempt_id=attempt_id, phase=phase, fraction=fraction, message=message)))
 
     def _sign(self, batch: d.ResultBatch) -> None:
-        arrays = {"index": batch.index, "sample_index": batch.sample_index, "t_ns": batch.t_ns,
-                  "value": batch.value, "aux": batch.aux, "fvalue": batch.fvalue}
+        arrays: dict[str, list[int] | list[float]] = {
+            "index": batch.index, "sample_index": batch.sample_index, "t_ns": batch.t_ns, "value": batch.value,
+            "aux": batch.aux, "fvalue": batch.fvalue}
         batch.signature = self.key.sign(batch_signing_bytes(batch.attempt_id, batch.seq, batch.kind, arrays))

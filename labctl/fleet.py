@@ -27,7 +27,8 @@ def devices_list(c: typer.Context, json_out: bool = typer.Option(False, "--json"
     if json_out:
         emit_json([views.device(dv) for dv in devs])
         return
-    table("devices", ["name", "class", "status", "state", "region", "arch", "cores", "memory GiB", "providers", "energy"],
+    table("devices",
+          ["name", "class", "status", "state", "region", "arch", "cores", "memory GiB", "providers", "energy"],
           [[dv.name, dv.device_class, dv.status, dv.state, dv.region, dv.capabilities.arch, dv.capabilities.cpu_cores,
             f"{dv.capabilities.memory_bytes / 2**30:.1f}", ",".join(dv.capabilities.providers),
             ",".join(sorted({s.kind for s in dv.capabilities.energy_sensors})) or "none"] for dv in devs])

@@ -15,10 +15,10 @@ _STATUS_TO_PB = {
     d.Status.CANCELLED: common_pb2.STATUS_CANCELLED,
     d.Status.ERROR: common_pb2.STATUS_ERROR,
 }
-_STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
+_STATUS_FROM_PB: dict[int, d.Status] = {int(v): k for k, v in _STATUS_TO_PB.items()}
 _VERDICT_TO_PB = {None: common_pb2.VERDICT_UNSPECIFIED, d.Verdict.PASS: common_pb2.VERDICT_PASS,
                   d.Verdict.FAIL: common_pb2.VERDICT_FAIL}
-_VERDICT_FROM_PB = {v: k for k, v in _VERDICT_TO_PB.items()}
+_VERDICT_FROM_PB: dict[int, d.Verdict | None] = {int(v): k for k, v in _VERDICT_TO_PB.items()}
 _OUTCOME_TO_PB = {
     d.Outcome.OK: agent_pb2.OUTCOME_OK,
     d.Outcome.REFUSED: agent_pb2.OUTCOME_REFUSED,
@@ -36,20 +36,20 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")) if obj else ""
 
 
-def status_to_pb(s: d.Status) -> int:
+def status_to_pb(s: d.Status) -> common_pb2.Status:
     return _STATUS_TO_PB[s]
 
 
 def status_from_pb(v: int) -> d.Status:
-    return _STATUS_FROM_PB[v]
+    return _STATUS_FROM_PB[int(v)]
 
 
-def verdict_to_pb(v: d.Verdict | None) -> int:
+def verdict_to_pb(v: d.Verdict | None) -> common_pb2.Verdict:
     return _VERDICT_TO_PB[v]
 
 
 def verdict_from_pb(v: int) -> d.Verdict | None:
-    return _VERDICT_FROM_PB[v]
+    return _VERDICT_FROM_PB[int(v)]
 
 
 def capabilities_to_pb(c: d.Capabilities) -> common_pb2.Capabilities:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +15,8 @@ HEADER = ",".join(COLUMNS)
 SIGNED_INT = ("index", "sample_index", "t_ns", "value", "aux")
 
 
-def batch_signing_bytes(attempt_id: str, seq: int, kind: str, arrays: dict[str, object]) -> bytes:
+def batch_signing_bytes(attempt_id: str, seq: int, kind: str, arrays: Mapping[str, Sequence[Any] | np.ndarray | None]
+                        ) -> bytes:
     """What a device signs for one result batch: a fixed header, then the int64 arrays and the float64 fvalue
     array in little-endian order, absent arrays as zeros. The offline verifier rebuilds it from the CSVs."""
     index = np.asarray(arrays["index"], dtype="<i8")

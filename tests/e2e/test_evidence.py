@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agents.cpuinfo import cpu_flags
 from labctl.verify import verify_bundle
 from pilotlab import dsse
-from tests.e2e.conftest import Agent, Labd, labctl, labctl_json, make_token, wait_until, device_online
+from tests.e2e.conftest import Agent, Labd, device_online, labctl, labctl_json, make_token, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,16 @@ import pytest
 
 from evalsuites import builtin_suites_dir
 from tests.e2e.conftest import (
-    Labd, TcpProxy, device_online, free_port, labctl, labctl_json, make_suite, make_token, task_phase, wait_until,
+    Labd,
+    TcpProxy,
+    device_online,
+    free_port,
+    labctl,
+    labctl_json,
+    make_suite,
+    make_token,
+    task_phase,
+    wait_until,
 )
 
 LONG_MS = 4000

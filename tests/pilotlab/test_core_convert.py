@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pilotlab import convert as cv
-from pilotlab.tasks import ArtifactRef, TaskSpec, requested
 from pilotlab import domain as d
+from pilotlab.tasks import ArtifactRef, TaskSpec, requested
 from pilotlab.v1 import agent_pb2, common_pb2
 
 SENSORS = [d.EnergySensor("rapl", "intel-rapl:0 (package-0)", "/sys/class/powercap/intel-rapl:0/energy_uj", True),
