@@ -9,6 +9,8 @@ OLDEST_VENV ?= .venv-agent-oldest
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 OLDEST_STAMP := $(OLDEST_VENV)/.installed-lock
+EDITABLE := $(VENV)/.installed-project
+OLDEST_EDITABLE := $(OLDEST_VENV)/.installed-project
 LOCKS := requirements/lock.txt requirements/nodeps.txt
 UV_VERSION := 0.13.9
 PIP_LOCKED := -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
@@ -17,24 +19,31 @@ PYTEST_ARGS ?=
 .PHONY: install install-agent-oldest system-deps test test-main test-agent-oldest demo protos lint typecheck \
         bench lock clean
 
-# A venv holds exactly the locked set: when a lock changes, the venv is made anew rather than patched.
-$(STAMP): $(LOCKS) pyproject.toml
+# A venv holds exactly the locked set: when a lock changes, the venv is made anew rather than patched. The project
+# itself is an editable install on top, redone (cheaply) when pyproject.toml changes.
+$(STAMP): $(LOCKS)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) $(PIP_LOCKED) -r requirements/lock.txt -r requirements/nodeps.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-$(OLDEST_STAMP): requirements/agent-oldest.txt pyproject.toml
+$(EDITABLE): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(EDITABLE)
+
+$(OLDEST_STAMP): requirements/agent-oldest.txt
 	rm -rf $(OLDEST_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python $(PIP_LOCKED) -r requirements/agent-oldest.txt
-	$(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(OLDEST_STAMP)
 
-install: $(STAMP)
+$(OLDEST_EDITABLE): $(OLDEST_STAMP) pyproject.toml
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(OLDEST_EDITABLE)
 
-install-agent-oldest: $(OLDEST_STAMP)
+install: $(EDITABLE)
+
+install-agent-oldest: $(OLDEST_EDITABLE)
 
 lock:
 	$(PYTHON) -m venv build/uv
@@ -68,8 +77,9 @@ protos: install
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/pilotlab/v1/*.proto
 
 lint: install
-	$(VENV)/bin/ruff check pilotlab labd agents labctl evalsuites tests
+	$(VENV)/bin/ruff check pilotlab labd agents labctl evalsuites tests bench
 
+# Strict on the shared core and labd (pyproject.toml [tool.mypy]); generated protobuf code is not checked.
 typecheck: install
 	$(VENV)/bin/mypy pilotlab labd agents labctl evalsuites
 

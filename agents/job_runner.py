@@ -137,7 +137,7 @@ class JobRunner:
         rep.progress(a.attempt_id, "prepare", 0.0)
         env_before = fingerprint()
         rss0 = _rss_mb()
-        sess = open_session(model, a.execution_provider, a.settings)
+        sess = open_session(model, a.execution_provider, eff.to_dict())
         with np.load(data_path) as z:
             arrays = {k: z[k] for k in z.files}
         feeds = preload_feeds(sess, arrays)
@@ -161,7 +161,7 @@ class JobRunner:
         if self.meter is not None:
             rep.progress(a.attempt_id, "idle-baseline", 0.0)
             energy = meter_settings(self.meter)
-            idle_sets, idle_info = idle_baseline(self.meter, int(a.settings.get("energy_idle_ms", IDLE_MS_DEFAULT)))
+            idle_sets, idle_info = idle_baseline(self.meter, IDLE_MS_DEFAULT)
             traces += idle_sets
             energy.update(idle_info)
         rep.progress(a.attempt_id, "warmup", 0.0)
@@ -203,17 +203,17 @@ class JobRunner:
                 golden = {k: g[k] for k in g.files}
             sets += conformance.to_samples(conformance.compare(golden_outputs(issue, feeds, sess.output_names, golden),
                                                                golden))
-        if a.settings.get("profile"):
+        if eff.profile:
             rep.progress(a.attempt_id, "profile", 0.0)
-            fin.phases["profile"] = profile_summary(model, sess.provider, a.settings, feeds,
-                                                    int(a.settings.get("profile_queries", 100)), self.cache.root)
+            fin.phases["profile"] = profile_summary(model, sess.provider, eff.to_dict(), feeds, eff.profile_queries,
+                                                    self.cache.root)
         sets += traces
         rep.progress(a.attempt_id, "upload", 0.0)
         seq = 0
         for kind, arrs in sets:
             seq = self._emit(a.attempt_id, seq, kind, arrs)
-        fin.effective_settings = {**eff.to_dict(), **sess.options, "execution_provider": sess.provider,
-                                  "energy": energy}
+        fin.effective_settings = eff.to_dict()
+        fin.observations = d.Observations(session_options=dict(sess.options), energy=energy)
         fin.environment = {"before": env_before, "after": fingerprint()}
         fin.execution_provider = sess.provider
         fin.providers_used = sess.providers_used

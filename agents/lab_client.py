@@ -53,8 +53,9 @@ class LabClient:
     def __init__(self, address: str, backoff: Backoff | None = None) -> None:
         self.address = address
         self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self.agents = agent_pb2_grpc.AgentServiceStub(self.channel)
-        self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self.channel)
+        # The generated gRPC stubs are untyped; the messages they carry are (agent_pb2.pyi).
+        self.agents = agent_pb2_grpc.AgentServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.backoff = backoff or Backoff()
         self.token = ""
 
@@ -79,8 +80,9 @@ class LabClient:
         raise AssertionError("unreachable")
 
     def enrol(self, enrolment_token: str, request: agent_pb2.EnrolRequest) -> agent_pb2.EnrolResponse:
-        return self.retry("enrol", lambda: self.agents.Enrol(request, metadata=self._md(enrolment_token),
-                                                             timeout=30))
+        response: agent_pb2.EnrolResponse = self.retry(
+            "enrol", lambda: self.agents.Enrol(request, metadata=self._md(enrolment_token), timeout=30))
+        return response
 
     def session(self, requests: Iterator[agent_pb2.AgentMessage]) -> Iterator[agent_pb2.LabMessage]:
         return self.agents.Session(requests, metadata=self._md())  # type: ignore[no-any-return]

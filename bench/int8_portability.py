@@ -66,7 +66,8 @@ def models() -> dict[str, dict]:
     conv_ref = convnet.head(feats, params)[convnet.LOGITS]
     return {
         "digits-mlp": {"feeds": {"input": x_test}, "fp32_top1": mlp_ref.argmax(-1), "outputs": ["probabilities"],
-                       "build": lambda s: finalize(terminal_vision.mlp_int8(*weights[:4], x_train, scheme=s), "b", "b")},
+                       "build": lambda s: finalize(terminal_vision.mlp_int8(*weights[:4], x_train, scheme=s),
+                                                   "b", "b")},
         "convnet": {"feeds": {"input": scenes}, "fp32_top1": conv_ref.argmax(-1),
                     "outputs": ["logits", "probabilities"],
                     "build": lambda s: finalize(convnet.convnet(params, quantize=True, peaks=peaks, scheme=s),

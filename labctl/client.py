@@ -41,7 +41,7 @@ class Ctx:
     def stub(self) -> lab_pb2_grpc.LabServiceStub:
         if self._channel is None:
             self._channel = grpc.insecure_channel(self.lab)
-        return lab_pb2_grpc.LabServiceStub(self._channel)
+        return lab_pb2_grpc.LabServiceStub(self._channel)  # type: ignore[no-untyped-call]  # generated, untyped
 
     @property
     def md(self) -> list[tuple[str, str]]:

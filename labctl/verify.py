@@ -72,7 +72,8 @@ def recompute(root: Path, report: dict[str, Any]) -> list[str]:
             continue
         samples = {kind: read_samples_csv((root / path).read_bytes()) for kind, path in files.items()}
         acc_name = (metrics.get("accuracy") or {}).get("name", "top1")
-        expected = compute_metrics(task["scenario"], task.get("settings") or {}, samples, _labels(samples), acc_name)
+        expected = compute_metrics(task["scenario"], task.get("settings") or {}, samples, _labels(samples), acc_name,
+                                   energy=(task.get("observations") or {}).get("energy"))
         problems += _compare(name, expected, metrics, "")
         if task.get("criteria"):
             verdict, _ = evaluate(metrics, [c for c in task["criteria"] if c["metric"] != "validity"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-import time
 from collections.abc import Iterable, Sequence
 
+from labd.clock import SYSTEM_CLOCK, Clock
 from labd.state import Store
 from pilotlab import domain as d
 
@@ -33,8 +33,9 @@ def bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
 class Authenticator:
     """Resolves a call's bearer token to a Principal and checks it against the roles a call allows."""
 
-    def __init__(self, store: Store, cache_s: float = 30.0) -> None:
+    def __init__(self, store: Store, cache_s: float = 30.0, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
         self._cache: dict[str, tuple[float, d.Principal | None]] = {}
         self._lock = threading.Lock()
         self._ttl = cache_s
@@ -44,7 +45,7 @@ class Authenticator:
             raise d.Unauthenticated("no token: pass --token or set LAB_TOKEN (an admin finds one in "
                                     "DATA_DIR/admin.token)")
         h = hash_token(token)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             hit = self._cache.get(h)
         if hit is not None and hit[0] > now:

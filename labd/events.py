@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class RunEvents:
@@ -21,8 +22,6 @@ class RunEvents:
     async def wait_change(self, run_id: str, seen: int, timeout: float) -> int:
         """Wait until the run's version passes `seen` or the timeout ends; returns the current version."""
         async with self._cond:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._cond.wait_for(lambda: self.version(run_id) > seen), timeout)
-            except TimeoutError:
-                pass
             return self.version(run_id)

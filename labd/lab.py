@@ -1,17 +1,22 @@
-"""The lab's state as handlers see it: store, config, keys, live sessions, run events and metrics."""
+"""What labd is made of, wired once at start: config, store, clock, keys, live sessions, run events, metrics and the
+scheduler's device health and leases. Servicers take the whole; handlers and the scheduler only the parts they use."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from labd.auth import Authenticator, hash_token, new_token
+from labd.clock import SYSTEM_CLOCK, Clock
 from labd.config import LabConfig
 from labd.events import RunEvents
+from labd.evidence.keys import Issuer
 from labd.metrics import LabMetrics
+from labd.scheduler.health import DeviceHealth
+from labd.scheduler.leases import Leases
 from labd.sessions import SessionRegistry
 from labd.state import Store
 from pilotlab import domain as d
@@ -21,20 +26,26 @@ from pilotlab import domain as d
 class Lab:
     config: LabConfig
     store: Store
-    signing_key: Ed25519PrivateKey
+    clock: Clock
+    issuer: Issuer
     auth: Authenticator
-    sessions: SessionRegistry = field(default_factory=SessionRegistry)
-    events: RunEvents = field(default_factory=RunEvents)
-    metrics: LabMetrics | None = None
+    sessions: SessionRegistry
+    events: RunEvents
+    metrics: LabMetrics
+    health: DeviceHealth
+    leases: Leases
 
-    def __post_init__(self) -> None:
-        if self.metrics is None:
-            self.metrics = LabMetrics(lambda: len(self.sessions), self.store.count_tasks)
-
-    @property
-    def m(self) -> LabMetrics:
-        assert self.metrics is not None
-        return self.metrics
+    @classmethod
+    def wire(cls, config: LabConfig, store: Store, signing_key: Ed25519PrivateKey,
+             clock: Clock = SYSTEM_CLOCK) -> Lab:
+        sessions = SessionRegistry()
+        metrics = LabMetrics(lambda: len(sessions), store.count_tasks)
+        health = DeviceHealth(store, metrics, clock)
+        leases = Leases(store, sessions, health, metrics, clock, lease_ms=config.lease_ms,
+                        max_attempts=config.max_attempts)
+        return cls(config=config, store=store, clock=clock, issuer=Issuer(config.lab_name, signing_key),
+                   auth=Authenticator(store, clock=clock), sessions=sessions, events=RunEvents(), metrics=metrics,
+                   health=health, leases=leases)
 
 
 def ensure_admin_token(config: LabConfig, store: Store) -> Path:

@@ -14,8 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from evalsuites import builtin_suites_dir
-from labd.auth import Authenticator
 from labd.catalog import load_catalog
+from labd.clock import SYSTEM_CLOCK, Clock
 from labd.config import LabConfig
 from labd.evidence.keys import load_or_create_signing_key
 from labd.lab import Lab, ensure_admin_token
@@ -45,23 +45,24 @@ SERVICES = [
 ]
 
 
-def build_lab(config: LabConfig) -> Lab:
+def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.db_url)
+    store = open_store(config.db_url, clock)
     key = load_or_create_signing_key(config.data_dir)
     ensure_admin_token(config, store)
     load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir,
                  strict=bool(config.suite_dirs))
-    return Lab(config=config, store=store, signing_key=key, auth=Authenticator(store))
+    return Lab.wire(config, store, key, clock)
 
 
 async def serve(config: LabConfig) -> None:
     lab = build_lab(config)
-    dispatcher = Dispatcher(lab)
+    dispatcher = Dispatcher(lab.store, lab.sessions, lab.leases, lab.events, lab.metrics, lab.clock)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(lab, dispatcher), server)
-    artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(ArtifactServicer(lab), server)
-    lab_pb2_grpc.add_LabServiceServicer_to_server(LabServicer(lab, dispatcher), server)
+    # The generated registration functions are untyped (grpc_tools writes no stubs for them).
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(lab, dispatcher), server)  # type: ignore[no-untyped-call]
+    artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(ArtifactServicer(lab), server)  # type: ignore[no-untyped-call]
+    lab_pb2_grpc.add_LabServiceServicer_to_server(LabServicer(lab, dispatcher), server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -73,7 +74,7 @@ async def serve(config: LabConfig) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if config.metrics_listen:
         mhost, mport = config.metrics_listen.rsplit(":", 1)
-        bound = lab.m.serve(mhost, int(mport))
+        bound = lab.metrics.serve(mhost, int(mport))
         log.info("metrics on http://%s:%d/metrics", mhost, bound)
         _publish(config.data_dir / "metrics.addr", f"{mhost}:{bound}\n")
     _publish(config.data_dir / "labd.addr", address + "\n")

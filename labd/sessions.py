@@ -1,11 +1,12 @@
-"""Live agent sessions: one per connected device, each with an outbound queue the dispatcher writes to."""
+"""Live agent sessions: one per connected device, each with an outbound queue of domain events (pilotlab.messages)
+that the session's servicer turns into wire messages."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
-from pilotlab.v1 import agent_pb2
+from pilotlab.messages import LabEvent
 
 
 @dataclass(eq=False)
@@ -14,15 +15,16 @@ class AgentSession:
     device_name: str
     slots: int
     public_key: bytes = b""
-    outbox: asyncio.Queue[agent_pb2.LabMessage | None] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[LabEvent | None] = field(default_factory=asyncio.Queue)
     running: set[str] = field(default_factory=set)
 
     @property
     def free_slots(self) -> int:
         return self.slots - len(self.running)
 
-    def send(self, msg: agent_pb2.LabMessage) -> None:
-        self.outbox.put_nowait(msg)
+    def send(self, event: LabEvent) -> None:
+        """Queue an event for the agent; call it on the event loop's thread (asyncio queues are not thread-safe)."""
+        self.outbox.put_nowait(event)
 
     def close(self) -> None:
         self.outbox.put_nowait(None)

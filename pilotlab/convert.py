@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from pilotlab import domain as d
-from pilotlab.v1 import agent_pb2, common_pb2, lab_pb2
+from pilotlab import messages as msg
+from pilotlab.v1 import agent_pb2, artifact_pb2, common_pb2, lab_pb2
 
 _STATUS_TO_PB = {
     d.Status.QUEUED: common_pb2.STATUS_QUEUED,
@@ -159,6 +160,7 @@ def finish_to_pb(f: d.AttemptFinish) -> agent_pb2.TaskFinished:
         attempt_id=f.attempt_id, outcome=_OUTCOME_TO_PB[f.outcome], reason=f.reason, batches=f.batches,
         effective_settings_json=_dumps(f.effective_settings), environment_json=_dumps(f.environment),
         execution_provider=f.execution_provider, providers_used=f.providers_used, phases_json=_dumps(f.phases),
+        observations_json=_dumps(f.observations.to_dict()),
     )
 
 
@@ -168,6 +170,7 @@ def finish_from_pb(m: agent_pb2.TaskFinished) -> d.AttemptFinish:
         batches=m.batches, effective_settings=_loads(m.effective_settings_json),
         environment=_loads(m.environment_json), execution_provider=m.execution_provider,
         providers_used=list(m.providers_used), phases=_loads(m.phases_json),
+        observations=d.Observations.from_dict(_loads(m.observations_json)),
     )
 
 
@@ -203,3 +206,74 @@ def assignment_from_pb(m: agent_pb2.Assignment) -> d.Assignment:
         execution_provider=m.execution_provider, accuracy=_loads(m.accuracy_json) or None,
         golden=artifact_ref_from_pb(m.golden), conformance=_loads(m.conformance_json) or None,
     )
+
+
+def suite_info_to_pb(s: d.SuiteRecord, with_json: bool = False) -> lab_pb2.SuiteInfo:
+    return lab_pb2.SuiteInfo(id=s.id, version=s.version, title=s.title, digest=s.digest,
+                             suite_json=s.suite_json if with_json else "")
+
+
+def artifact_info_to_pb(a: d.ArtifactRecord) -> artifact_pb2.ArtifactInfo:
+    return artifact_pb2.ArtifactInfo(sha256=a.sha256, size=a.size, name=a.name, kind=a.kind)
+
+
+def lab_event_to_pb(e: msg.LabEvent) -> agent_pb2.LabMessage:
+    """What the lab says on a session (pilotlab.messages) as the LabMessage that carries it."""
+    if isinstance(e, msg.Assign):
+        return agent_pb2.LabMessage(assignment=assignment_to_pb(e.assignment))
+    if isinstance(e, msg.Ack):
+        return agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=e.attempt_id, seq=e.seq, finished=e.finished))
+    if isinstance(e, msg.Cancel):
+        return agent_pb2.LabMessage(cancel=agent_pb2.Cancel(attempt_id=e.attempt_id, reason=e.reason))
+    return agent_pb2.LabMessage(welcome=agent_pb2.Welcome(
+        device_id=e.device_id, device_name=e.device_name, heartbeat_interval_ms=e.heartbeat_interval_ms))
+
+
+def lab_event_from_pb(m: agent_pb2.LabMessage) -> msg.LabEvent | None:
+    """None for an empty message or one this version does not know."""
+    kind = m.WhichOneof("msg")
+    if kind == "assignment":
+        return msg.Assign(assignment_from_pb(m.assignment))
+    if kind == "ack":
+        return msg.Ack(attempt_id=m.ack.attempt_id, seq=m.ack.seq, finished=m.ack.finished)
+    if kind == "cancel":
+        return msg.Cancel(attempt_id=m.cancel.attempt_id, reason=m.cancel.reason)
+    if kind == "welcome":
+        w = m.welcome
+        return msg.Welcome(device_id=w.device_id, device_name=w.device_name,
+                           heartbeat_interval_ms=w.heartbeat_interval_ms)
+    return None
+
+
+def agent_event_to_pb(e: msg.AgentEvent) -> agent_pb2.AgentMessage:
+    """What an agent says on a session (pilotlab.messages, a result batch or a finish) as its AgentMessage."""
+    if isinstance(e, d.ResultBatch):
+        return agent_pb2.AgentMessage(results=result_batch_to_pb(e))
+    if isinstance(e, d.AttemptFinish):
+        return agent_pb2.AgentMessage(finished=finish_to_pb(e))
+    if isinstance(e, msg.Heartbeat):
+        return agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(sent_unix_ms=e.sent_ms,
+                                                                    running_attempt_ids=list(e.running)))
+    if isinstance(e, msg.Progress):
+        return agent_pb2.AgentMessage(progress=agent_pb2.TaskProgress(
+            attempt_id=e.attempt_id, phase=e.phase, fraction=e.fraction, message=e.message))
+    return agent_pb2.AgentMessage(hello=agent_pb2.Hello(capabilities=capabilities_to_pb(e.capabilities),
+                                                        running_attempt_ids=sorted(e.running)))
+
+
+def agent_event_from_pb(m: agent_pb2.AgentMessage) -> msg.AgentEvent | None:
+    """None for an empty message or one this version does not know."""
+    kind = m.WhichOneof("msg")
+    if kind == "heartbeat":
+        return msg.Heartbeat(running=tuple(m.heartbeat.running_attempt_ids), sent_ms=m.heartbeat.sent_unix_ms)
+    if kind == "progress":
+        p = m.progress
+        return msg.Progress(attempt_id=p.attempt_id, phase=p.phase, fraction=p.fraction, message=p.message)
+    if kind == "results":
+        return result_batch_from_pb(m.results)
+    if kind == "finished":
+        return finish_from_pb(m.finished)
+    if kind == "hello":
+        return msg.Hello(capabilities=capabilities_from_pb(m.hello.capabilities),
+                         running=frozenset(m.hello.running_attempt_ids))
+    return None

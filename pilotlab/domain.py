@@ -139,6 +139,23 @@ class ReportRecord:
     bundle: bytes
 
 
+@dataclass(frozen=True)
+class Observations:
+    """What a device observed about a run beside its raw samples: how onnxruntime was configured and how energy
+    was sampled. Measurements, never settings: they travel and are stored apart from the effective settings."""
+
+    session_options: dict[str, Any] = field(default_factory=dict)  # intra/inter-op threads, optimisation level
+    energy: dict[str, Any] = field(default_factory=dict)  # meter, idle baseline, sampler errors, CPU-time estimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session_options": dict(self.session_options), "energy": dict(self.energy)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Observations:
+        doc = doc or {}
+        return cls(session_options=dict(doc.get("session_options") or {}), energy=dict(doc.get("energy") or {}))
+
+
 @dataclass
 class Attempt:
     id: str
@@ -158,6 +175,7 @@ class Attempt:
     execution_provider: str = ""
     providers_used: list[str] = field(default_factory=list)
     phases: dict[str, Any] = field(default_factory=dict)
+    observations: Observations = field(default_factory=Observations)
 
 
 @dataclass
@@ -226,6 +244,7 @@ class AttemptFinish:
     execution_provider: str = ""
     providers_used: list[str] = field(default_factory=list)
     phases: dict[str, Any] = field(default_factory=dict)
+    observations: Observations = field(default_factory=Observations)
 
 
 @dataclass

@@ -12,7 +12,7 @@ The window must lie within the trace (ValueError otherwise): nothing is extrapol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -124,11 +124,12 @@ def estimate_cpu_energy(cpu_seconds: float, tdp_w: float, cores: int) -> dict[st
     }
 
 
-def energy_metrics(samples: dict[str, dict[str, np.ndarray]], settings: dict[str, Any],
+def energy_metrics(samples: dict[str, dict[str, np.ndarray]], energy: Mapping[str, Any],
                    window: tuple[int, int] | None, inferences: int) -> dict[str, Any]:
     """The report's energy block from the raw power/energy traces: the window is exactly the performance phase;
-    the idle baseline was taken before it on the same meter. Provenance on every figure."""
-    e = settings.get("energy") or {}
+    the idle baseline was taken before it on the same meter. Provenance on every figure. `energy` is what the
+    device observed about its sampling (Observations.energy: meter, idle window, sampler errors, estimate)."""
+    e = energy
     perf, idle = samples.get("power;phase=perf"), samples.get("power;phase=idle")
     none: dict[str, Any] = {"joules_per_inference": None, "avg_power_w": None}
     if not e.get("meter") or perf is None or window is None:

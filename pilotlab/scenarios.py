@@ -115,8 +115,9 @@ def _audits(samples: Samples, headline_p50_ms: float | None) -> tuple[dict[str, 
 
 
 def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, labels: np.ndarray | None,
-                    accuracy_name: str = "top1") -> dict[str, Any]:
-    """Every metric of one attempt, from its raw samples and effective settings."""
+                    accuracy_name: str = "top1", energy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every metric of one attempt, from its raw samples, its effective settings and what the device observed
+    about its energy sampling (Observations.energy)."""
     out: dict[str, Any] = {}
     perf = _perf_kinds(samples)
     per_query = int(settings.get("samples_per_query", 1)) if scenario == "multi-stream" else 1
@@ -163,7 +164,7 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
         out["audit"] = audit
     reasons += audit_reasons
     out["validity"] = {"valid": not reasons, "reasons": reasons}
-    out.update(energy_metrics(samples, settings, _perf_window(scenario, perf), _inferences(perf, per_query)))
+    out.update(energy_metrics(samples, energy or {}, _perf_window(scenario, perf), _inferences(perf, per_query)))
     return out
 
 

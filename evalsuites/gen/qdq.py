@@ -164,7 +164,7 @@ def _quantize(x: Iv, scale: np.ndarray, zp: np.ndarray, axis: int) -> Iv:
     info = np.iinfo(zp.dtype)
 
     def q(v: np.ndarray) -> np.ndarray:
-        return np.clip(_round_half_even(v) + z, info.min, info.max)
+        return np.asarray(np.clip(_round_half_even(v) + z, info.min, info.max))
 
     err = np.abs(x.mid / s) * ROUNDING_ULPS * U32
     return Iv(q(x.mid / s), q(x.lo / s - err), q(x.hi / s + err))
@@ -312,7 +312,8 @@ def tolerance(bounds: Mapping[str, Iv], golden: Mapping[str, np.ndarray]) -> Tol
     return Tolerance(abs_err, rel_err, agreement)
 
 
-def model_tolerance(model: bytes, feeds: Mapping[str, np.ndarray], outputs: list[str]) -> tuple[Tolerance, dict]:
+def model_tolerance(model: bytes, feeds: Mapping[str, np.ndarray],
+                    outputs: list[str]) -> tuple[Tolerance, dict[str, np.ndarray]]:
     """A model's exact outputs (as float32 golden arrays) and the tolerances a correct int8 kernel meets on them."""
     import onnx
 

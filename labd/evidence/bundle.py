@@ -13,10 +13,11 @@ from typing import Any
 
 import rfc8785
 
+from labd.clock import Clock
 from labd.evidence import report_json
 from labd.evidence.html import render_html
-from labd.lab import Lab
-from labd.state.rows import now_ms
+from labd.evidence.keys import Issuer
+from labd.state import Store
 from pilotlab import domain as d
 from pilotlab import dsse, merkle, transparency
 
@@ -43,59 +44,60 @@ def _unzip(data: bytes) -> dict[str, bytes]:
         return {name: z.read(name) for name in z.namelist()}
 
 
-def build_files(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None) -> dict[str, bytes]:
+def build_files(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict[str, Any] | None,
+                issued_ms: int) -> dict[str, bytes]:
     """Every bundle file except the log proof and the attestation."""
     if not run.status.terminal:
         raise d.Conflict(f"run {run.id} is {run.status.value}; pull its report once it has ended "
                          f"(`labctl run watch {run.id}`)")
     files: dict[str, bytes] = {}
-    report, signatures = report_json.build(lab, run, report_id, amends, files)
+    report, signatures = report_json.build(store, issuer, run, report_id, amends, files, issued_ms)
     files["report.json"] = canonical_json(report)
     files["device-signatures.json"] = json.dumps(signatures, indent=1, sort_keys=True).encode()
     files["report.html"] = render_html(report, files).encode()
-    files["lab.pub.pem"] = dsse.public_pem(lab.signing_key.public_key()).encode()
+    files["lab.pub.pem"] = dsse.public_pem(issuer.key.public_key()).encode()
     return files
 
 
-def sign_bundle(lab: Lab, files: dict[str, bytes]) -> dict[str, bytes]:
+def sign_bundle(issuer: Issuer, files: dict[str, bytes]) -> dict[str, bytes]:
     subjects = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     report = json.loads(files["report.json"])
     stmt = dsse.statement(subjects, {"report_id": report["report_id"], "run_id": report["run"]["id"],
                                      "verdict": report["run"]["verdict"], "issued": report["issued"]})
     out = dict(files)
-    out[ATTESTATION] = json.dumps(dsse.sign_envelope(lab.signing_key, stmt), indent=2).encode()
+    out[ATTESTATION] = json.dumps(dsse.sign_envelope(issuer.key, stmt), indent=2).encode()
     return out
 
 
-def issue_report(lab: Lab, run: d.Run, amend_reason: str = "") -> dict[str, bytes]:
+def issue_report(store: Store, issuer: Issuer, clock: Clock, run: d.Run, amend_reason: str = "") -> dict[str, bytes]:
     """A new report for the run: appended to the evidence log, signed, stored."""
-    previous = lab.store.latest_report(run.id)
+    previous = store.latest_report(run.id)
     amends = None
     if previous is not None:
         amends = {"report_id": previous.id, "digest": previous.digest, "reason": amend_reason}
     report_id = f"rep-{uuid.uuid4().hex[:16]}"
-    files = build_files(lab, run, report_id, amends)
+    files = build_files(store, issuer, run, report_id, amends, clock.now_ms())
     digest = "sha256:" + hashlib.sha256(files["report.json"]).hexdigest()
     leaf = merkle.leaf_hash(files["report.json"])
-    record = d.ReportRecord(id=report_id, run_id=run.id, digest=digest, issued_ms=now_ms(),
+    record = d.ReportRecord(id=report_id, run_id=run.id, digest=digest, issued_ms=clock.now_ms(),
                             replaces=previous.digest if previous else None, log_index=0, bundle=b"")
-    index = lab.store.append_report(record, leaf.hex(), now_ms())
-    leaves = [bytes.fromhex(h) for h in lab.store.log_leaves(index + 1)]
-    checkpoint = transparency.sign_checkpoint(lab.signing_key, len(leaves), merkle.root(leaves),
-                                              report_json.iso(now_ms()) or "")
+    index = store.append_report(record, leaf.hex(), clock.now_ms())
+    leaves = [bytes.fromhex(h) for h in store.log_leaves(index + 1)]
+    checkpoint = transparency.sign_checkpoint(issuer.key, len(leaves), merkle.root(leaves),
+                                              report_json.iso(clock.now_ms()) or "")
     files[TRANSPARENCY] = json.dumps(transparency.proof_document(index, leaves, checkpoint), indent=1).encode()
-    signed = sign_bundle(lab, files)
-    lab.store.set_report_bundle(report_id, _zip(signed))
+    signed = sign_bundle(issuer, files)
+    store.set_report_bundle(report_id, _zip(signed))
     return signed
 
 
-def report_bundle(lab: Lab, run_id: str, amend_reason: str = "") -> dict[str, bytes]:
+def report_bundle(store: Store, issuer: Issuer, clock: Clock, run_id: str, amend_reason: str = "") -> dict[str, bytes]:
     """The run's current report (issued on first request), or a new one replacing it when amending."""
-    run = lab.store.get_run(run_id)
+    run = store.get_run(run_id)
     with _issue_lock:
-        existing = lab.store.latest_report(run_id)
+        existing = store.latest_report(run_id)
         if existing is not None and existing.bundle and not amend_reason:
             return _unzip(existing.bundle)
-        return issue_report(lab, run, amend_reason)
+        return issue_report(store, issuer, clock, run, amend_reason)
 
 

@@ -69,7 +69,7 @@ def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
         if offline:
             charts[task["id"] + ":batch"] = throughput_bars_svg(offline["by_batch"])
         power_path = samples.get("power;phase=perf")
-        energy = (task.get("settings") or {}).get("energy") or {}
+        energy = (task.get("observations") or {}).get("energy") or {}
         if power_path and power_path in files:
             trace = read_samples_csv(files[power_path])
             window = _window(task, files)

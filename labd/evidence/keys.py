@@ -1,14 +1,24 @@
-"""The lab's Ed25519 signing key: created on first start (mode 0600), reused afterwards."""
+"""The lab's Ed25519 signing key (created on first start, mode 0600, reused afterwards) and the issuer of its
+reports: the lab's name with that key."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_FILE = "signing_key.pem"
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """Who issues the lab's reports and signs them."""
+
+    lab_name: str
+    key: Ed25519PrivateKey
 
 
 def load_or_create_signing_key(data_dir: Path) -> Ed25519PrivateKey:

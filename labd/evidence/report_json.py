@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from labd.evidence.int8 import task_notes
-from labd.lab import Lab
+from labd.evidence.keys import Issuer
 from labd.results.grade import attempt_samples, grade, task_labels
+from labd.state import Store
 from pilotlab import __version__, dsse
 from pilotlab import domain as d
 from pilotlab.samples import kind_filename, samples_csv
@@ -57,10 +58,10 @@ def _statement(c: dict[str, Any]) -> str:
     return f"{c['metric']} {what} {value} {c['op']} {c['threshold']}: {verdict}"
 
 
-def _samples(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
+def _samples(store: Store, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
     out: dict[str, str] = {}
-    labels = task_labels(lab.store, task.spec) if task.spec is not None else None
-    for kind, arrays in attempt_samples(lab.store, att.id).items():
+    labels = task_labels(store, task.spec) if task.spec is not None else None
+    for kind, arrays in attempt_samples(store, att.id).items():
         path = f"samples/{task.name}/{kind_filename(kind)}"
         with_labels = None
         if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
@@ -70,32 +71,32 @@ def _samples(lab: Lab, task: d.Task, att: d.Attempt, files: dict[str, bytes]) ->
     return out
 
 
-def _destinations(lab: Lab, task: d.Task) -> list[dict[str, str]]:
+def _destinations(store: Store, task: d.Task) -> list[dict[str, str]]:
     """Every device the task's data was sent to (one per attempt's device), with its region."""
     seen: dict[str, dict[str, str]] = {}
     for a in task.history:
         if a.device_id and a.device_id not in seen:
-            dev = lab.store.get_device(a.device_id)
+            dev = store.get_device(a.device_id)
             seen[a.device_id] = {"device": dev.name, "region": dev.region}
     return list(seen.values())
 
 
-def _model_path(lab: Lab, sha256: str) -> Path | None:
+def _model_path(store: Store, sha256: str) -> Path | None:
     try:
-        return Path(lab.store.get_artifact(sha256).path)
+        return Path(store.get_artifact(sha256).path)
     except d.NotFound:
         return None
 
 
-def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
+def _task(store: Store, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
           sigs: dict[str, Any]) -> dict[str, Any]:
     spec, att = task.spec, _final_attempt(task)
     assert spec is not None, "a stored task always has its spec"
     samples = {}
     if att is not None and att.outcome == d.Outcome.OK.value:
-        samples = _samples(lab, task, att, files)
+        samples = _samples(store, task, att, files)
         sigs[att.id] = [{"seq": seq, "kind": kind, "n": n, "signature": base64.b64encode(sig).decode()}
-                        for seq, kind, n, sig in lab.store.batches(att.id)]
+                        for seq, kind, n, sig in store.batches(att.id)]
     criteria = grade(task.metrics, spec)[1] if task.metrics else []
     for c in criteria:
         c["statement"] = _statement(c)
@@ -108,7 +109,7 @@ def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
         "dataset": {"name": dataset.name, "sha256": dataset.sha256,
                     "classification": dataset.classification,
                     "allowed_regions": list(dataset.regions),
-                    "sent_to": _destinations(lab, task),
+                    "sent_to": _destinations(store, task),
                     "withheld": task.reason if task.reason.startswith("data zone") else None} if dataset else None,
         "scenario": spec.scenario,
         "execution_provider": att.execution_provider if att and att.execution_provider
@@ -116,6 +117,7 @@ def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
         "providers_used": att.providers_used if att else [],
         "settings": att.effective_settings if att and att.effective_settings else spec.settings.to_dict(),
         "requested_settings": spec.settings.to_dict(),
+        "observations": att.observations.to_dict() if att else {},
         "metrics": task.metrics, "units": UNITS, "criteria": criteria, "attempts": task.attempts,
         "attempt_history": [{"number": a.number, "device": a.device_name, "status": a.status.value,
                              "outcome": a.outcome, "reason": a.reason, "started": iso(a.started_ms),
@@ -123,7 +125,7 @@ def _task(lab: Lab, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
         "environment": att.environment if att else {}, "phases": att.phases if att else {},
         "samples": samples,
     }
-    out["notes"] = task_notes(out, dev.capabilities.cpu_flags if dev else [], lambda: _model_path(lab, model.sha256))
+    out["notes"] = task_notes(out, dev.capabilities.cpu_flags if dev else [], lambda: _model_path(store, model.sha256))
     return out
 
 
@@ -146,23 +148,23 @@ def _grade(suite_json: str, tasks: list[dict[str, Any]]) -> dict[str, Any] | Non
                        for lv in grading.levels]}
 
 
-def build(lab: Lab, run: d.Run, report_id: str, amends: dict[str, Any] | None,
-          files: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
+def build(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict[str, Any] | None,
+          files: dict[str, bytes], issued_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json content, device signatures by attempt); raw sample files are added to `files`."""
-    suite = lab.store.get_suite(run.suite_id, run.suite_version)
-    devices = {t.device_id: lab.store.get_device(t.device_id) for t in run.tasks}
+    suite = store.get_suite(run.suite_id, run.suite_version)
+    devices = {t.device_id: store.get_device(t.device_id) for t in run.tasks}
     first = devices[run.tasks[0].device_id] if run.tasks else None
     sigs: dict[str, Any] = {}
-    tasks = [_task(lab, t, devices.get(t.device_id), files, sigs) for t in run.tasks]
+    tasks = [_task(store, t, devices.get(t.device_id), files, sigs) for t in run.tasks]
     starts = [a.started_ms for t in run.tasks for a in t.history if a.started_ms]
     ends = [a.finished_ms for t in run.tasks for a in t.history if a.finished_ms]
     equipment = [{"device": dv.name, "kind": s.kind, "name": s.name, "readable": s.readable}
                  for dv in devices.values() for s in dv.capabilities.energy_sensors]
     report = {
         "schema": SCHEMA, "report_id": report_id, "grade": _grade(suite.suite_json, tasks),
-        "lab": {"name": lab.config.lab_name, "software": f"pilotlab {__version__}",
-                "key_id": dsse.key_id(lab.signing_key.public_key())},
-        "issued": iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000)),
+        "lab": {"name": issuer.lab_name, "software": f"pilotlab {__version__}",
+                "key_id": dsse.key_id(issuer.key.public_key())},
+        "issued": iso(issued_ms),
         "dates": {"submitted": iso(run.submitted_ms), "tested_from": iso(min(starts)) if starts else None,
                   "tested_to": iso(max(ends)) if ends else None},
         "run": {"id": run.id, "status": run.status.value, "verdict": run.verdict.value if run.verdict else None,

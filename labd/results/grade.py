@@ -30,13 +30,13 @@ def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:
     return None
 
 
-def attempt_metrics(store: Store, attempt_id: str, spec: TaskSpec,
-                    settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def attempt_metrics(store: Store, attempt_id: str, spec: TaskSpec, settings: dict[str, Any] | None = None,
+                    energy: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of one attempt from its stored samples, with the settings it effectively ran (the requested ones
-    when the device sent none)."""
+    when the device sent none) and what the device observed about its energy sampling."""
     accuracy = spec.accuracy or {}
     return compute_metrics(spec.scenario, settings or spec.settings.to_dict(), attempt_samples(store, attempt_id),
-                           task_labels(store, spec), str(accuracy.get("metric", "top1")))
+                           task_labels(store, spec), str(accuracy.get("metric", "top1")), energy=energy)
 
 
 def grade(metrics: dict[str, Any], spec: TaskSpec) -> tuple[d.Verdict, list[dict[str, Any]]]:

@@ -1,20 +1,25 @@
-"""Hands queued tasks to connected devices with free slots, and requeues attempts whose lease expired."""
+"""Hands queued tasks to connected devices with free slots, tells devices to stop cancelled attempts, and requeues
+attempts whose lease expired: one loop, woken by a kick or a timer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-from labd.handlers.agents import fail_attempt
-from labd.lab import Lab
-from labd.state.rows import now_ms
-from pilotlab import convert
+from labd.clock import Clock
+from labd.events import RunEvents
+from labd.metrics import LabMetrics
+from labd.scheduler.leases import Leases
+from labd.sessions import AgentSession, SessionRegistry
+from labd.state import Store
 from pilotlab import domain as d
+from pilotlab import messages as msg
 from pilotlab.tasks import ArtifactRef
-from pilotlab.v1 import agent_pb2
 
 log = logging.getLogger("labd.dispatcher")
 TOUCH_EVERY_MS = 10_000  # connected devices' last-seen time, written for all of them at once
+CANCEL_GRACE_S = 30.0  # how long a cancelled attempt may keep its device's slot before the lab frees it
 
 
 def _artifact(ref: ArtifactRef | None) -> d.ArtifactRecord | None:
@@ -23,81 +28,95 @@ def _artifact(ref: ArtifactRef | None) -> d.ArtifactRecord | None:
     return d.ArtifactRecord(sha256=ref.sha256, size=ref.size, name=ref.name, kind=ref.kind, path="")
 
 
-def assignment(task: d.Task, att: d.Attempt) -> agent_pb2.LabMessage:
+def assignment(task: d.Task, att: d.Attempt) -> d.Assignment:
+    """What the device is told to run: one attempt of the task, from its stored spec."""
     spec = task.spec
     assert spec is not None, "a stored task always has its spec"
     model = _artifact(spec.model)
     assert model is not None
-    a = d.Assignment(attempt_id=att.id, task_id=task.id, run_id=task.run_id, task_name=task.name, model=model,
-                     dataset=_artifact(spec.dataset), scenario=spec.scenario, settings=spec.settings.to_dict(),
-                     execution_provider=spec.execution_provider,
-                     accuracy=dict(spec.accuracy) if spec.accuracy else None, golden=_artifact(spec.golden),
-                     conformance=dict(spec.conformance) if spec.conformance else None)
-    return agent_pb2.LabMessage(assignment=convert.assignment_to_pb(a))
+    return d.Assignment(attempt_id=att.id, task_id=task.id, run_id=task.run_id, task_name=task.name, model=model,
+                        dataset=_artifact(spec.dataset), scenario=spec.scenario, settings=spec.settings.to_dict(),
+                        execution_provider=spec.execution_provider,
+                        accuracy=dict(spec.accuracy) if spec.accuracy else None, golden=_artifact(spec.golden),
+                        conformance=dict(spec.conformance) if spec.conformance else None)
 
 
 class Dispatcher:
-    def __init__(self, lab: Lab, poll_s: float = 1.0) -> None:
-        self._lab = lab
+    def __init__(self, store: Store, sessions: SessionRegistry, leases: Leases, events: RunEvents,
+                 metrics: LabMetrics, clock: Clock, poll_s: float = 1.0) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._leases = leases
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
         self._kick = asyncio.Event()
         self._poll_s = poll_s
         self._next_reap = 0.0
-        self._started_ms = now_ms()
         self._next_touch = 0
 
     def kick(self) -> None:
         self._kick.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._poll_s)
-            except TimeoutError:
-                pass
             self._kick.clear()
             try:
                 await self.dispatch_once()
-                if loop.time() >= self._next_reap:
-                    self._next_reap = loop.time() + min(1.0, self._lab.config.lease_ms / 4000)
+                if self._clock.monotonic() >= self._next_reap:
+                    self._next_reap = self._clock.monotonic() + min(1.0, self._leases.lease_ms / 4000)
                     await self.reap_expired()
             except Exception:  # the loop must outlive one bad pass; the next kick retries
                 log.exception("dispatch pass failed")
 
     async def dispatch_once(self) -> None:
-        lab = self._lab
-        waiting = await asyncio.to_thread(lab.store.queued_devices)
-        for sess in lab.sessions.all():
+        waiting = await asyncio.to_thread(self._store.queued_devices)
+        for sess in self._sessions.all():
             if sess.device_id not in waiting:
                 continue
             while sess.free_slots > 0:
-                claimed = await asyncio.to_thread(lab.store.claim_next_task, sess.device_id, now_ms(),
-                                                  lab.config.lease_ms)
+                claimed = await asyncio.to_thread(self._leases.claim, sess.device_id)
                 if claimed is None:
                     break
                 task, att = claimed
                 sess.running.add(att.id)
-                sess.send(assignment(task, att))
-                lab.m.dispatch_latency.observe(max(0, now_ms() - task.queued_ms) / 1000)
+                sess.send(msg.Assign(assignment(task, att)))
+                self._metrics.dispatch_latency.observe(max(0, self._clock.now_ms() - task.queued_ms) / 1000)
                 log.info("assigned %s (%s, attempt %d) to %s", task.name, task.id, att.number, sess.device_name)
-                await lab.events.notify(task.run_id)
+                await self._events.notify(task.run_id)
 
     async def reap_expired(self) -> None:
-        lab = self._lab
-        now = now_ms()
-        for run_id in await asyncio.to_thread(lab.store.expire_queued, now):
-            await lab.events.notify(run_id)
+        now = self._clock.now_ms()
+        for run_id in await asyncio.to_thread(self._store.expire_queued, now):
+            await self._events.notify(run_id)
         if now >= self._next_touch:
             self._next_touch = now + TOUCH_EVERY_MS
-            await asyncio.to_thread(lab.store.touch_devices, [s.device_id for s in lab.sessions.all()], now)
-        if now < self._started_ms + lab.config.lease_ms:
-            return  # a labd that just (re)started heard no heartbeats yet: agents get one lease to reconnect
-        for att in await asyncio.to_thread(lab.store.running_attempts):
-            if att.lease_expires_ms >= now or lab.sessions.get(att.device_id) is not None:
-                continue
-            run = await asyncio.to_thread(fail_attempt, lab, att, "lease expired: the agent stopped heartbeating",
+            await asyncio.to_thread(self._store.touch_devices, [s.device_id for s in self._sessions.all()], now)
+        for att in await asyncio.to_thread(self._leases.lost):
+            run = await asyncio.to_thread(self._leases.fail, att, "lease expired: the agent stopped heartbeating",
                                           None, True)
-            lab.m.lease_expiries.inc()
+            self._metrics.lease_expiries.inc()
             log.warning("attempt %s lease expired; task requeued or ended", att.id)
-            await lab.events.notify(run.id)
+            await self._events.notify(run.id)
+            self.kick()
+
+    async def run_cancelled(self, run: d.Run, running: list[d.Attempt], grace_s: float = CANCEL_GRACE_S) -> None:
+        """Tell the devices of a cancelled run's running attempts to stop. Graceful: the agent stops at its next
+        query boundary and reports. Forced: after the grace period the device's slot is free for new work
+        whatever the agent says."""
+        loop = asyncio.get_running_loop()
+        for att in running:
+            sess = self._sessions.get(att.device_id)
+            if sess is not None:
+                sess.send(msg.Cancel(attempt_id=att.id, reason=run.reason))
+                loop.call_later(grace_s, self._force_free, sess, att.id, grace_s)
+        await self._events.notify(run.id)
+        self.kick()
+
+    def _force_free(self, sess: AgentSession, attempt_id: str, grace_s: float) -> None:
+        if attempt_id in sess.running:
+            log.warning("attempt %s did not stop within %ss of its cancel; freeing the device", attempt_id, grace_s)
+            sess.running.discard(attempt_id)
             self.kick()

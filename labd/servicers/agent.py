@@ -1,4 +1,5 @@
-"""AgentService: enrolment, and the one long-lived session per device (hello, heartbeats, results, acks)."""
+"""AgentService: enrolment, and the one long-lived session per device (hello, heartbeats, results, acks). Wire
+messages become domain events (pilotlab.convert) on the way in and out; each event is one handler call."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from labd.servicers.tokens import call_token
 from labd.sessions import AgentSession
 from pilotlab import convert
 from pilotlab import domain as d
+from pilotlab import messages as msg
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("labd.session")
@@ -31,9 +33,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     @unary
     async def Enrol(self, request: agent_pb2.EnrolRequest,
                     context: grpc.aio.ServicerContext) -> agent_pb2.EnrolResponse:
-        await asyncio.to_thread(self.lab.auth.require, call_token(context), [d.Role.AGENT], "enrol devices")
+        lab = self.lab
+        await asyncio.to_thread(lab.auth.require, call_token(context), [d.Role.AGENT], "enrol devices")
         dev, token = await asyncio.to_thread(
-            h.enrol, self.lab, request.name, request.device_class, request.region, dict(request.tags),
+            h.enrol, lab.store, lab.clock, request.name, request.device_class, request.region, dict(request.tags),
             convert.capabilities_from_pb(request.capabilities), request.public_key)
         log.info("enrolled %s (%s, %s)", dev.name, dev.id, dev.device_class)
         return agent_pb2.EnrolResponse(device_id=dev.id, device_token=token)
@@ -47,25 +50,26 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         assert who.device_id is not None
         device = await asyncio.to_thread(lab.store.get_device, who.device_id)
         first = await anext(aiter(request_iterator), None)
-        if first is None or not first.HasField("hello"):
+        hello = convert.agent_event_from_pb(first) if first is not None else None
+        if not isinstance(hello, msg.Hello):
             raise d.Invalid("a session must start with hello")
-        caps = convert.capabilities_from_pb(first.hello.capabilities)
-        still = set(first.hello.running_attempt_ids)
-        session = AgentSession(device.id, device.name, max(1, caps.slots), device.public_key, running=still)
+        still = set(hello.running)
+        session = AgentSession(device.id, device.name, max(1, hello.capabilities.slots), device.public_key,
+                               running=still)
         lab.sessions.open(session)
-        lab.m.sessions_opened.inc()
+        lab.metrics.sessions_opened.inc()
         reader: asyncio.Task[None] | None = None
         try:
-            for run_id in await asyncio.to_thread(h.session_opened, lab, device.id, caps, still):
+            for run_id in await asyncio.to_thread(h.session_opened, lab.store, lab.leases, lab.clock, device.id,
+                                                  hello.capabilities, still):
                 await lab.events.notify(run_id)
             log.info("session open: %s (%d running)", device.name, len(still))
-            yield agent_pb2.LabMessage(welcome=agent_pb2.Welcome(
-                device_id=device.id, device_name=device.name,
-                heartbeat_interval_ms=lab.config.heartbeat_interval_ms))
-            reader = asyncio.create_task(self._read(session, request_iterator, context))
+            yield convert.lab_event_to_pb(msg.Welcome(device_id=device.id, device_name=device.name,
+                                                      heartbeat_interval_ms=lab.config.heartbeat_interval_ms))
+            reader = asyncio.create_task(self._read(session, request_iterator))
             self.dispatcher.kick()
-            while (msg := await session.outbox.get()) is not None:
-                yield msg
+            while (event := await session.outbox.get()) is not None:
+                yield convert.lab_event_to_pb(event)
             if reader.done() and (exc := reader.exception()) is not None and isinstance(exc, d.LabError):
                 await abort(context, exc)
         finally:
@@ -76,44 +80,40 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if lab.sessions.close(session):
                 # The handler may be being cancelled (the agent went away): record the device offline in a
                 # task of its own, which that cancellation cannot interrupt.
-                done = asyncio.ensure_future(asyncio.to_thread(h.session_closed, lab, device.id))
+                done = asyncio.ensure_future(asyncio.to_thread(h.session_closed, lab.store, lab.clock, device.id))
                 self._background.add(done)
                 done.add_done_callback(self._background.discard)
                 log.info("session closed: %s", device.name)
 
-    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
-                    context: grpc.aio.ServicerContext) -> None:
+    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
         try:
-            async for msg in requests:
-                await self._handle(session, msg)
+            async for m in requests:
+                event = convert.agent_event_from_pb(m)
+                if event is None or isinstance(event, msg.Hello):
+                    log.warning("ignoring session message %s from %s", m.WhichOneof("msg"), session.device_name)
+                    continue
+                await self._handle(session, event)
         finally:
             session.close()
 
-    async def _handle(self, session: AgentSession, msg: agent_pb2.AgentMessage) -> None:
-        lab, kind = self.lab, msg.WhichOneof("msg")
-        if kind == "heartbeat":
-            # A heartbeat renews leases; it never changes which attempts occupy the device's slots (those end
-            # with an acknowledged finish), so a heartbeat sent before a finish cannot mark the device busy again.
-            renew = [a for a in msg.heartbeat.running_attempt_ids if a in session.running]
-            if renew:
-                await asyncio.to_thread(h.heartbeat, lab, session.device_id, renew)
-        elif kind == "progress":
-            p = msg.progress
-            await asyncio.to_thread(h.own_attempt, lab, session.device_id, p.attempt_id)
-            run_id = await asyncio.to_thread(lab.store.set_progress, p.attempt_id, p.phase, p.fraction)
+    async def _handle(self, session: AgentSession, event: msg.AgentEvent) -> None:
+        lab = self.lab
+        if isinstance(event, msg.Heartbeat):
+            if event.running:  # an idle device's heartbeat renews nothing: no worker thread for it
+                await asyncio.to_thread(h.heartbeat, lab.leases, session, event.running)
+        elif isinstance(event, msg.Progress):
+            run_id = await asyncio.to_thread(h.progress, lab.store, session.device_id, event)
             await lab.events.notify(run_id)
-        elif kind == "results":
-            batch = convert.result_batch_from_pb(msg.results)
-            await asyncio.to_thread(h.ingest, lab, session.device_id, batch, session.public_key)
-            session.send(agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=batch.attempt_id, seq=batch.seq)))
-        elif kind == "finished":
-            fin = convert.finish_from_pb(msg.finished)
-            run, ack = await asyncio.to_thread(h.finish, lab, session.device_id, fin)
+        elif isinstance(event, d.ResultBatch):
+            await asyncio.to_thread(h.ingest, lab.store, lab.metrics, lab.clock, session.device_id, event,
+                                    session.public_key)
+            session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq))
+        elif isinstance(event, d.AttemptFinish):
+            run, ack = await asyncio.to_thread(h.finish, lab.store, lab.leases, lab.health, lab.clock,
+                                               session.device_id, event)
             if ack:
-                session.running.discard(fin.attempt_id)
-                session.send(agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=fin.attempt_id, finished=True)))
+                session.running.discard(event.attempt_id)
+                session.send(msg.Ack(attempt_id=event.attempt_id, finished=True))
                 self.dispatcher.kick()
             if run is not None:
                 await lab.events.notify(run.id)
-        else:
-            log.warning("ignoring session message %s from %s", kind, session.device_name)

@@ -8,18 +8,16 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from labd.auth import hash_token, new_token
 from labd.evidence.bundle import report_bundle
-from labd.handlers import health
+from labd.handlers import devices, tokens
 from labd.handlers import runs as h
 from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.errors import streaming, unary
 from labd.servicers.tokens import call_token
-from labd.sessions import AgentSession
 from pilotlab import __version__, convert, dsse
 from pilotlab import domain as d
-from pilotlab.v1 import agent_pb2, lab_pb2, lab_pb2_grpc
+from pilotlab.v1 import lab_pb2, lab_pb2_grpc
 
 log = logging.getLogger("labd.lab")
 
@@ -27,7 +25,6 @@ READERS = [d.Role.ENGINEER, d.Role.CERTIFIER]
 ENGINEERS = [d.Role.ENGINEER]
 WATCH_POLL_S = 1.0
 REPORT_CHUNK = 1 << 20
-CANCEL_GRACE_S = 30.0
 
 
 class LabServicer(lab_pb2_grpc.LabServiceServicer):
@@ -42,44 +39,29 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def CreateToken(self, request: lab_pb2.CreateTokenRequest,
                           context: grpc.aio.ServicerContext) -> lab_pb2.CreateTokenResponse:
         await self._who(context, [d.Role.ADMIN], "create tokens")
-        try:
-            role = d.Role(request.role)
-        except ValueError:
-            role = None
-        if role not in d.USER_ROLES:
-            raise d.Invalid(f"unknown role {request.role!r}; use one of "
-                            f"{', '.join(r.value for r in d.USER_ROLES)}")
-        assert role is not None
-        token = new_token(role)
-        await asyncio.to_thread(self.lab.store.create_token, role, hash_token(token))
+        token, role = await asyncio.to_thread(tokens.create_token, self.lab.store, request.role)
         return lab_pb2.CreateTokenResponse(token=token, role=role.value)
 
     @unary
     async def ListDevices(self, request: lab_pb2.ListDevicesRequest,
                           context: grpc.aio.ServicerContext) -> lab_pb2.ListDevicesResponse:
         await self._who(context, READERS, "list devices")
-        devices = await asyncio.to_thread(self.lab.store.list_devices)
-        for dev in devices:
-            sess = self.lab.sessions.get(dev.id)
-            if sess is not None and sess.running:
-                dev.status = "busy"
-        return lab_pb2.ListDevicesResponse(devices=[convert.device_to_pb(x) for x in devices])
+        found = await asyncio.to_thread(devices.list_devices, self.lab.store, self.lab.sessions)
+        return lab_pb2.ListDevicesResponse(devices=[convert.device_to_pb(x) for x in found])
 
     @unary
     async def ListSuites(self, request: lab_pb2.ListSuitesRequest,
                          context: grpc.aio.ServicerContext) -> lab_pb2.ListSuitesResponse:
         await self._who(context, READERS, "list suites")
         suites = await asyncio.to_thread(self.lab.store.list_suites)
-        return lab_pb2.ListSuitesResponse(suites=[
-            lab_pb2.SuiteInfo(id=s.id, version=s.version, title=s.title, digest=s.digest) for s in suites])
+        return lab_pb2.ListSuitesResponse(suites=[convert.suite_info_to_pb(s) for s in suites])
 
     @unary
     async def GetSuite(self, request: lab_pb2.GetSuiteRequest,
                        context: grpc.aio.ServicerContext) -> lab_pb2.SuiteInfo:
         await self._who(context, READERS, "read suites")
         s = await asyncio.to_thread(self.lab.store.get_suite, request.id, request.version or None)
-        return lab_pb2.SuiteInfo(id=s.id, version=s.version, title=s.title, digest=s.digest,
-                                 suite_json=s.suite_json)
+        return convert.suite_info_to_pb(s, with_json=True)
 
     @unary
     async def SubmitRun(self, request: lab_pb2.SubmitRunRequest,
@@ -88,7 +70,7 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
         opts = h.SubmitOptions(suite_id=request.suite_id, version=request.suite_version, device=request.device,
                                select=request.select, priority=request.priority, any_device=request.any_device,
                                queue_timeout_s=request.queue_timeout_s)
-        run = await asyncio.to_thread(h.submit_run, self.lab, who, opts)
+        run = await asyncio.to_thread(h.submit_run, self.lab.store, self.lab.sessions, self.lab.clock, who, opts)
         log.info("run %s submitted: %s@%s, %d tasks", run.id, run.suite_id, run.suite_version, len(run.tasks))
         self.dispatcher.kick()
         return convert.run_to_pb(run)
@@ -109,25 +91,10 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def CancelRun(self, request: lab_pb2.CancelRunRequest,
                         context: grpc.aio.ServicerContext) -> lab_pb2.Run:
         await self._who(context, ENGINEERS, "cancel runs")
-        run, running = await asyncio.to_thread(h.cancel_run, self.lab, request.id, request.reason)
-        loop = asyncio.get_running_loop()
-        for att in running:
-            sess = self.lab.sessions.get(att.device_id)
-            if sess is not None:
-                # Graceful: the agent stops at its next query boundary and reports. Forced: after the grace
-                # period the device's slot is free for new work whatever the agent says.
-                sess.send(agent_pb2.LabMessage(cancel=agent_pb2.Cancel(attempt_id=att.id, reason=run.reason)))
-                loop.call_later(CANCEL_GRACE_S, self._force_cancel, sess, att.id)
-        await self.lab.events.notify(run.id)
-        self.dispatcher.kick()
+        run, running = await asyncio.to_thread(h.cancel_run, self.lab.store, self.lab.clock, request.id,
+                                               request.reason)
+        await self.dispatcher.run_cancelled(run, running)
         return convert.run_to_pb(run)
-
-    def _force_cancel(self, sess: AgentSession, attempt_id: str) -> None:
-        if attempt_id in sess.running:
-            log.warning("attempt %s did not stop within %ss of its cancel; freeing the device", attempt_id,
-                        CANCEL_GRACE_S)
-            sess.running.discard(attempt_id)
-            self.dispatcher.kick()
 
     @streaming
     async def WatchRun(self, request: lab_pb2.GetRunRequest,
@@ -136,11 +103,12 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
         seen, last = -1, None
         while True:
             version = self.lab.events.version(request.id)
-            msg = convert.run_to_pb(await asyncio.to_thread(self.lab.store.get_run, request.id))
+            run = await asyncio.to_thread(self.lab.store.get_run, request.id)
+            msg = convert.run_to_pb(run)
             if msg != last:
                 yield msg
                 last = msg
-            if msg.status in (convert.status_to_pb(s) for s in d.Status if s.terminal):
+            if run.status.terminal:
                 return
             seen = await self.lab.events.wait_change(request.id, max(seen, version), WATCH_POLL_S)
 
@@ -150,7 +118,9 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
         await self._who(context, READERS, "pull reports")
         if request.amend_reason:
             await self._who(context, ENGINEERS, "amend reports")
-        files = await asyncio.to_thread(report_bundle, self.lab, request.run_id, request.amend_reason)
+        lab = self.lab
+        files = await asyncio.to_thread(report_bundle, lab.store, lab.issuer, lab.clock, request.run_id,
+                                        request.amend_reason)
         for path in sorted(files):
             data = files[path]
             for off in range(0, max(len(data), 1), REPORT_CHUNK):
@@ -161,7 +131,7 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def SetDeviceState(self, request: lab_pb2.SetDeviceStateRequest,
                              context: grpc.aio.ServicerContext) -> lab_pb2.Device:
         await self._who(context, [d.Role.ADMIN], "drain, release or quarantine devices")
-        dev = await asyncio.to_thread(health.set_state, self.lab, request.name, request.state)
+        dev = await asyncio.to_thread(devices.set_state, self.lab.store, request.name, request.state)
         log.info("device %s set %s by an admin", dev.name, dev.state)
         self.dispatcher.kick()
         return convert.device_to_pb(dev)
@@ -170,5 +140,6 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def GetLabInfo(self, request: lab_pb2.GetLabInfoRequest,
                          context: grpc.aio.ServicerContext) -> lab_pb2.LabInfo:
         await self._who(context, READERS + [d.Role.AGENT, d.Role.DEVICE], "read the lab's identity")
-        return lab_pb2.LabInfo(name=self.lab.config.lab_name, version=__version__,
-                               public_key_pem=dsse.public_pem(self.lab.signing_key.public_key()))
+        issuer = self.lab.issuer
+        return lab_pb2.LabInfo(name=issuer.lab_name, version=__version__,
+                               public_key_pem=dsse.public_pem(issuer.key.public_key()))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from labd.clock import SYSTEM_CLOCK, Clock
 from labd.state.base import Store
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, clock: Clock = SYSTEM_CLOCK) -> Store:
     """Open the store at url after migrating its schema to the newest revision (labd.state.migrate); raises
-    ValueError for an unsupported scheme."""
+    ValueError for an unsupported scheme. The clock stamps what the store stamps itself (token creation, queue
+    order); every other time is the caller's argument."""
     if url.startswith("sqlite") or url.startswith("postgresql"):
         from labd.state.migrate import migrate
         from labd.state.sql import SqlStore
 
         migrate(url)
-        return SqlStore(url)
+        return SqlStore(url, clock)
     raise ValueError(f"unsupported database URL {url!r}; use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 from sqlalchemy import select
@@ -39,14 +38,6 @@ def unpack_samples(batches: list[tuple[int, int, bytes]]) -> dict[str, np.ndarra
     return {c: v[order] for c, v in out.items()}
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def now_ns() -> int:
-    return time.time_ns()
-
-
 def device(r: DeviceRow) -> d.Device:
     return d.Device(id=r.id, name=r.name, device_class=r.device_class, region=r.region,
                     tags=json.loads(r.tags_json or "{}"),
@@ -63,6 +54,7 @@ def attempt(r: AttemptRow, device_name: str) -> d.Attempt:
         effective_settings=json.loads(r.effective_settings_json or "{}"),
         environment=json.loads(r.environment_json or "{}"), execution_provider=r.execution_provider,
         providers_used=json.loads(r.providers_used_json or "[]"), phases=json.loads(r.phases_json or "{}"),
+        observations=d.Observations.from_dict(json.loads(r.observations_json or "{}")),
     )
 
 

@@ -120,6 +120,7 @@ class AttemptRow(SQLModel, table=True):
     execution_provider: str = ""
     providers_used_json: str = Field(default="[]", sa_type=Text)
     phases_json: str = Field(default="{}", sa_type=Text)
+    observations_json: str = Field(default="{}", sa_type=Text, sa_column_kwargs={"server_default": "{}"})
 
 
 class ResultBatchRow(SQLModel, table=True):

@@ -119,7 +119,7 @@ class ResultBatch(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[str] = ..., index: _Optional[_Iterable[int]] = ..., sample_index: _Optional[_Iterable[int]] = ..., t_ns: _Optional[_Iterable[int]] = ..., value: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ..., aux: _Optional[_Iterable[int]] = ..., fvalue: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class TaskFinished(_message.Message):
-    __slots__ = ("attempt_id", "outcome", "reason", "batches", "effective_settings_json", "environment_json", "execution_provider", "providers_used", "phases_json")
+    __slots__ = ("attempt_id", "outcome", "reason", "batches", "effective_settings_json", "environment_json", "execution_provider", "providers_used", "phases_json", "observations_json")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class TaskFinished(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_USED_FIELD_NUMBER: _ClassVar[int]
     PHASES_JSON_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     outcome: Outcome
     reason: str
@@ -138,7 +139,8 @@ class TaskFinished(_message.Message):
     execution_provider: str
     providers_used: _containers.RepeatedScalarFieldContainer[str]
     phases_json: str
-    def __init__(self, attempt_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., reason: _Optional[str] = ..., batches: _Optional[int] = ..., effective_settings_json: _Optional[str] = ..., environment_json: _Optional[str] = ..., execution_provider: _Optional[str] = ..., providers_used: _Optional[_Iterable[str]] = ..., phases_json: _Optional[str] = ...) -> None: ...
+    observations_json: str
+    def __init__(self, attempt_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., reason: _Optional[str] = ..., batches: _Optional[int] = ..., effective_settings_json: _Optional[str] = ..., environment_json: _Optional[str] = ..., execution_provider: _Optional[str] = ..., providers_used: _Optional[_Iterable[str]] = ..., phases_json: _Optional[str] = ..., observations_json: _Optional[str] = ...) -> None: ...
 
 class LabMessage(_message.Message):
     __slots__ = ("welcome", "assignment", "cancel", "ack")

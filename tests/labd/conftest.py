@@ -1,17 +1,28 @@
-"""Fixtures for the labd state-store contract tests: one `store` per backend (SQLite file, PostgreSQL schema)."""
+"""Fixtures for labd's tests: one `store` per backend (SQLite file, PostgreSQL schema) for the store contract, and
+`parts` (a lab's parts over a SQLite store with a fake clock) for the handler and scheduler tests."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from evalsuites import Suite, builtin_suites_dir, load_suite
+from labd.catalog import register_suite
+from labd.clock import FakeClock
+from labd.metrics import LabMetrics
+from labd.scheduler.health import DeviceHealth
+from labd.scheduler.leases import Leases
+from labd.scheduler.plan import SubmitOptions, new_run
+from labd.sessions import AgentSession, SessionRegistry
 from labd.state.base import Store
 from labd.state.factory import open_store
+from pilotlab import domain as d
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -81,3 +92,61 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     finally:
         with psycopg.connect(_psycopg_url(base), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# --- the lab's parts, for handler and scheduler tests -----------------------------------------------------------
+@dataclass
+class Parts:
+    """A lab without gRPC: a real SQLite store in a temp dir with the smoke suite registered, a fake clock, live
+    sessions, metrics, device health and leases; helpers that enrol devices, connect them and queue runs."""
+
+    store: Store
+    clock: FakeClock
+    sessions: SessionRegistry
+    metrics: LabMetrics
+    health: DeviceHealth
+    leases: Leases
+    suite: Suite
+
+    def enrol(self, name: str, device_class: str = "robot", region: str = "eu", slots: int = 1,
+              public_key: bytes = b"") -> d.Device:
+        caps = d.Capabilities(os="Linux", arch="aarch64", cpu_cores=4, memory_bytes=8 << 30,
+                              providers=["CPUExecutionProvider"], slots=slots)
+        return self.store.enrol_device(name, device_class, region, {}, caps, public_key, self.clock.now_ms())
+
+    def connect(self, dev: d.Device, slots: int = 1, running: set[str] | None = None) -> AgentSession:
+        session = AgentSession(dev.id, dev.name, slots, dev.public_key, running=running or set())
+        self.sessions.open(session)
+        return session
+
+    def queue(self, *devices: d.Device, select: str = "", any_device: bool = False, priority: int = 0,
+              queue_timeout_s: float = 0.0) -> d.Run:
+        opts = SubmitOptions(suite_id=self.suite.id, select=select, any_device=any_device, priority=priority,
+                             queue_timeout_s=queue_timeout_s)
+        return self.store.create_run(new_run(self.suite, list(devices), ENGINEER, opts, self.clock.now_ms()))
+
+    def claim(self, dev: d.Device) -> tuple[d.Task, d.Attempt]:
+        got = self.leases.claim(dev.id)
+        assert got is not None, f"expected a queued task for {dev.name}"
+        return got
+
+
+ENGINEER = d.Principal(d.Role.ENGINEER, "tok-eng")
+LEASE_MS = 30_000
+MAX_ATTEMPTS = 3
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path}/lab.db", clock)
+    suite = load_suite(builtin_suites_dir() / "smoke")
+    register_suite(suite, store, tmp_path / "artifacts")
+    sessions = SessionRegistry()
+    metrics = LabMetrics(lambda: len(sessions), store.count_tasks)
+    health = DeviceHealth(store, metrics, clock)
+    leases = Leases(store, sessions, health, metrics, clock, lease_ms=LEASE_MS, max_attempts=MAX_ATTEMPTS)
+    try:
+        yield Parts(store, clock, sessions, metrics, health, leases, suite)
+    finally:
+        store.close()  # type: ignore[attr-defined]

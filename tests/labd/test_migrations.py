@@ -66,6 +66,22 @@ def pre_migration_store(url: str) -> SqlStore:
     return store
 
 
+def pre_migration_db_with_rows(url: str) -> dict[str, Any]:
+    """A database as the release before migrations left it, holding real rows written by the store: filled at
+    head, taken down to the baseline schema (later columns dropped), its alembic_version removed. Returns what
+    the store read back before the downgrade."""
+    m.migrate(url)
+    store = SqlStore(url)
+    try:
+        before = fill(store)
+    finally:
+        store.close()
+    with m.connect(url) as conn:
+        command.downgrade(m.alembic_config(conn), m.BASELINE)
+        conn.execute(text("DROP TABLE alembic_version"))
+    return before
+
+
 def spec(name: str, i: int) -> TaskSpec:
     model = ArtifactRef(name="m", kind="model", sha256="ab" * 32, size=100 + i)
     data = ArtifactRef(name="d", kind="dataset", sha256="cd" * 32, size=7, classification="personal",
@@ -157,10 +173,11 @@ def capture_writes() -> tuple[list[str], Any]:
 
 # --- the tests -----------------------------------------------------------------------------------------------
 def test_pre_migration_database_is_upgraded_in_place_with_every_row(db_url: str) -> None:
-    old = pre_migration_store(db_url)
+    before = pre_migration_db_with_rows(db_url)
+    old = SqlStore(db_url)
     try:
         assert not inspect(old.engine).has_table("alembic_version")
-        before = fill(old)
+        assert set(inspect(old.engine).get_table_names()) == set(baseline().tables)
         rows = dump(old.engine)
     finally:
         old.close()
@@ -219,7 +236,9 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
         command.downgrade(m.alembic_config(conn), m.BASELINE)
         assert m.current(conn) == m.BASELINE
         drift = m.schema_drift(conn)
-        assert [(op[0], op[1].name) for op in drift] == [("add_index", "ix_tasks_expiry")]
+        # compare_metadata: ("add_index", Index) and ("add_column", schema, table, Column)
+        assert sorted((op[0], op[-1].name) for op in drift) == [("add_column", "observations_json"),
+                                                                 ("add_index", "ix_tasks_expiry")]
     assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
     with m.connect(db_url) as conn:
         assert m.schema_drift(conn) == []
@@ -227,9 +246,9 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
 
 def test_failed_migration_changes_nothing(db_url: str) -> None:
     """All revisions run in one transaction: when one fails, the database stays as it was (SQLite too)."""
-    old = pre_migration_store(db_url)
+    pre_migration_db_with_rows(db_url)
+    old = SqlStore(db_url)
     try:
-        fill(old)
         rows = dump(old.engine)
         with old.engine.begin() as conn:  # an object in the way of revision 0002
             conn.execute(text("CREATE INDEX ix_tasks_expiry ON runs (status)"))

@@ -582,3 +582,15 @@ def test_count_tasks(store: Store) -> None:
     assert nonzero(counts) == {"queued": 1, "running": 1, "completed": 1, "error": 1}
     assert all(isinstance(k, str) and isinstance(v, int) for k, v in counts.items())
     assert z.status is d.Status.RUNNING
+
+
+def test_finish_keeps_observations_apart_from_settings(store: Store) -> None:
+    a = enrol(store, "dev-a")
+    new_run(store, [("t0", a)])
+    task, att = claim(store, a)
+    obs = d.Observations(session_options={"intra_op_threads": 2}, energy={"meter": "scpi", "idle_ms": 500})
+    store.finish_attempt(d.AttemptFinish(attempt_id=att.id, outcome=d.Outcome.OK, effective_settings={"repeats": 1},
+                                         observations=obs),
+                         task_status=d.Status.COMPLETED, verdict=d.Verdict.PASS, metrics={}, reason="", now_ms=NOW)
+    got = store.get_attempt(att.id)
+    assert got.observations == obs and got.effective_settings == {"repeats": 1}

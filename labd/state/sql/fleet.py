@@ -1,0 +1,162 @@
+"""The SQL store's fleet: tokens, devices (enrolment, status, admin state, health count), suites and artifacts."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from labd.state import rows
+from labd.state.base import TokenRecord
+from labd.state.sql.engine import SqlEngine, new_id
+from labd.state.tables import ArtifactRow, DeviceRow, SuiteRow, TokenRow
+from pilotlab import domain as d
+
+
+def _semver_key(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in v.split("-")[0].split("."))
+    except ValueError:
+        return (0,)
+
+
+class FleetSql(SqlEngine):
+    # --- tokens -------------------------------------------------------------------------------------------
+    def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None) -> str:
+        tid = new_id("tok")
+        with self._tx() as s:
+            s.add(TokenRow(id=tid, hash=token_hash, role=role.value, device_id=device_id,
+                           created_ms=self.clock.now_ms()))
+        return tid
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._read() as s:
+            row = s.execute(select(TokenRow).where(TokenRow.hash == token_hash)).scalars().first()
+            if row is None:
+                return None
+            return TokenRecord(id=row.id, role=d.Role(row.role), device_id=row.device_id, revoked=row.revoked)
+
+    # --- devices ------------------------------------------------------------------------------------------
+    def enrol_device(self, name: str, device_class: str, region: str, tags: dict[str, str],
+                     capabilities: d.Capabilities, public_key: bytes, now_ms: int) -> d.Device:
+        row = DeviceRow(id=new_id("dev"), name=name, device_class=device_class, region=region,
+                        tags_json=json.dumps(tags, sort_keys=True),
+                        capabilities_json=json.dumps(capabilities.to_dict(), sort_keys=True),
+                        status="offline", last_seen_ms=now_ms, enrolled_ms=now_ms, public_key=public_key)
+        try:
+            with self._tx() as s:
+                if s.execute(select(DeviceRow.id).where(DeviceRow.name == name)).first() is not None:
+                    raise d.Conflict(f"a device named {name!r} is already enrolled; pick another --name, "
+                                     "or reuse the agent's --work-dir that holds its credential")
+                s.add(row)
+        except IntegrityError as e:
+            raise d.Conflict(f"a device named {name!r} is already enrolled") from e
+        return rows.device(row)
+
+    def get_device(self, device_id: str) -> d.Device:
+        with self._read() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                raise d.NotFound(f"no device with id {device_id}")
+            return rows.device(row)
+
+    def get_device_by_name(self, name: str) -> d.Device:
+        with self._read() as s:
+            row = s.execute(select(DeviceRow).where(DeviceRow.name == name)).scalars().first()
+            if row is None:
+                raise d.NotFound(f"no device named {name!r} is enrolled; see `labctl devices list`")
+            return rows.device(row)
+
+    def list_devices(self) -> list[d.Device]:
+        with self._read() as s:
+            return [rows.device(r) for r in s.execute(select(DeviceRow).order_by(DeviceRow.name)).scalars()]
+
+    def update_device(self, device_id: str, *, status: str, now_ms: int,
+                      capabilities: d.Capabilities | None = None) -> None:
+        with self._tx() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                raise d.NotFound(f"no device with id {device_id}")
+            row.status = status
+            row.last_seen_ms = now_ms
+            if capabilities is not None:
+                row.capabilities_json = json.dumps(capabilities.to_dict(), sort_keys=True)
+            s.add(row)
+
+    # --- suites and artifacts -----------------------------------------------------------------------------
+    def put_suite(self, suite: d.SuiteRecord) -> None:
+        with self._tx() as s:
+            row = s.get(SuiteRow, (suite.id, suite.version))
+            if row is not None:
+                if row.digest != suite.digest:
+                    raise d.Conflict(
+                        f"suite {suite.id}@{suite.version} is already registered with digest {row.digest}, "
+                        f"not {suite.digest}; publish the change under a new version")
+                return
+            s.add(SuiteRow(id=suite.id, version=suite.version, title=suite.title, digest=suite.digest,
+                           suite_json=suite.suite_json))
+
+    def get_suite(self, suite_id: str, version: str | None = None) -> d.SuiteRecord:
+        with self._read() as s:
+            found = list(s.execute(select(SuiteRow).where(SuiteRow.id == suite_id)).scalars())
+        if version:
+            found = [r for r in found if r.version == version]
+        if not found:
+            at = f"@{version}" if version else ""
+            raise d.NotFound(f"no suite {suite_id}{at} in this lab; see `labctl suites list`")
+        row = max(found, key=lambda r: _semver_key(r.version))
+        return d.SuiteRecord(id=row.id, version=row.version, title=row.title, digest=row.digest,
+                             suite_json=row.suite_json)
+
+    def list_suites(self) -> list[d.SuiteRecord]:
+        with self._read() as s:
+            rs = list(s.execute(select(SuiteRow)).scalars())
+        rs.sort(key=lambda r: (r.id, _semver_key(r.version)))
+        return [d.SuiteRecord(id=r.id, version=r.version, title=r.title, digest=r.digest,
+                              suite_json=r.suite_json) for r in rs]
+
+    def put_artifact(self, artifact: d.ArtifactRecord) -> None:
+        with self._tx() as s:
+            row = s.get(ArtifactRow, artifact.sha256)
+            if row is None:
+                s.add(ArtifactRow(sha256=artifact.sha256, size=artifact.size, name=artifact.name,
+                                  kind=artifact.kind, path=artifact.path))
+            elif row.path != artifact.path:
+                row.path = artifact.path
+                s.add(row)
+
+    def get_artifact(self, sha256: str) -> d.ArtifactRecord:
+        with self._read() as s:
+            row = s.get(ArtifactRow, sha256)
+            if row is None:
+                raise d.NotFound(f"no artifact with sha256 {sha256} in this lab")
+            return d.ArtifactRecord(sha256=row.sha256, size=row.size, name=row.name, kind=row.kind, path=row.path)
+
+    def touch_devices(self, device_ids: list[str], now_ms: int) -> None:
+        if not device_ids:
+            return
+        with self._tx() as s:
+            s.execute(update(DeviceRow).where(DeviceRow.id.in_(device_ids))  # type: ignore[attr-defined]
+                      .values(last_seen_ms=now_ms, status="online"))
+
+    def set_device_state(self, device_id: str, state: str) -> d.Device:
+        with self._tx() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                raise d.NotFound(f"no device with id {device_id}")
+            row.state = state
+            if state == "active":
+                row.infra_errors = 0
+            s.add(row)
+            return rows.device(row)
+
+    def note_outcome(self, device_id: str, infra_error: bool) -> int:
+        with self._tx() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                return 0
+            row.infra_errors = row.infra_errors + 1 if infra_error else 0
+            s.add(row)
+            return row.infra_errors
+
