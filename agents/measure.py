@@ -62,7 +62,7 @@ class Settings:
         return asdict(self)
 
     def loop(self) -> SingleStreamSettings:
-        return SingleStreamSettings(warmup_queries=0, min_query_count=self.min_query_count,
+        return SingleStreamSettings(min_query_count=self.min_query_count,
                                     min_duration_ms=self.min_duration_ms, max_query_count=self.max_query_count,
                                     seed=self.seed)
 

@@ -190,7 +190,7 @@ def measure_plain(case: Case, n: int, seed: int) -> dict[str, float]:
 
 
 def ours_settings(n: int, seed: int) -> SingleStreamSettings:
-    return SingleStreamSettings(warmup_queries=0, min_query_count=n, min_duration_ms=0, max_query_count=n, seed=seed)
+    return SingleStreamSettings(min_query_count=n, min_duration_ms=0, max_query_count=n, seed=seed)
 
 
 def measure_ours(case: Case, n: int, seed: int) -> dict[str, float]:
@@ -451,7 +451,7 @@ def markdown(doc: dict[str, Any]) -> str:
               "- **(a) plain**: `t0 = perf_counter_ns(); session.run(output_names, feed); t1 = perf_counter_ns()` in a "
               "bare `for` loop over the same preloaded feeds, in the same sample order as (b).",
               "- **(b) ours**: `agents.harness.single_stream.run_single_stream(session.runner(), feeds, "
-              "SingleStreamSettings(warmup_queries=0, min_query_count=N, min_duration_ms=0, max_query_count=N))`; "
+              "SingleStreamSettings(min_query_count=N, min_duration_ms=0, max_query_count=N))`; "
               "p50 of its `latency_ns`.",
               "- **(c) LoadGen**: `TestScenario.SingleStream`, `TestMode.PerformanceOnly`, Python SUT "
               "(`ConstructSUT`; `issue_queries` runs the session then calls `QuerySamplesComplete`) and QSL "

@@ -12,7 +12,7 @@ from typing import Any
 
 from evalsuites import crossrefs
 from evalsuites import schema as s
-from evalsuites.scenarios import check_settings, normalize_settings
+from evalsuites.settings import check_settings, normalize_settings
 from evalsuites.sources import SourceError, resolve_source
 
 _SEMVER_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")

@@ -15,9 +15,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pilotlab import dsse
+from pilotlab.attempt_metrics import compute_metrics
 from pilotlab.grading import evaluate
 from pilotlab.samples import batch_signing_bytes, read_samples_csv
-from pilotlab.scenarios import compute_metrics
 from pilotlab.transparency import verify_proof
 
 ATTESTATION = "attestation.dsse.json"

@@ -14,11 +14,11 @@ from labd.clock import SYSTEM_CLOCK, Clock
 from labd.config import LabConfig
 from labd.events import RunEvents
 from labd.evidence.keys import Issuer
-from labd.metrics import LabMetrics
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import SessionRegistry
 from labd.state import Store
+from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 
 

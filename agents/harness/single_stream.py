@@ -13,21 +13,13 @@ import numpy as np
 
 @dataclass
 class SingleStreamSettings:
-    warmup_queries: int = 50
+    """One timed loop: at least min_query_count queries and min_duration_ms, at most max_query_count. Warm-up is
+    agents.harness.warmup's job, before this loop; the values come from pilotlab.tasks.effective()."""
+
     min_query_count: int = 300
     min_duration_ms: int = 500
     max_query_count: int = 1_000_000
     seed: int = 0
-
-    @classmethod
-    def from_requested(cls, requested: dict[str, Any]) -> SingleStreamSettings:
-        known = set(cls.__dataclass_fields__)
-        s = cls(**{k: int(v) for k, v in requested.items() if k in known})
-        s.max_query_count = max(s.max_query_count, s.min_query_count)
-        return s
-
-    def effective(self) -> dict[str, Any]:
-        return {"scenario": "single-stream", **self.__dict__}
 
 
 @dataclass
@@ -36,7 +28,6 @@ class SingleStreamResult:
     latency_ns: np.ndarray
     sample_index: np.ndarray
     duration_ns: int
-    cancelled: bool = False
 
 
 class Cancelled(Exception):
@@ -45,13 +36,11 @@ class Cancelled(Exception):
 
 def run_single_stream(issue: Callable[[Any], object], samples: Sequence[Any], settings: SingleStreamSettings,
                       cancel: threading.Event | None = None) -> SingleStreamResult:
-    """Warm up, then issue queries one at a time until both minimum count and minimum duration are met."""
+    """Issue queries one at a time until both the minimum count and the minimum duration are met."""
     n = len(samples)
     if n == 0:
         raise ValueError("single-stream needs at least one sample")
     rng = np.random.default_rng(settings.seed)
-    for i in range(settings.warmup_queries):
-        issue(samples[i % n])
     cap = max(settings.min_query_count, 1024)
     cap = min(cap, settings.max_query_count)
     order = rng.integers(0, n, size=cap, dtype=np.int64)  # grows with the arrays, from the same generator

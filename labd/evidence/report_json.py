@@ -10,12 +10,12 @@ from typing import Any
 
 from labd.evidence.int8 import task_notes
 from labd.evidence.keys import Issuer
-from labd.results.grade import attempt_samples, grade, task_labels
+from labd.results.attempts import attempt_samples, grade, task_labels
 from labd.state import Store
 from pilotlab import __version__, dsse
 from pilotlab import domain as d
+from pilotlab.attempt_metrics import parse_kind
 from pilotlab.samples import kind_filename, samples_csv
-from pilotlab.scenarios import parse_kind
 
 SCHEMA = "pilotlab.report/v1"
 STATEMENT = "The results in this report relate only to the item tested, under the conditions recorded here."

@@ -12,16 +12,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from labd.auth import hash_token, new_token
 from labd.clock import Clock
-from labd.metrics import LabMetrics
-from labd.results.grade import attempt_metrics, grade
+from labd.results.attempts import attempt_metrics, grade
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession
 from labd.state import Store
+from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 from pilotlab import messages as msg
+from pilotlab.attempt_metrics import parse_kind
 from pilotlab.samples import batch_signing_bytes
-from pilotlab.scenarios import parse_kind
 
 SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance",
                 "conformance-peak", "power")

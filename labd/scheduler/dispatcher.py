@@ -9,10 +9,10 @@ import logging
 
 from labd.clock import Clock
 from labd.events import RunEvents
-from labd.metrics import LabMetrics
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession, SessionRegistry
 from labd.state import Store
+from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 from pilotlab import messages as msg
 from pilotlab.tasks import ArtifactRef

@@ -7,10 +7,10 @@ import logging
 from dataclasses import dataclass
 
 from labd.clock import Clock
-from labd.metrics import LabMetrics
 from labd.scheduler.placement import targets
 from labd.scheduler.plan import SubmitOptions, load_suite, new_run
 from labd.state import Store
+from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 
 log = logging.getLogger("labd.health")

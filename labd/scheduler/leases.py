@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from labd.clock import Clock
-from labd.metrics import LabMetrics
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.placement import relocate
 from labd.sessions import AgentSession, SessionRegistry
 from labd.state import Store
+from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 
 log = logging.getLogger("labd.leases")

@@ -28,7 +28,7 @@ class Sut:
 
 
 def settings(**kw: int) -> SingleStreamSettings:
-    base = {"warmup_queries": 5, "min_query_count": 50, "min_duration_ms": 0, "max_query_count": 1_000_000,
+    base = {"min_query_count": 50, "min_duration_ms": 0, "max_query_count": 1_000_000,
             "seed": 0}
     return SingleStreamSettings(**{**base, **kw})
 
@@ -37,8 +37,7 @@ def test_min_query_count_exact_when_no_duration() -> None:
     sut = Sut()
     r = run_single_stream(sut, SAMPLES, settings(min_query_count=50, min_duration_ms=0))
     assert len(r.latency_ns) == len(r.issue_ns) == len(r.sample_index) == 50
-    assert len(sut.calls) == 5 + 50
-    assert not r.cancelled
+    assert len(sut.calls) == 50  # nothing untimed: warm-up happens before this loop
 
 
 def test_runs_at_least_min_duration() -> None:
@@ -47,7 +46,7 @@ def test_runs_at_least_min_duration() -> None:
     assert len(r.latency_ns) >= 50
     assert r.duration_ns >= 20_000_000
     assert int(r.issue_ns[-1] + r.latency_ns[-1] - r.issue_ns[0]) <= r.duration_ns
-    assert len(sut.calls) == 5 + len(r.latency_ns)  # arrays grew past the initial 1024 without losing any
+    assert len(sut.calls) == len(r.latency_ns)  # arrays grew past the initial 1024 without losing any
 
 
 def test_min_count_dominates_short_duration() -> None:
@@ -55,22 +54,13 @@ def test_min_count_dominates_short_duration() -> None:
     assert len(r.latency_ns) == 3000  # beyond the initial 1024 capacity: exercises the resize
 
 
-def test_warmup_before_timing() -> None:
+def test_every_call_is_timed() -> None:
     sut = Sut()
-    r = run_single_stream(sut, SAMPLES, settings(warmup_queries=20, min_query_count=50))
-    warm, timed = sut.calls[:20], sut.calls[20:]
-    assert [s for _, s in warm] == [SAMPLES[i % len(SAMPLES)] for i in range(20)]
-    assert max(t for t, _ in warm) < int(r.issue_ns[0])
-    assert len(timed) == 50
-    # each timed call happened inside its own measured interval
-    for (t, _), t0, lat in zip(timed, r.issue_ns.tolist(), r.latency_ns.tolist(), strict=True):
+    r = run_single_stream(sut, SAMPLES, settings(min_query_count=50))
+    assert len(sut.calls) == 50
+    # each call happened inside its own measured interval
+    for (t, _), t0, lat in zip(sut.calls, r.issue_ns.tolist(), r.latency_ns.tolist(), strict=True):
         assert t0 <= t <= t0 + lat
-
-
-def test_no_warmup() -> None:
-    sut = Sut()
-    run_single_stream(sut, SAMPLES, settings(warmup_queries=0, min_query_count=10))
-    assert len(sut.calls) == 10
 
 
 def test_raw_arrays() -> None:
@@ -82,7 +72,7 @@ def test_raw_arrays() -> None:
     assert (np.diff(r.issue_ns) >= 0).all()
     assert (r.issue_ns[1:] >= r.issue_ns[:-1] + r.latency_ns[:-1]).all()  # one query at a time
     assert r.sample_index.min() >= 0 and r.sample_index.max() < len(SAMPLES)
-    assert [s for _, s in sut.calls[5:]] == [SAMPLES[i] for i in r.sample_index.tolist()]
+    assert [s for _, s in sut.calls] == [SAMPLES[i] for i in r.sample_index.tolist()]
     assert len(set(r.sample_index.tolist())) > 1  # random order, not one sample repeated
 
 
@@ -98,7 +88,7 @@ def test_max_query_count_caps() -> None:
     sut = Sut()
     r = run_single_stream(sut, SAMPLES, settings(min_query_count=10, min_duration_ms=600_000, max_query_count=200))
     assert len(r.latency_ns) == 200
-    assert len(sut.calls) == 5 + 200
+    assert len(sut.calls) == 200
 
 
 def test_cancel_set_before_start() -> None:
@@ -107,15 +97,15 @@ def test_cancel_set_before_start() -> None:
     ev.set()
     with pytest.raises(Cancelled):
         run_single_stream(sut, SAMPLES, settings(min_query_count=50), cancel=ev)
-    assert len(sut.calls) == 5  # warmup only, no timed query
+    assert len(sut.calls) == 0  # no timed query
 
 
 def test_cancel_during_run_stops_at_query_boundary() -> None:
     ev = threading.Event()
-    sut = Sut(on_call=lambda n: ev.set() if n == 5 + 100 else None)
+    sut = Sut(on_call=lambda n: ev.set() if n == 100 else None)
     with pytest.raises(Cancelled):
         run_single_stream(sut, SAMPLES, settings(min_query_count=100_000, min_duration_ms=600_000), cancel=ev)
-    timed = len(sut.calls) - 5
+    timed = len(sut.calls)
     assert 100 <= timed <= 256  # checked every 256 queries
 
 
@@ -127,20 +117,3 @@ def test_unset_cancel_event_does_not_cancel() -> None:
 def test_no_samples_rejected() -> None:
     with pytest.raises(ValueError):
         run_single_stream(Sut(), [], settings())
-
-
-def test_effective_includes_scenario() -> None:
-    s = settings(min_query_count=50, min_duration_ms=20)
-    eff = s.effective()
-    assert eff == {"scenario": "single-stream", "warmup_queries": 5, "min_query_count": 50,
-                   "min_duration_ms": 20, "max_query_count": 1_000_000, "seed": 0}
-
-
-def test_from_requested() -> None:
-    s = SingleStreamSettings.from_requested({"min_query_count": "500", "max_query_count": 100,
-                                             "min_duration_ms": 20.0, "unknown": "x"})
-    assert s.min_query_count == 500
-    assert s.max_query_count == 500  # never below the minimum
-    assert s.min_duration_ms == 20 and isinstance(s.min_duration_ms, int)
-    assert s.warmup_queries == SingleStreamSettings().warmup_queries
-    assert SingleStreamSettings.from_requested({}) == SingleStreamSettings()

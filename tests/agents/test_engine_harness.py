@@ -25,7 +25,7 @@ from agents.harness.single_stream import Cancelled
 from agents.harness.warmup import warm_up
 from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
 from pilotlab import conformance
-from pilotlab.scenarios import compute_metrics
+from pilotlab.attempt_metrics import compute_metrics
 
 MS = 1_000_000
 
@@ -111,7 +111,7 @@ def test_settings_loop() -> None:
     s = Settings.from_requested("single-stream", {"min_query_count": 7, "min_duration_ms": 3, "seed": 5,
                                                   "warmup_queries": 40})
     loop = s.loop()
-    assert (loop.warmup_queries, loop.min_query_count, loop.min_duration_ms, loop.seed) == (0, 7, 3, 5)
+    assert (loop.min_query_count, loop.min_duration_ms, loop.seed) == (7, 3, 5)  # warm-up runs before the loop
     assert loop.max_query_count == s.max_query_count
 
 

@@ -14,8 +14,8 @@ from evalsuites import builtin_suites_dir, load_suite
 from evalsuites.conformance import measure_conformance
 from evalsuites.gen.common import run_ort
 from pilotlab import conformance
+from pilotlab.attempt_metrics import compute_metrics
 from pilotlab.samples import read_samples_csv, samples_csv
-from pilotlab.scenarios import compute_metrics
 
 TASKS = [("accelerator-throughput", "convnet-fp32-offline"), ("accelerator-throughput", "convnet-fp16-offline"),
          ("accelerator-throughput", "convnet-int8-offline"), ("terminal-vision", "digits-int8-single-stream"),

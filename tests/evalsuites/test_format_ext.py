@@ -15,7 +15,7 @@ from evalsuites import SuiteError, TaskSpec, builtin_suites_dir, load_suite, val
 from evalsuites.build import npz_bytes
 from evalsuites.conformance import measure_conformance
 from evalsuites.model_fit import _golden_problems
-from evalsuites.scenarios import allowed_settings, check_settings
+from evalsuites.settings import allowed_settings, check_settings
 
 ROBOT = builtin_suites_dir() / "robot-control"
 PINS = tomllib.loads((ROBOT / "suite.toml").read_text(encoding="utf-8"))["artifacts"]

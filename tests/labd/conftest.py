@@ -15,13 +15,13 @@ import pytest
 from evalsuites import Suite, builtin_suites_dir, load_suite
 from labd.catalog import register_suite
 from labd.clock import FakeClock
-from labd.metrics import LabMetrics
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.scheduler.plan import SubmitOptions, new_run
 from labd.sessions import AgentSession, SessionRegistry
 from labd.state.base import Store
 from labd.state.factory import open_store
+from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

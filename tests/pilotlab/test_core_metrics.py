@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilotlab.metrics import accuracy_metrics, latency_metrics
+from pilotlab.figures import accuracy_metrics, latency_metrics
 from pilotlab.stats import nearest_rank, wilson_interval
 
 I64 = np.int64

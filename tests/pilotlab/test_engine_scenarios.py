@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pilotlab.attempt_metrics import compute_metrics, parse_kind
 from pilotlab.grading import evaluate
-from pilotlab.scenarios import compute_metrics, parse_kind
 from pilotlab.stats import clopper_pearson, wilson_interval
 
 MS = 1_000_000

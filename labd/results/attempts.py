@@ -9,8 +9,8 @@ import numpy as np
 
 from labd.state import Store
 from pilotlab import domain as d
+from pilotlab.attempt_metrics import Samples, compute_metrics
 from pilotlab.grading import evaluate
-from pilotlab.scenarios import Samples, compute_metrics
 from pilotlab.tasks import TaskSpec
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from pilotlab import conformance
 from pilotlab.energy import energy_metrics
-from pilotlab.metrics import accuracy_metrics, latency_metrics
+from pilotlab.figures import accuracy_metrics, latency_metrics
 from pilotlab.stats import early_stopping, nearest_rank
 
 Samples = dict[str, dict[str, np.ndarray]]
