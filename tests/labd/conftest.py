@@ -23,6 +23,7 @@ from labd.state.base import Store
 from labd.state.factory import open_store
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
+from pilotlab.tasks import ArtifactRef, Criterion, TaskSpec, requested
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -150,3 +151,13 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
         yield Parts(store, clock, sessions, metrics, health, leases, suite)
     finally:
         store.close()  # type: ignore[attr-defined]
+
+
+def spec_of(name: str, i: int) -> TaskSpec:
+    """A task spec that differs per task (its settings and criterion), to check it round-trips exactly."""
+    model = ArtifactRef(name="m", kind="model", sha256="ab" * 32, size=100 + i)
+    data = ArtifactRef(name="d", kind="dataset", sha256="cd" * 32, size=7, classification="personal",
+                       regions=("eu", "cn-gd"))
+    return TaskSpec(name=name, scenario="offline", model=model, dataset=data,
+                    settings=requested("offline", {"batch_sizes": [1, 2 + i], "min_query_count": i}),
+                    criteria=(Criterion(task=name, metric="throughput_per_s", op=">=", threshold=float(i)),))

@@ -20,7 +20,7 @@ from labd.state import migrate as m
 from labd.state.factory import open_store
 from labd.state.sql import SqlStore
 from pilotlab import domain as d
-from pilotlab.tasks import ArtifactRef, Criterion, TaskSpec, requested
+from tests.labd.conftest import spec_of
 
 NOW = 1_700_000_000_000
 BIG_NS = 1_700_000_000_000_000_000
@@ -82,15 +82,6 @@ def pre_migration_db_with_rows(url: str) -> dict[str, Any]:
     return before
 
 
-def spec(name: str, i: int) -> TaskSpec:
-    model = ArtifactRef(name="m", kind="model", sha256="ab" * 32, size=100 + i)
-    data = ArtifactRef(name="d", kind="dataset", sha256="cd" * 32, size=7, classification="personal",
-                       regions=("eu", "cn-gd"))
-    return TaskSpec(name=name, scenario="offline", model=model, dataset=data,
-                    settings=requested("offline", {"batch_sizes": [1, 2 + i], "min_query_count": i}),
-                    criteria=(Criterion(task=name, metric="throughput_per_s", op=">=", threshold=float(i)),))
-
-
 def fill(store: SqlStore) -> dict[str, Any]:
     """A row in every table: token, device, suite, artifact, two runs (one finished), attempt, batches, report."""
     caps = d.Capabilities(os="Linux", arch="aarch64", cpu_cores=4, providers=["CPUExecutionProvider"],
@@ -105,7 +96,7 @@ def fill(store: SqlStore) -> dict[str, Any]:
     for r, timeout in ((0, 0), (1, 60_000)):
         rid = f"run-{r}"
         tasks = [d.Task(id=f"{rid}-t{i}", run_id=rid, name=f"t{i}", device_id=dev.id, device_name=dev.name,
-                        status=d.Status.QUEUED, spec=spec(f"t{i}", i)) for i in range(2)]
+                        status=d.Status.QUEUED, spec=spec_of(f"t{i}", i)) for i in range(2)]
         runs.append(store.create_run(d.Run(id=rid, suite_id="s", suite_version="1.2.0", suite_digest="sha256:s",
                                            status=d.Status.QUEUED, priority=r, submitted_ms=NOW + r,
                                            submitted_by="tok-eng", tasks=tasks, queue_timeout_ms=timeout)))

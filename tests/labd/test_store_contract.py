@@ -17,7 +17,7 @@ from sqlalchemy import MetaData, select
 
 from labd.state.base import Store, TokenRecord
 from pilotlab import domain as d
-from pilotlab.tasks import ArtifactRef, Criterion, TaskSpec, requested
+from tests.labd.conftest import spec_of
 
 NOW = 1_700_000_000_000  # ms
 LEASE = 30_000
@@ -43,16 +43,6 @@ def enrol(store: Store, name: str, **kw: Any) -> d.Device:
     return store.enrol_device(name, kw.get("device_class", "robot"), kw.get("region", "eu"),
                               kw.get("tags", {"rack": "1"}), kw.get("capabilities", caps()),
                               kw.get("public_key", b"\x00pk\xff"), NOW)
-
-
-def spec_of(name: str, i: int) -> TaskSpec:
-    """A task spec that differs per task (its settings and criterion), to check it round-trips exactly."""
-    model = ArtifactRef(name="m", kind="model", sha256="ab" * 32, size=100 + i)
-    data = ArtifactRef(name="d", kind="dataset", sha256="cd" * 32, size=7, classification="personal",
-                       regions=("eu", "cn-gd"))
-    return TaskSpec(name=name, scenario="offline", model=model, dataset=data,
-                    settings=requested("offline", {"batch_sizes": [1, 2 + i], "min_query_count": i}),
-                    criteria=(Criterion(task=name, metric="throughput_per_s", op=">=", threshold=float(i)),))
 
 
 def new_run(store: Store, tasks: list[tuple[str, d.Device]], *, priority: int = 0, submitted_ms: int = NOW,
