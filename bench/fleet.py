@@ -672,7 +672,7 @@ class Bench:
         deadline = time.monotonic() + 60
         connected = 0.0
         while time.monotonic() < deadline:
-            connected = (await asyncio.to_thread(self.labd.telemetry)).get("labd_connected_agents", 0)
+            connected = (await asyncio.to_thread(self.labd.metrics)).get("labd_connected_agents", 0)
             if connected >= p.agents:
                 break
             await asyncio.sleep(0.2)
@@ -875,7 +875,7 @@ class Bench:
                 dup += max(0, n - expected_n)
 
         await asyncio.gather(*(one(r) for r in ids))
-        m = await asyncio.to_thread(self.labd.telemetry)
+        m = await asyncio.to_thread(self.labd.metrics)
         sent_unique = self.tasks_sent * expected_n
         ingested = int(m.get('labd_results_ingested_total{kind="latency"}', 0))
         dups_ignored = int(m.get("labd_result_batches_duplicate_total", 0))

@@ -77,7 +77,7 @@ def test_smoke_run_end_to_end(labd, start_agent, tmp_path: Path) -> None:  # typ
     ok = labctl(labd, None, "report", "verify", str(out), "--pubkey", str(pub))
     assert ok.returncode == 0, ok.stderr
 
-    metrics = labd.telemetry()
+    metrics = labd.metrics()
     assert "labd_connected_agents 1.0" in metrics
     assert 'labd_tasks{state="completed"} 1.0' in metrics
     ingested = [ln for ln in metrics.splitlines() if ln.startswith('labd_results_ingested_total{kind="latency"}')]
