@@ -142,7 +142,6 @@ class PeriodicSettings(CommonSettings):
     deadline_ms: float | None = None
 
 
-RequestedSettings = CommonSettings
 SETTINGS_TYPES: dict[str, type[CommonSettings]] = {
     "single-stream": SingleStreamSettings, "offline": OfflineSettings, "multi-stream": MultiStreamSettings,
     "server": ServerSettings, "periodic": PeriodicSettings,
@@ -217,26 +216,6 @@ class EffectiveSettings:
         out = asdict(self)
         out["batch_sizes"] = list(self.batch_sizes)
         return out
-
-    @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> EffectiveSettings:
-        """Back from to_dict()'s JSON; keys this version does not know are ignored, missing ones defaulted."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for k, v in doc.items():
-            if k not in known or v is None:
-                continue
-            if k == "batch_sizes":
-                values[k] = tuple(int(b) for b in v)
-            elif isinstance(known[k].default, bool):
-                values[k] = bool(v)
-            elif isinstance(known[k].default, int):
-                values[k] = int(v)
-            elif isinstance(known[k].default, float):
-                values[k] = float(v)
-            else:
-                values[k] = v
-        return cls(**values)
 
 
 def _default(key: str, scenario: str) -> Any:

@@ -311,12 +311,3 @@ def tolerance(bounds: Mapping[str, Iv], golden: Mapping[str, np.ndarray]) -> Tol
             agreement = min(agreement, float(np.mean(decided.reshape(len(g), -1).all(axis=1))))
     return Tolerance(abs_err, rel_err, agreement)
 
-
-def model_tolerance(model: bytes, feeds: Mapping[str, np.ndarray],
-                    outputs: list[str]) -> tuple[Tolerance, dict[str, np.ndarray]]:
-    """A model's exact outputs (as float32 golden arrays) and the tolerances a correct int8 kernel meets on them."""
-    import onnx
-
-    bounds = evaluate(onnx.load_from_string(model), feeds)
-    golden = {k: bounds[k].mid.astype(np.float32) for k in outputs}
-    return tolerance(bounds, golden), golden

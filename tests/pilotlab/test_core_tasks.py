@@ -11,7 +11,6 @@ from pilotlab.tasks import (
     SCENARIOS,
     ArtifactRef,
     Criterion,
-    EffectiveSettings,
     OfflineSettings,
     PeriodicSettings,
     TaskSpec,
@@ -48,11 +47,10 @@ def test_effective_fills_every_default_once() -> None:
     assert COMMON_SETTINGS["warmup_queries"].default == e.warmup_queries == 50
 
 
-def test_effective_settings_round_trip_through_json() -> None:
+def test_effective_settings_are_json() -> None:
     e = effective(requested("server", {"target_qps": 250, "latency_bound_ms": 15, "seed": 3}))
-    back = EffectiveSettings.from_dict(json.loads(json.dumps(e.to_dict())))
-    assert back == e
-    assert EffectiveSettings.from_dict({"scenario": "offline", "unknown": 1}).batch_sizes == (1,)
+    doc = json.loads(json.dumps(e.to_dict()))
+    assert doc["target_qps"] == 250.0 and doc["seed"] == 3 and doc["batch_sizes"] == [1]
 
 
 def test_task_spec_round_trips_and_names_its_data() -> None:
