@@ -57,6 +57,7 @@ class ArtifactCache:
                 continue
             got = sha256_file(part)
             if got == sha256 and part.stat().st_size == size:
+                part.chmod(0o444)  # read-only, to the executors above all
                 part.replace(dest)
                 return dest
             last = f"digest {got[:12]} does not match {sha256[:12]}"

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="credentials, artifact cache and result outbox (default ./lab-agent-work)")
     p.add_argument("--power-meter", default=None, help="scpi://HOST:PORT[?query=CMD]")
     p.add_argument("--slots", type=int, default=1, help="tasks run at once")
+    p.add_argument("--max-task-seconds", type=float, default=0.0,
+                   help="cap on every task's wall-clock limit (timeout_s), seconds; default: the suite's")
+    p.add_argument("--max-task-memory-mb", type=int, default=0,
+                   help="cap on the memory of every task's executor process, MiB; default: 80%% of this device's RAM")
+    p.add_argument("--no-isolate-cpus", dest="isolate_cpus", action="store_false",
+                   help="on devices with 4 or more CPUs, do not keep the agent off the executors' CPUs")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -43,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = AgentConfig(lab=args.lab, token=args.token, name=args.name, device_class=args.device_class,
                       tags=dict(args.tag), region=args.region, work_dir=args.work_dir, power_meter=args.power_meter,
-                      slots=max(1, args.slots))
+                      slots=max(1, args.slots), max_task_seconds=max(0.0, args.max_task_seconds),
+                      max_task_memory_mb=max(0, args.max_task_memory_mb), isolate_cpus=args.isolate_cpus)
     from agents.worker import AgentStopped, Worker
 
     worker = Worker(cfg)

@@ -20,10 +20,17 @@ class AgentConfig:
     batch_size: int = 4096          # raw samples per result batch
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    max_task_seconds: float = 0.0   # the agent's cap on every task's timeout_s; 0 = the suite's
+    max_task_memory_mb: int = 0     # the agent's cap on every executor's memory; 0 = 80% of the device's RAM
+    isolate_cpus: bool = True       # with >= 4 CPUs, keep the agent on one and the executors on the rest
 
     @property
     def cache_dir(self) -> Path:
         return self.work_dir / "cache"
+
+    @property
+    def exec_dir(self) -> Path:
+        return self.work_dir / "exec"
 
     @property
     def outbox_dir(self) -> Path:

@@ -1,29 +1,33 @@
-"""Runs one task top to bottom: fetch, prepare, warm up, measure, accuracy, upload; always finishes."""
+"""Runs one task top to bottom: fetch, check, then one executor process per repeat (warm up, measure; audits,
+accuracy and conformance in the first), then upload; always finishes."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-import resource
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from agents import sysstat
 from agents.artifact_cache import ArtifactCache, ArtifactError
-from agents.energy_run import IDLE_MS_DEFAULT, PerformanceEnergy, idle_baseline, meter_settings
+from agents.energy_run import IDLE_MS_DEFAULT, _trace_set, idle_baseline, meter_settings
 from agents.environment import fingerprint
-from agents.harness.accuracy import run_accuracy
-from agents.harness.conformance import golden_outputs
-from agents.harness.single_stream import Cancelled
-from agents.harness.warmup import warm_up
-from agents.measure import SCENARIOS, Settings, audit_same_sample, batch_feeds, performance
+from agents.measure import SCENARIOS
 from agents.meters.base import Meter
-from pilotlab import conformance, tasks
+from agents.meters.sampler import Sampler
+from agents.model_files import ExternalDataRefused, check_confined
+from agents.sandbox import Cancelled, Executor, ExecutorError, ExecutorFault, ExecutorRefused, Limits
+from agents.thermal import ThermalGate
 from pilotlab import domain as d
+from pilotlab import tasks
 
 log = logging.getLogger("agent.job")
 
@@ -36,40 +40,44 @@ class Reporter(Protocol):
     def progress(self, attempt_id: str, phase: str, fraction: float, message: str = "") -> None: ...
 
 
+Refusal = ExecutorRefused
+WINDOW_MARGIN = 1.05  # energy windows run 5% past ten meter update periods, so edge effects never cut them short
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The agent's own limits on every task, below the suite's: 0 = none (memory: 80% of the device's RAM);
+    `cpus` are the executor's measurement cores (None = wherever the agent may run)."""
+
+    timeout_s: float = 0.0
+    memory_mb: int = 0
+    cpus: frozenset[int] | None = None
+
+
 @dataclass
 class Job:
     assignment: d.Assignment
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-def _decoder(output_names: list[str], output: str) -> Callable[[list[Any]], int]:
-    if output not in output_names:
-        raise ValueError(f"the model has no output {output!r} (it has {', '.join(output_names)})")
-    k = output_names.index(output)
-
-    def decode(outputs: list[Any]) -> int:
-        arr = np.asarray(outputs[k])
-        if arr.dtype.kind in "iu":
-            return int(arr.ravel()[0])
-        return int(np.argmax(arr.reshape(arr.shape[0], -1)[0]))
-
-    return decode
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class JobRunner:
+    """Runs one task as a sequence of executor processes, one per repeat, and forwards what they measured.
+
+    This process keeps the session, heartbeats and the outbox; the model runs only in the executors. Around each
+    timed run it holds the thermal gate, the machine-state snapshots and the energy sampler, outside the
+    executor, which it releases with `go` once they are started."""
+
     def __init__(self, cache: ArtifactCache, reporter: Reporter, batch_size: int,
                  sign: Callable[[d.ResultBatch], None], meter: Meter | None = None,
-                 tdp_w: float = 0.0) -> None:
+                 tdp_w: float = 0.0, work_dir: Path | None = None, caps: Caps | None = None) -> None:
         self.meter = meter
         self.tdp_w = tdp_w
         self.cache = cache
         self.reporter = reporter
         self.batch_size = batch_size
         self.sign = sign
+        self.work_dir = work_dir or cache.root.parent / "exec"
+        self.caps = caps or Caps()
         self._sent = 0  # batches handed to the reporter for the current job (one job per runner)
 
     def run(self, job: Job) -> None:
@@ -77,25 +85,26 @@ class JobRunner:
         fin = d.AttemptFinish(attempt_id=a.attempt_id, outcome=d.Outcome.ERROR, execution_provider=a.execution_provider)
         seq = 0
         try:
-            from agents.backends.onnxruntime import ModelLoadError, Refusal
-
             try:
                 seq = self._measure(job, fin)
                 fin.outcome = d.Outcome.OK
-            except Refusal as e:
+            except ExecutorRefused as e:
                 fin.outcome, fin.reason = d.Outcome.REFUSED, str(e)
-            except ModelLoadError as e:
-                fin.outcome, fin.reason = d.Outcome.REFUSED, f"{e}; the suite's model cannot run here"
             except Cancelled:
                 fin.outcome, fin.reason = d.Outcome.CANCELLED, "cancelled by the lab"
+            except ExecutorFault as e:
+                fin.outcome, fin.reason = d.Outcome.FAULT, f"{e} (model {a.model.sha256})"
+            except ExecutorError as e:
+                fin.outcome, fin.reason = d.Outcome.ERROR, str(e)
             except ArtifactError as e:
                 fin.outcome, fin.reason = d.Outcome.ERROR, f"artifact fetch failed: {e}"
-        except Exception as e:  # a crash of the session or harness is an infrastructure error, reported
+        except Exception as e:  # a crash of the agent's side is an infrastructure error, reported
             log.exception("task %s crashed", a.task_name)
             fin.outcome, fin.reason = d.Outcome.ERROR, f"agent crash: {type(e).__name__}: {e}"
         finally:
             fin.batches = seq if fin.outcome == d.Outcome.OK else self._sent
             self.reporter.finished(fin)
+            shutil.rmtree(self.work_dir / a.attempt_id, ignore_errors=True)
             log.info("task %s (%s) finished: %s %s", a.task_name, a.attempt_id, fin.outcome.value, fin.reason)
 
     def _emit(self, attempt_id: str, seq: int, kind: str, arrs: dict[str, np.ndarray]) -> int:
@@ -116,8 +125,6 @@ class JobRunner:
         return seq
 
     def _measure(self, job: Job, fin: d.AttemptFinish) -> int:
-        from agents.backends.onnxruntime import Refusal, open_session, preload_feeds, profile_summary
-
         a = job.assignment
         self._sent = 0
         rep = self.reporter
@@ -127,94 +134,127 @@ class JobRunner:
             eff = tasks.effective(tasks.requested(a.scenario, a.settings))
         except ValueError as e:
             raise Refusal(f"settings: {e}") from None
-        settings = Settings.from_requested(a.scenario, eff.to_dict())
         rep.progress(a.attempt_id, "fetch", 0.0)
         model = self.cache.get(a.model.sha256, a.model.size)
         if a.dataset is None:
             raise Refusal(f"{a.scenario} needs a dataset to draw query samples from")
         data_path = self.cache.get(a.dataset.sha256, a.dataset.size)
         golden_path = self.cache.get(a.golden.sha256, a.golden.size) if a.golden is not None else None
-        rep.progress(a.attempt_id, "prepare", 0.0)
-        env_before = fingerprint()
-        rss0 = _rss_mb()
-        sess = open_session(model, a.execution_provider, eff.to_dict())
-        with np.load(data_path) as z:
-            arrays = {k: z[k] for k in z.files}
-        feeds = preload_feeds(sess, arrays)
-        issue = sess.runner()
-        t0 = time.perf_counter()
-        issue(feeds[0])
-        fin.phases = {"session_create_ms": sess.create_ms, "first_inference_ms": (time.perf_counter() - t0) * 1000,
-                      "peak_rss_growth_mb": max(0.0, _rss_mb() - rss0)}
-        batch_cache: dict[int, list[dict[str, np.ndarray]]] = {}
-
-        def batched(b: int) -> list[dict[str, np.ndarray]]:
-            if b not in batch_cache:
-                shape = sess.session.get_inputs()[0].shape
-                if b > 1 and isinstance(shape[0], int) and shape[0] != b:
-                    raise Refusal(f"batch size {b} needs a dynamic batch axis; the model's first input is {shape}")
-                batch_cache[b] = batch_feeds(arrays, sess.input_names, b)
-            return batch_cache[b]
-
+        try:  # a model artifact is one file: any external data would lie outside its artifact set
+            check_confined(model, allowed=())
+        except ExternalDataRefused as e:
+            raise Refusal(str(e)) from None
+        except ValueError:
+            pass  # not a protobuf at all: onnxruntime's load in the executor says so
+        limits = Limits.of(eff.timeout_s, eff.memory_mb, self.caps.timeout_s, self.caps.memory_mb, self.caps.cpus,
+                           rlimit_as=a.execution_provider in ("", "CPUExecutionProvider"))
+        deadline = time.monotonic() + limits.timeout_s
         energy: dict[str, Any] = {}
-        traces: list[tuple[str, dict[str, np.ndarray]]] = []
+        idle_traces: list[tuple[str, dict[str, np.ndarray]]] = []
+        min_window_ms = 0
         if self.meter is not None:
-            rep.progress(a.attempt_id, "idle-baseline", 0.0)
             energy = meter_settings(self.meter)
-            idle_sets, idle_info = idle_baseline(self.meter, IDLE_MS_DEFAULT)
-            traces += idle_sets
-            energy.update(idle_info)
-        rep.progress(a.attempt_id, "warmup", 0.0)
-        warm_feeds = batched(settings.batch_sizes[-1]) if a.scenario == "offline" else feeds
-        fin.phases["warmup"] = warm_up(issue, warm_feeds, settings.warmup_queries, settings.warmup_min_ms)
-        rep.progress(a.attempt_id, "performance", 0.0)
-        with PerformanceEnergy(self.meter, settings.min_duration_ms / 1000 * settings.repeats + 30) as pe:
-            sets = performance(settings, issue, feeds, batched, job.cancel)
-        perf_traces, perf_info = pe.results()
-        traces += perf_traces
-        energy.update(perf_info)
+            # MLPerf Power's rule: a window must span enough sensor updates to be measured at all.
+            min_window_ms = math.ceil(10 * self.meter.info.update_period_s * 1000 * WINDOW_MARGIN)
+            energy["min_window_ms"] = min_window_ms
+        plan = {"scenario": a.scenario, "settings": eff.to_dict(), "model": str(model), "dataset": str(data_path),
+                "golden": str(golden_path) if golden_path else None, "execution_provider": a.execution_provider,
+                "accuracy": dict(a.accuracy) if a.accuracy else None, "min_window_ms": min_window_ms}
+        gate = ThermalGate()
+        thermal_base = gate.baseline()
+        env_before = fingerprint()
+        sets: list[tuple[str, dict[str, np.ndarray]]] = []
+        windows: list[dict[str, Any]] = []
+        system: list[dict[str, Any]] = []
+        perf_t: list[np.ndarray] = []
+        perf_v: list[np.ndarray] = []
+        results: list[dict[str, Any]] = []
+        sampler_errors: list[str] = []
+        for r in range(eff.repeats):
+            label = f"repeat {r + 1}/{eff.repeats}"
+            ex = Executor({**plan, "repeat": r, "extras": r == 0, "idle_gate": r == 0 and self.meter is not None},
+                          self.work_dir / a.attempt_id / f"r{r}", limits, deadline, job.cancel, label)
+            record: dict[str, Any] = {"repeat": r}
+            sampler: Sampler | None = None
+            snap0 = None
+            try:
+                for ev in ex.events():
+                    kind = ev.get("event")
+                    if kind == "progress":
+                        rep.progress(a.attempt_id, str(ev.get("phase")), r / eff.repeats, label)
+                    elif kind == "gate" and ev.get("phase") == "idle" and self.meter is not None:
+                        rep.progress(a.attempt_id, "idle-baseline", 0.0, label)
+                        idle_sets, idle_info = idle_baseline(self.meter, IDLE_MS_DEFAULT)
+                        idle_traces += idle_sets
+                        energy.update(idle_info)
+                        ex.go()
+                    elif kind == "gate":
+                        record["thermal"] = gate.wait(job.cancel)
+                        rep.progress(a.attempt_id, "performance", r / eff.repeats, label)
+                        if self.meter is not None:
+                            sampler = Sampler([self.meter], expected_duration_s=eff.min_duration_ms / 1000
+                                              + min_window_ms / 1000 + 30)
+                            sampler.start()
+                        snap0 = sysstat.snapshot()
+                        ex.go()
+                    elif kind == "performance-done":
+                        snap1 = sysstat.snapshot()
+                        if sampler is not None:
+                            t, v = sampler.stop()[self.meter.info.name] if self.meter else ([], [])
+                            perf_t.append(np.asarray(t))
+                            perf_v.append(np.asarray(v))
+                            sampler_errors += [m for _, m in sampler.errors.values()]
+                            sampler = None
+                        if snap0 is not None:
+                            record["snapshots"] = (snap0, snap1)
+            finally:
+                if sampler is not None:
+                    sampler.stop()
+                if ex.proc.poll() is None:
+                    ex.kill()
+            res = ex.result()
+            results.append(res)
+            for f in res["sets"]:
+                with np.load(ex.work / f["file"]) as z:
+                    sets.append((f["kind"], {k: z[k] for k in z.files}))
+            windows += res["windows"]
+            if "snapshots" in record:
+                before, after = record.pop("snapshots")
+                record.update(sysstat.window(before, after, float(res["phases"].get("performance_cpu_s", 0.0))))
+            record["peak_rss_mb"] = res["peak_rss_mb"]
+            system.append(record)
+            shutil.rmtree(ex.work, ignore_errors=True)
+        first = results[0]
+        cpu_s = sum(float(x["phases"].get("performance_cpu_s", 0.0)) for x in results)
+        energy["cpu_seconds"] = cpu_s
+        if sampler_errors:
+            energy["errors"] = sampler_errors
         if self.meter is None and self.tdp_w:
-            energy["estimate"] = {"cpu_seconds": perf_info["cpu_seconds"], "tdp_w": self.tdp_w,
-                                  "cores": os.cpu_count() or 1}
-        fin.phases["performance_s"] = sum(float(x["t_ns"][-1] + x["value"][-1] - x["t_ns"][0])
-                                          for _, x in sets) / 1e9
-        decode = None
-        if a.accuracy:
-            decode = _decoder(sess.output_names, a.accuracy.get("output", sess.output_names[0]))
-        if settings.audit and a.scenario in ("single-stream", "server", "multi-stream"):
-            rep.progress(a.attempt_id, "audit", 0.0)
-            audit_feeds = batched(settings.samples_per_query) if a.scenario == "multi-stream" else feeds
-            sets += audit_same_sample(settings, issue, audit_feeds, job.cancel)
-            if decode is not None:
-                order = np.random.default_rng(settings.seed + 7).integers(0, len(feeds), settings.audit_queries)
-                pred = np.array([decode(issue(feeds[i])) for i in order], dtype=np.int64)
-                sets.append(("perf-prediction", {"index": np.arange(order.size, dtype=np.int64),
-                                                 "sample_index": order.astype(np.int64), "value": pred}))
-        if decode is not None:
-            rep.progress(a.attempt_id, "accuracy", 0.0)
-            t1 = time.perf_counter()
-            pred = run_accuracy(issue, feeds, decode, job.cancel)
-            fin.phases["accuracy_s"] = time.perf_counter() - t1
-            idx = np.arange(pred.size, dtype=np.int64)
-            sets.append(("prediction", {"index": idx, "sample_index": idx, "value": pred}))
-        if golden_path is not None:
-            rep.progress(a.attempt_id, "conformance", 0.0)
-            with np.load(golden_path) as g:
-                golden = {k: g[k] for k in g.files}
-            sets += conformance.to_samples(conformance.compare(golden_outputs(issue, feeds, sess.output_names, golden),
-                                                               golden))
-        if eff.profile:
-            rep.progress(a.attempt_id, "profile", 0.0)
-            fin.phases["profile"] = profile_summary(model, sess.provider, eff.to_dict(), feeds, eff.profile_queries,
-                                                    self.cache.root)
+            energy["estimate"] = {"cpu_seconds": cpu_s, "tdp_w": self.tdp_w,
+                                  "cores": len(limits.cpus) if limits.cpus else os.cpu_count() or 1}
+        traces = list(idle_traces)
+        if perf_t:
+            traces.append(_trace_set("power;phase=perf", np.concatenate(perf_t), np.concatenate(perf_v)))
         sets += traces
+        fin.phases = dict(first["phases"])
+        fin.phases["performance_s"] = sum(float(x["phases"]["performance_s"]) for x in results)
+        fin.phases["repeats"] = [{k: x["phases"].get(k) for k in ("session_create_ms", "first_inference_ms",
+                                                                   "performance_s")} for x in results]
         rep.progress(a.attempt_id, "upload", 0.0)
         seq = 0
         for kind, arrs in sets:
             seq = self._emit(a.attempt_id, seq, kind, arrs)
+        executor: dict[str, Any] = {**limits.to_dict(), "processes": len(results),
+                                    "affinity": first["affinity"], "agent_affinity": sorted(os.sched_getaffinity(0)),
+                                    "peak_rss_mb": [x["peak_rss_mb"] for x in results],
+                                    "thermal_baseline": thermal_base}
+        hint = sysstat.likely_cause(system) if len(system) > 1 else None
+        if hint:
+            executor["instability_hint"] = hint
         fin.effective_settings = eff.to_dict()
-        fin.observations = d.Observations(session_options=dict(sess.options), energy=energy)
+        fin.observations = d.Observations(session_options=dict(first["session_options"]), energy=energy,
+                                          windows=windows, executor=executor, system=system)
         fin.environment = {"before": env_before, "after": fingerprint()}
-        fin.execution_provider = sess.provider
-        fin.providers_used = sess.providers_used
+        fin.execution_provider = first["execution_provider"]
+        fin.providers_used = list(first["providers_used"])
         return seq

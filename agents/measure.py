@@ -29,7 +29,7 @@ class Settings:
     min_duration_ms: int = 500
     max_query_count: int = 1_000_000
     seed: int = 0
-    repeats: int = 1
+    repeats: int = 3
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     samples_per_query: int = 1
     target_qps: float = 0.0
@@ -87,34 +87,47 @@ def _latency_set(kind: str, issue_ns: np.ndarray, latency_ns: np.ndarray, sample
 
 def performance(s: Settings, issue: Callable[[Any], object], feeds: Sequence[Any],
                 batched: Callable[[int], list[dict[str, np.ndarray]]],
-                cancel: threading.Event | None) -> list[RawSet]:
-    """The timed runs of the scenario, each a raw latency set."""
+                cancel: threading.Event | None, repeat: int | None = None,
+                min_window_ms: int = 0) -> tuple[list[RawSet], list[dict[str, Any]]]:
+    """The timed runs of the scenario, each a raw latency set, and the performance window of each on the harness
+    clock. `repeat` runs only that repeat (the executor runs one per process); `min_window_ms` lengthens every
+    timed run (an energy meter needs ten of its update periods)."""
+    import time
+
     out: list[RawSet] = []
-    for rep in range(s.repeats):
+    windows: list[dict[str, Any]] = []
+    loop = s.loop()
+    loop.min_duration_ms = max(loop.min_duration_ms, int(min_window_ms))
+    min_ms = loop.min_duration_ms
+    for rep in range(s.repeats) if repeat is None else (repeat,):
         suffix = f";repeat={rep}" if s.repeats > 1 else ""
-        seed_settings = s.loop()
-        seed_settings.seed = s.seed + rep
-        if s.scenario == "single-stream":
-            r = run_single_stream(issue, feeds, seed_settings, cancel)
-            out.append(_latency_set("latency" + suffix, r.issue_ns, r.latency_ns, r.sample_index))
-        elif s.scenario in ("offline", "multi-stream"):
-            sizes = s.batch_sizes if s.scenario == "offline" else [s.samples_per_query]
-            for b in sizes:
-                bf = batched(b)
-                r = run_single_stream(issue, bf, seed_settings, cancel)
+        seed_settings = SingleStreamSettings(loop.min_query_count, loop.min_duration_ms, loop.max_query_count,
+                                             s.seed + rep)
+        sizes = s.batch_sizes if s.scenario == "offline" else [s.samples_per_query] \
+            if s.scenario == "multi-stream" else [1]
+        for b in sizes:
+            t0 = time.perf_counter_ns()
+            if s.scenario == "single-stream":
+                r = run_single_stream(issue, feeds, seed_settings, cancel)
+                raw = _latency_set("latency" + suffix, r.issue_ns, r.latency_ns, r.sample_index)
+            elif s.scenario in ("offline", "multi-stream"):
+                r = run_single_stream(issue, batched(b), seed_settings, cancel)
                 kind = f"latency;batch={b}" if s.scenario == "offline" else "latency"
-                out.append(_latency_set(kind + suffix, r.issue_ns, r.latency_ns, r.sample_index * b))
-        elif s.scenario == "server":
-            count = query_count(s.target_qps, s.min_query_count, s.min_duration_ms)
-            sr = run_scheduled(issue, feeds, poisson_schedule(s.target_qps, count, s.seed + rep), s.seed + rep, cancel)
-            out.append(_latency_set("latency" + suffix, sr.issue_ns, sr.latency_ns, sr.sample_index, sr.scheduled_ns))
-        elif s.scenario == "periodic":
-            count = query_count(s.rate_hz, s.min_query_count, s.min_duration_ms)
-            sr = run_scheduled(issue, feeds, periodic_schedule(s.rate_hz, count), s.seed + rep, cancel)
-            out.append(_latency_set("latency" + suffix, sr.issue_ns, sr.latency_ns, sr.sample_index, sr.scheduled_ns))
-        else:
-            raise ValueError(f"unknown scenario {s.scenario!r}")
-    return out
+                raw = _latency_set(kind + suffix, r.issue_ns, r.latency_ns, r.sample_index * b)
+            elif s.scenario == "server":
+                count = query_count(s.target_qps, s.min_query_count, min_ms)
+                sr = run_scheduled(issue, feeds, poisson_schedule(s.target_qps, count, s.seed + rep), s.seed + rep,
+                                   cancel)
+                raw = _latency_set("latency" + suffix, sr.issue_ns, sr.latency_ns, sr.sample_index, sr.scheduled_ns)
+            elif s.scenario == "periodic":
+                count = query_count(s.rate_hz, s.min_query_count, min_ms)
+                sr = run_scheduled(issue, feeds, periodic_schedule(s.rate_hz, count), s.seed + rep, cancel)
+                raw = _latency_set("latency" + suffix, sr.issue_ns, sr.latency_ns, sr.sample_index, sr.scheduled_ns)
+            else:
+                raise ValueError(f"unknown scenario {s.scenario!r}")
+            out.append(raw)
+            windows.append({"kind": raw[0], "start_ns": t0, "end_ns": time.perf_counter_ns()})
+    return out, windows
 
 
 def audit_same_sample(s: Settings, issue: Callable[[Any], object], feeds: Sequence[Any],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from agents.artifact_cache import ArtifactCache
 from agents.capabilities import probe
 from agents.config import AgentConfig
 from agents.credentials import Credential, device_key, load_credential, public_raw, save_credential
-from agents.job_runner import Job, JobRunner
+from agents.job_runner import Caps, Job, JobRunner
 from agents.lab_client import Backoff, LabClient
 from agents.meters.discover import sysfs_root
 from agents.meters.registry import best_meter, open_meters
@@ -32,6 +34,17 @@ FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 HEARTBEAT_S = 5.0  # the lab's default heartbeat interval, until its welcome says otherwise
 
 
+def isolate_cpus() -> frozenset[int] | None:
+    """On a device with 4 or more CPUs, pin this process to its lowest CPU and return the others, where the
+    executors measure; on smaller devices share them all (None)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 4:
+        return None
+    os.sched_setaffinity(0, {allowed[0]})
+    log.info("agent on CPU %d; executors measure on CPUs %s", allowed[0], ",".join(map(str, allowed[1:])))
+    return frozenset(allowed[1:])
+
+
 class AgentStopped(Exception):
     """The agent cannot go on (a refused credential); message says why."""
 
@@ -39,6 +52,9 @@ class AgentStopped(Exception):
 class Worker:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
+        # Before any thread starts (threads inherit the affinity of the thread that starts them).
+        self.measure_cpus = isolate_cpus() if cfg.isolate_cpus else None
+        shutil.rmtree(cfg.exec_dir, ignore_errors=True)  # executor dirs of a previous run, never reused
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._send_q: queue.Queue[agent_pb2.AgentMessage | None] | None = None
@@ -186,7 +202,9 @@ class Worker:
     def _run_job(self, job: Job) -> None:
         try:
             tdp = float(self.cfg.tags.get("tdp_w", 0) or 0)
-            JobRunner(self.cache, self, self.cfg.batch_size, self._sign, self.meter, tdp).run(job)
+            caps = Caps(self.cfg.max_task_seconds, self.cfg.max_task_memory_mb, self.measure_cpus)
+            JobRunner(self.cache, self, self.cfg.batch_size, self._sign, self.meter, tdp, self.cfg.exec_dir,
+                      caps).run(job)
         finally:
             self._jobs.pop(job.assignment.attempt_id, None)
 

@@ -39,6 +39,8 @@ def _value_problem(setting: Setting, v: Any) -> str | None:
         return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "positive" and not (_is_number(v) and v > 0):
         return f"must be {_KINDS[kind]}, got {v!r}"
+    if kind == "fraction" and not (_is_number(v) and 0 <= v <= 1):
+        return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "bool" and type(v) is not bool:
         return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "choice" and v not in setting.choices:
@@ -53,7 +55,7 @@ def _value_problem(setting: Setting, v: Any) -> str | None:
 def normalize_settings(scenario: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings with every "number > 0" value as a float, so `100` and `100.0` digest alike."""
     allowed = allowed_settings(scenario)
-    return {k: float(v) if k in allowed and allowed[k].kind == "positive" and _is_number(v) else v
+    return {k: float(v) if k in allowed and allowed[k].kind in ("positive", "fraction") and _is_number(v) else v
             for k, v in settings.items()}
 
 

@@ -25,6 +25,7 @@ _OUTCOME_TO_PB = {
     d.Outcome.REFUSED: agent_pb2.OUTCOME_REFUSED,
     d.Outcome.ERROR: agent_pb2.OUTCOME_ERROR,
     d.Outcome.CANCELLED: agent_pb2.OUTCOME_CANCELLED,
+    d.Outcome.FAULT: agent_pb2.OUTCOME_FAULT,
 }
 _OUTCOME_FROM_PB = {v: k for k, v in _OUTCOME_TO_PB.items()}
 

@@ -48,6 +48,7 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"
     ERROR = "error"
     CANCELLED = "cancelled"
+    FAULT = "fault"  # the model failed (timeout, memory, crash): the task ends error, never retried
 
 
 @dataclass(frozen=True)
@@ -141,19 +142,28 @@ class ReportRecord:
 
 @dataclass(frozen=True)
 class Observations:
-    """What a device observed about a run beside its raw samples: how onnxruntime was configured and how energy
-    was sampled. Measurements, never settings: they travel and are stored apart from the effective settings."""
+    """What a device observed about a run beside its raw samples: how onnxruntime and the executor were
+    configured, where each timed run began and ended, the machine's state during them, and how energy was
+    sampled. Measurements, never settings: they travel and are stored apart from the effective settings."""
 
-    session_options: dict[str, Any] = field(default_factory=dict)  # intra/inter-op threads, optimisation level
+    session_options: dict[str, Any] = field(default_factory=dict)  # resolved intra/inter-op threads, spinning
     energy: dict[str, Any] = field(default_factory=dict)  # meter, idle baseline, sampler errors, CPU-time estimate
+    # One per latency sample kind ("latency;repeat=1"): {"kind", "start_ns", "end_ns"} on the harness clock.
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    executor: dict[str, Any] = field(default_factory=dict)  # affinity, limits, processes, peak RSS
+    system: list[dict[str, Any]] = field(default_factory=list)  # per repeat: steal, iowait, load, frequency, thermal
 
     def to_dict(self) -> dict[str, Any]:
-        return {"session_options": dict(self.session_options), "energy": dict(self.energy)}
+        return {"session_options": dict(self.session_options), "energy": dict(self.energy),
+                "windows": [dict(w) for w in self.windows], "executor": dict(self.executor),
+                "system": [dict(x) for x in self.system]}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any] | None) -> Observations:
         doc = doc or {}
-        return cls(session_options=dict(doc.get("session_options") or {}), energy=dict(doc.get("energy") or {}))
+        return cls(session_options=dict(doc.get("session_options") or {}), energy=dict(doc.get("energy") or {}),
+                   windows=[dict(w) for w in doc.get("windows") or []], executor=dict(doc.get("executor") or {}),
+                   system=[dict(x) for x in doc.get("system") or []])
 
 
 @dataclass

@@ -124,19 +124,40 @@ def estimate_cpu_energy(cpu_seconds: float, tdp_w: float, cores: int) -> dict[st
     }
 
 
+def _windows_energy(t_ns: np.ndarray, values: np.ndarray, quantity: str, windows: Sequence[tuple[int, int]],
+                    update_period_s: float) -> tuple[dict[str, Any], list[str]]:
+    """Energy summed over several windows of one trace (the repeats of a timed run, each in its own executor,
+    with the gaps between them left out), and why any window is not valid."""
+    total: dict[str, Any] = {"joules": 0.0, "samples_in_window": 0, "duration_s": 0.0}
+    reasons: list[str] = []
+    for k, (a, b) in enumerate(windows):
+        one = energy_in_window(t_ns, values, quantity, a, b)
+        where = f"repeat {k}: " if len(windows) > 1 else ""
+        reasons += [where + r for r in window_valid(one["duration_s"], update_period_s, one["samples_in_window"])]
+        for key in total:
+            total[key] += one[key]
+    total["avg_power_w"] = total["joules"] / total["duration_s"]
+    return total, reasons
+
+
 def energy_metrics(samples: dict[str, dict[str, np.ndarray]], energy: Mapping[str, Any],
-                   window: tuple[int, int] | None, inferences: int) -> dict[str, Any]:
-    """The report's energy block from the raw power/energy traces: the window is exactly the performance phase;
-    the idle baseline was taken before it on the same meter. Provenance on every figure. `energy` is what the
-    device observed about its sampling (Observations.energy: meter, idle window, sampler errors, estimate)."""
+                   window: tuple[int, int] | Sequence[tuple[int, int]] | None, inferences: int) -> dict[str, Any]:
+    """The report's energy block from the raw power/energy traces: the window is exactly the performance phase
+    (or one window per timed run, summed); the idle baseline was taken before it on the same meter. Provenance
+    on every figure. `energy` is what the device observed about its sampling (Observations.energy: meter, idle
+    window, sampler errors, estimate)."""
     e = energy
+    windows: list[tuple[int, int]] = []
+    if window is not None:
+        windows = [window] if isinstance(window[0], (int, np.integer)) else list(window)  # type: ignore[arg-type,list-item]
+        window = (min(w[0] for w in windows), max(w[1] for w in windows)) if windows else None
     perf, idle = samples.get("power;phase=perf"), samples.get("power;phase=idle")
     none: dict[str, Any] = {"joules_per_inference": None, "avg_power_w": None}
     if not e.get("meter") or perf is None or window is None:
         est = e.get("estimate")
         if est and window is not None and inferences:
             est_j = estimate_cpu_energy(float(est["cpu_seconds"]), float(est["tdp_w"]), int(est["cores"]))
-            duration = (window[1] - window[0]) / 1e9
+            duration = sum(b - a for a, b in windows) / 1e9
             return {"energy": {"source": ESTIMATE_METHOD, "joules_per_inference": est_j["joules"] / inferences,
                                "avg_power_w": est_j["joules"] / duration if duration > 0 else None,
                                "counts_toward_criteria": False, "basis": est_j}}
@@ -144,8 +165,9 @@ def energy_metrics(samples: dict[str, dict[str, np.ndarray]], energy: Mapping[st
     source = f"measured:{e['kind']}"
     reasons = [f"the meter failed: {m}" for m in e.get("errors", [])]
     try:
-        gross = energy_in_window(perf["t_ns"], perf["fvalue"], e["quantity"], window[0], window[1])
-        reasons += window_valid(gross["duration_s"], float(e["update_period_s"]), gross["samples_in_window"])
+        gross, why = _windows_energy(perf["t_ns"], perf["fvalue"], e["quantity"], windows,
+                                     float(e["update_period_s"]))
+        reasons += why
     except ValueError as err:
         reasons.append(str(err))
         gross = None

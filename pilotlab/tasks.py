@@ -24,6 +24,7 @@ KINDS = {
     "choice": "one of",
     "positive_int_list": "a non-empty array of distinct integers >= 1",
     "bool": "true or false",
+    "fraction": "a number between 0 and 1",
 }
 
 
@@ -48,7 +49,14 @@ COMMON_SETTINGS: dict[str, Setting] = {
     "inter_op_threads": Setting("count", "onnxruntime inter-op threads; 0 = onnxruntime's default", 0),
     "graph_optimization": Setting("choice", "onnxruntime graph optimization level (default all)", "all",
                                   GRAPH_OPTIMIZATIONS),
-    "repeats": Setting("positive_int", "times the whole measurement is repeated (default 1)", 1),
+    "repeats": Setting("positive_int", "independent repeats of the timed run, each in a fresh executor process "
+                       "(default 3); the graded latency is the median repeat by p50", 3),
+    "stability_max_spread": Setting("fraction", "repeats whose p50s differ by more than this share of their median "
+                                    "mark the run unstable (default 0.10)", 0.10),
+    "timeout_s": Setting("count", "wall-clock limit of the task's execution on the device, seconds; past it the task "
+                         "ends error (default 1800; the agent may set a lower cap)", 1800),
+    "memory_mb": Setting("count", "memory limit of the process that executes the model, MiB; 0 = the agent's cap "
+                         "(default 0)", 0),
     "profile": Setting("bool", "record an onnxruntime operator profile after measuring (default false)", False),
     "profile_queries": Setting("positive_int", "queries run under the profiler (default 100)", 100),
 }
@@ -93,6 +101,9 @@ class CommonSettings:
     inter_op_threads: int | None = None
     graph_optimization: str | None = None
     repeats: int | None = None
+    stability_max_spread: float | None = None
+    timeout_s: int | None = None
+    memory_mb: int | None = None
     profile: bool | None = None
     profile_queries: int | None = None
 
@@ -166,7 +177,7 @@ def requested(scenario: str, settings: Mapping[str, Any]) -> CommonSettings:
         kind = allowed[key].kind
         if kind in ("count", "positive_int"):
             values[key] = int(value)
-        elif kind == "positive":
+        elif kind in ("positive", "fraction"):
             values[key] = float(value)
         elif kind == "positive_int_list":
             values[key] = tuple(int(x) for x in value)
@@ -200,6 +211,9 @@ class EffectiveSettings:
     inter_op_threads: int = COMMON_SETTINGS["inter_op_threads"].default
     graph_optimization: str = COMMON_SETTINGS["graph_optimization"].default
     repeats: int = COMMON_SETTINGS["repeats"].default
+    stability_max_spread: float = COMMON_SETTINGS["stability_max_spread"].default
+    timeout_s: int = COMMON_SETTINGS["timeout_s"].default
+    memory_mb: int = COMMON_SETTINGS["memory_mb"].default
     profile: bool = COMMON_SETTINGS["profile"].default
     profile_queries: int = COMMON_SETTINGS["profile_queries"].default
     batch_sizes: tuple[int, ...] = SCENARIO_SETTINGS["offline"]["batch_sizes"].default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class OrtSession:
         return lambda feed: run(names, feed)
 
 
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
 def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
@@ -49,14 +57,21 @@ def open_session(model: Path, provider: str, settings: dict[str, Any]) -> OrtSes
     so = ort.SessionOptions()
     if provider != "CPUExecutionProvider":
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    intra = int(settings.get("intra_op_threads", 0))
+    requested_intra = int(settings.get("intra_op_threads", 0))
+    # 0 resolves to one thread per CPU this process may run on: onnxruntime's own default counts the machine's
+    # physical cores and ignores the affinity the executor is pinned to, which oversubscribes those cores.
+    intra = requested_intra or len(os.sched_getaffinity(0))
     so.intra_op_num_threads = intra
     so.inter_op_num_threads = int(settings.get("inter_op_threads", 0))
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    spinning = str(settings.get("allow_spinning", "1"))
+    so.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     level = settings.get("graph_optimization", "all")
     so.graph_optimization_level = {
         "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }.get(str(level), ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    threads0 = _threads()
     t0 = time.perf_counter()
     try:
         sess = ort.InferenceSession(str(model), sess_options=so, providers=[provider])
@@ -70,7 +85,9 @@ def open_session(model: Path, provider: str, settings: dict[str, Any]) -> OrtSes
         session=sess, provider=provider, providers_used=used,
         input_names=[i.name for i in sess.get_inputs()], output_names=[o.name for o in sess.get_outputs()],
         create_ms=create_ms,
-        options={"intra_op_threads": intra, "inter_op_threads": so.inter_op_num_threads,
+        options={"intra_op_threads": intra, "intra_op_threads_requested": requested_intra,
+                 "inter_op_threads": so.inter_op_num_threads, "execution_mode": "sequential (no inter-op pool)",
+                 "allow_spinning": spinning == "1", "threads_started_by_session": _threads() - threads0,
                  "graph_optimization": str(level)},
     )
 

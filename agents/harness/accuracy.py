@@ -20,3 +20,18 @@ def run_accuracy(issue: Callable[[Any], Any], samples: Sequence[Any], decode: Ca
             raise Cancelled()
         out[i] = decode(issue(s))
     return out
+
+
+def decoder(output_names: list[str], output: str) -> Callable[[list[Any]], int]:
+    """The predicted class from a query's outputs: the named output's integer label, or its argmax."""
+    if output not in output_names:
+        raise ValueError(f"the model has no output {output!r} (it has {', '.join(output_names)})")
+    k = output_names.index(output)
+
+    def decode(outputs: list[Any]) -> int:
+        arr = np.asarray(outputs[k])
+        if arr.dtype.kind in "iu":
+            return int(arr.ravel()[0])
+        return int(np.argmax(arr.reshape(arr.shape[0], -1)[0]))
+
+    return decode

@@ -15,11 +15,13 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_REFUSED: _ClassVar[Outcome]
     OUTCOME_ERROR: _ClassVar[Outcome]
     OUTCOME_CANCELLED: _ClassVar[Outcome]
+    OUTCOME_FAULT: _ClassVar[Outcome]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_OK: Outcome
 OUTCOME_REFUSED: Outcome
 OUTCOME_ERROR: Outcome
 OUTCOME_CANCELLED: Outcome
+OUTCOME_FAULT: Outcome
 
 class EnrolRequest(_message.Message):
     __slots__ = ("name", "device_class", "tags", "region", "capabilities", "public_key")

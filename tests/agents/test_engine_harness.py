@@ -86,7 +86,7 @@ def test_settings_from_requested_normalises() -> None:
 def test_settings_defaults_and_empty_batches() -> None:
     s = Settings.from_requested("single-stream", {"batch_sizes": []})
     assert s.batch_sizes == [1]
-    assert s.repeats == 1
+    assert s.repeats == 3
     assert Settings.from_requested("single-stream", {}) == Settings(scenario="single-stream")
     a, b = Settings(scenario="offline"), Settings(scenario="offline")
     a.batch_sizes.append(99)
@@ -375,7 +375,7 @@ def test_golden_outputs_refusals() -> None:
 
 
 def tiny(scenario: str, **kw: Any) -> Settings:
-    return Settings.from_requested(scenario, {"min_query_count": 12, "min_duration_ms": 0, "max_query_count": 12,
+    return Settings.from_requested(scenario, {"repeats": 1, "min_query_count": 12, "min_duration_ms": 0, "max_query_count": 12,
                                               **kw})
 
 
@@ -398,7 +398,7 @@ def check_set(arrs: dict[str, np.ndarray], n: int) -> None:
 
 def test_performance_single_stream() -> None:
     sut = Sut()
-    out = performance(tiny("single-stream"), sut, SAMPLES, Batched(), None)
+    out, _ = performance(tiny("single-stream"), sut, SAMPLES, Batched(), None)
     assert [k for k, _ in out] == ["latency"]
     check_set(out[0][1], 12)
     assert (out[0][1]["aux"] == 0).all()
@@ -406,7 +406,7 @@ def test_performance_single_stream() -> None:
 
 
 def test_performance_repeats() -> None:
-    out = performance(tiny("single-stream", repeats=3), Sut(), SAMPLES, Batched(), None)
+    out, _ = performance(tiny("single-stream", repeats=3), Sut(), SAMPLES, Batched(), None)
     assert [k for k, _ in out] == ["latency;repeat=0", "latency;repeat=1", "latency;repeat=2"]
     orders = [a["sample_index"].tolist() for _, a in out]
     assert orders[0] != orders[1] != orders[2]  # each repeat draws its own sample order (seed + repeat)
@@ -416,7 +416,7 @@ def test_performance_repeats() -> None:
 
 def test_performance_offline() -> None:
     batched, sut = Batched(), Sut()
-    out = performance(tiny("offline", batch_sizes=[4, 1]), sut, SAMPLES, batched, None)
+    out, _ = performance(tiny("offline", batch_sizes=[4, 1]), sut, SAMPLES, batched, None)
     assert [k for k, _ in out] == ["latency;batch=1", "latency;batch=4"]
     assert batched.asked == [1, 4]
     for (_, arrs), b in zip(out, (1, 4), strict=True):
@@ -428,21 +428,21 @@ def test_performance_offline() -> None:
 
 
 def test_performance_offline_with_repeats() -> None:
-    out = performance(tiny("offline", batch_sizes=[2, 1], repeats=2), Sut(), SAMPLES, Batched(), None)
+    out, _ = performance(tiny("offline", batch_sizes=[2, 1], repeats=2), Sut(), SAMPLES, Batched(), None)
     assert [k for k, _ in out] == ["latency;batch=1;repeat=0", "latency;batch=2;repeat=0",
                                    "latency;batch=1;repeat=1", "latency;batch=2;repeat=1"]
 
 
 def test_performance_multi_stream() -> None:
     batched = Batched()
-    out = performance(tiny("multi-stream", samples_per_query=3), Sut(), SAMPLES, batched, None)
+    out, _ = performance(tiny("multi-stream", samples_per_query=3), Sut(), SAMPLES, batched, None)
     assert [k for k, _ in out] == ["latency"]
     assert batched.asked == [3]
 
 
 def test_performance_server() -> None:
     s = tiny("server", target_qps=5000.0)
-    out = performance(s, Sut(), SAMPLES, Batched(), None)
+    out, _ = performance(s, Sut(), SAMPLES, Batched(), None)
     assert [k for k, _ in out] == ["latency"]
     arrs = out[0][1]
     check_set(arrs, 12)
@@ -455,7 +455,7 @@ def test_performance_server() -> None:
 
 def test_performance_periodic() -> None:
     s = tiny("periodic", rate_hz=2000.0, deadline_ms=100.0, repeats=2)
-    out = performance(s, Sut(), SAMPLES, Batched(), None)
+    out, _ = performance(s, Sut(), SAMPLES, Batched(), None)
     assert [k for k, _ in out] == ["latency;repeat=0", "latency;repeat=1"]
     for _, arrs in out:
         check_set(arrs, 12)
@@ -467,7 +467,7 @@ def test_performance_periodic() -> None:
 
 def test_performance_periodic_count_covers_duration() -> None:
     s = Settings.from_requested("periodic", {"rate_hz": 2000.0, "min_query_count": 5, "min_duration_ms": 10})
-    out = performance(s, Sut(), SAMPLES, Batched(), None)
+    out, _ = performance(s, Sut(), SAMPLES, Batched(), None)
     assert out[0][1]["value"].size == query_count(2000.0, 5, 10) == 21
 
 
@@ -513,3 +513,20 @@ def test_harness_settings_fall_back_to_the_one_table_of_defaults() -> None:
         assert {k: plan[k] for k in shared} == {k: eff[k] for k in shared}, scenario
         built = asdict(Settings.from_requested(scenario, eff))  # what the job runner does: a no-op normalisation
         assert {k: built[k] for k in shared} == {k: eff[k] for k in shared}, scenario
+
+
+def test_performance_windows_bracket_each_set_and_one_repeat_runs_alone() -> None:
+    s = tiny("offline", batch_sizes=[2, 1], repeats=3)
+    out, windows = performance(s, Sut(), SAMPLES, Batched(), None, repeat=1)
+    assert [k for k, _ in out] == ["latency;batch=1;repeat=1", "latency;batch=2;repeat=1"]
+    assert [w["kind"] for w in windows] == [k for k, _ in out]
+    for (_, arrs), w in zip(out, windows, strict=True):
+        assert w["start_ns"] <= int(arrs["t_ns"].min())
+        assert int((arrs["t_ns"] + arrs["value"]).max()) <= w["end_ns"]
+
+
+def test_performance_min_window_lengthens_the_timed_run() -> None:
+    s = tiny("single-stream", max_query_count=1_000_000)
+    out, windows = performance(s, Sut(), SAMPLES, Batched(), None, min_window_ms=30)
+    assert windows[0]["end_ns"] - windows[0]["start_ns"] >= 30_000_000
+    assert out[0][1]["value"].size > 12  # it ran past the query minimum to fill the window

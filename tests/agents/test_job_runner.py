@@ -20,7 +20,8 @@ from pilotlab import domain as d
 from pilotlab import tasks
 from pilotlab.samples import batch_signing_bytes
 
-SMALL = {"min_query_count": 50, "min_duration_ms": 0, "warmup_queries": 5}
+SMALL = {"min_query_count": 50, "min_duration_ms": 0, "warmup_queries": 5, "repeats": 1}
+MODELS = Path(__file__).resolve().parent.parent / "models"
 BATCH_SIZE = 64
 
 
@@ -129,8 +130,12 @@ def test_single_stream_smoke_task_finishes_ok_with_signed_contiguous_batches(
     assert fin.effective_settings["min_query_count"] == 50 and fin.effective_settings["warmup_queries"] == 5
     assert not {"energy", "session_options"} & set(fin.effective_settings)
     opts = fin.observations.session_options
-    assert opts == {"intra_op_threads": eff.intra_op_threads, "inter_op_threads": eff.inter_op_threads,
-                    "graph_optimization": eff.graph_optimization}
+    executor = fin.observations.executor
+    # intra-op 0 resolves to one thread per CPU the executor was pinned to, and says so
+    assert opts["intra_op_threads_requested"] == 0 and opts["intra_op_threads"] == len(executor["affinity"]) >= 1
+    assert opts["inter_op_threads"] == eff.inter_op_threads and opts["graph_optimization"] == "all"
+    assert opts["allow_spinning"] is True
+    assert executor["processes"] == 1 and executor["timeout_s"] == 1800 and executor["memory_mb"] > 0
     assert set(fin.observations.energy) == {"cpu_seconds"}  # no meter, no TDP: only the CPU time is observed
     assert fin.observations.energy["cpu_seconds"] >= 0
     assert fin.execution_provider == "CPUExecutionProvider" and "CPUExecutionProvider" in fin.providers_used
@@ -178,3 +183,104 @@ def test_cancelling_during_performance_ends_cancelled(suite: Suite, cache: Artif
     assert fin.outcome == d.Outcome.CANCELLED and fin.reason == "cancelled by the lab"
     assert "performance" in rep.phases and "upload" not in rep.phases
     assert rep.batches == [] and fin.batches == 0
+
+
+def _windows_cover(fin: d.AttemptFinish, rep: Collector) -> dict[str, int]:
+    """Each latency set's samples lie inside the window the agent reported for it; returns samples per set."""
+    windows = {w["kind"]: w for w in fin.observations.windows}
+    seen: dict[str, int] = {}
+    for b in rep.batches:
+        if b.kind.startswith("latency"):
+            w = windows[b.kind]
+            assert min(b.t_ns) >= w["start_ns"]
+            assert max(t + v for t, v in zip(b.t_ns, b.value, strict=True)) <= w["end_ns"]
+            seen[b.kind] = seen.get(b.kind, 0) + len(b.value)
+    return seen
+
+
+def test_repeats_run_in_fresh_executors_with_windows_and_machine_state(
+        suite: Suite, cache: ArtifactCache, key: Ed25519PrivateKey) -> None:
+    rep = _run(cache, key, _assignment(suite, {**SMALL, "repeats": 3}))
+    fin = rep.fin
+    assert fin.outcome == d.Outcome.OK, fin.reason
+    assert _windows_cover(fin, rep) == {f"latency;repeat={r}": 50 for r in range(3)}
+    assert fin.observations.executor["processes"] == 3
+    assert [x["repeat"] for x in fin.observations.system] == [0, 1, 2]
+    for x in fin.observations.system:
+        assert 0.0 <= x["steal_share"] <= 1.0 and 0.0 <= x["other_processes_cpu_share"] <= 1.0
+        assert x["elapsed_s"] > 0 and x["peak_rss_mb"] > 0 and "thermal" in x
+    assert len(fin.phases["repeats"]) == 3
+    kinds = {b.kind for b in rep.batches}
+    assert {"audit-same", "audit-varied", "prediction"} <= kinds  # once, in the first repeat's executor
+
+
+def _fault_model(cache: ArtifactCache, name: str) -> d.ArtifactRecord:
+    data = (MODELS / name).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    cache.path(digest).write_bytes(data)
+    return d.ArtifactRecord(sha256=digest, size=len(data), name=name, kind="model", path="")
+
+
+def test_a_model_that_never_finishes_is_killed_at_its_timeout(suite: Suite, cache: ArtifactCache,
+                                                              key: Ed25519PrivateKey) -> None:
+    model = _fault_model(cache, "hang.onnx")
+    rep = _run(cache, key, _assignment(suite, {**SMALL, "timeout_s": 2}, model=model))
+    fin = rep.fin
+    assert fin.outcome == d.Outcome.FAULT
+    assert fin.reason.startswith("timeout:") and "2 s" in fin.reason and model.sha256 in fin.reason
+    assert rep.batches == []
+    # the executor is gone: no process still runs the model from its work dir
+    assert not any((cache.root.parent / "exec").glob("*/r0"))
+
+
+def test_a_model_that_allocates_40gb_ends_on_its_memory_limit(suite: Suite, cache: ArtifactCache,
+                                                              key: Ed25519PrivateKey) -> None:
+    model = _fault_model(cache, "alloc40g.onnx")
+    rep = _run(cache, key, _assignment(suite, {**SMALL, "memory_mb": 1024}, model=model))
+    fin = rep.fin
+    assert fin.outcome == d.Outcome.FAULT
+    assert fin.reason.startswith("memory:") and "1024 MiB" in fin.reason and model.sha256 in fin.reason
+
+
+def test_a_crashing_executor_is_a_fault_naming_the_signal_and_model(
+        suite: Suite, cache: ArtifactCache, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = suite.artifacts[suite.tasks[0].model]
+    monkeypatch.setenv("PILOTLAB_TEST_EXECUTOR_SIGNAL", f"SIGSEGV@{model.sha256}")
+    rep = _run(cache, key, _assignment(suite, SMALL))
+    fin = rep.fin
+    assert fin.outcome == d.Outcome.FAULT
+    assert "killed by SIGSEGV" in fin.reason and model.sha256 in fin.reason
+    monkeypatch.delenv("PILOTLAB_TEST_EXECUTOR_SIGNAL")
+    again = _run(cache, key, _assignment(suite, SMALL))  # the same runner's next task is unaffected
+    assert again.fin.outcome == d.Outcome.OK, again.fin.reason
+
+
+def test_the_executor_inherits_no_credentials_or_lab_settings(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    from agents.sandbox import clean_env
+
+    monkeypatch.setenv("LAB_TOKEN", "secret")
+    monkeypatch.setenv("LAB_ADDR", "lab:1")
+    env = clean_env(tmp_path)
+    assert not [k for k in env if k.startswith("LAB_")] and env["HOME"] == str(tmp_path)
+
+
+def test_external_data_outside_the_artifact_set_is_refused(suite: Suite, cache: ArtifactCache,
+                                                           key: Ed25519PrivateKey) -> None:
+    from agents.model_files import external_data
+
+    good = (MODELS / "hang.onnx").read_bytes()
+    assert external_data(MODELS / "hang.onnx") == []
+    # A tensor whose data lives at ../../etc/passwd: TensorProto{name=8:"w", data_location=14:1,
+    # external_data=13:{key=1:"location", value=2:"../../etc/passwd"}} as an initializer (5) of the graph (7).
+    def ld(field: int, payload: bytes) -> bytes:
+        return bytes([field << 3 | 2, len(payload)]) + payload
+    entry = ld(1, b"location") + ld(2, b"../../etc/passwd")
+    tensor = ld(8, b"w") + ld(13, entry) + bytes([14 << 3, 1])
+    data = good + ld(7, ld(5, tensor))  # a repeated graph field merges into the model's graph
+    digest = hashlib.sha256(data).hexdigest()
+    cache.path(digest).write_bytes(data)
+    bad = d.ArtifactRecord(sha256=digest, size=len(data), name="m", kind="model", path="")
+    rep = _run(cache, key, _assignment(suite, SMALL, model=bad))
+    assert rep.fin.outcome == d.Outcome.REFUSED
+    assert "../../etc/passwd" in rep.fin.reason and rep.batches == []

@@ -180,7 +180,8 @@ class RunsSql(SqlEngine):
                 raise d.NotFound(f"no attempt {finish.attempt_id}")
             t = s.get(TaskRow, a.task_id)
             assert t is not None
-            a.status = d.Status.ERROR.value if finish.outcome == d.Outcome.ERROR else d.Status.COMPLETED.value
+            a.status = d.Status.ERROR.value if finish.outcome in (d.Outcome.ERROR, d.Outcome.FAULT) \
+                else d.Status.COMPLETED.value
             if finish.outcome == d.Outcome.CANCELLED:
                 a.status = d.Status.CANCELLED.value
             a.outcome, a.reason, a.finished_ms = finish.outcome.value, finish.reason or reason, now_ms
