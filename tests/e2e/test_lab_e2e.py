@@ -81,7 +81,9 @@ def test_smoke_run_end_to_end(labd, start_agent, tmp_path: Path) -> None:  # typ
     assert "labd_connected_agents 1.0" in metrics
     assert 'labd_tasks{state="completed"} 1.0' in metrics
     ingested = [ln for ln in metrics.splitlines() if ln.startswith('labd_results_ingested_total{kind="latency"}')]
-    assert ingested and float(ingested[0].split()[-1]) == lat["n"]
+    rows = sum(len(f.read_text().splitlines()) - 1 for f in (out / "samples/digits-single-stream").glob("latency*.csv"))
+    assert len(list((out / "samples/digits-single-stream").glob("latency_repeat-*.csv"))) == 3  # three repeats
+    assert ingested and float(ingested[0].split()[-1]) == rows
     assert "labd_dispatch_latency_seconds_count 1.0" in metrics
 
 

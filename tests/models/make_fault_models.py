@@ -5,6 +5,9 @@ can pair it with the digits dataset. Run `python tests/models/make_fault_models.
 
 - hang.onnx: a Loop of 2^62 iterations before the label: a model that never finishes.
 - alloc40g.onnx: ConstantOfShape of 10^10 floats (40 GB) before the label: a model that allocates 40 GB.
+- crash_standin.onnx: a plain ArgMax of the input, a well-behaved model with bytes of its own: the sandbox tests
+  make its executor die by a signal (PILOTLAB_TEST_EXECUTOR_SIGNAL=SIGSEGV@<its sha256>), the reproducible
+  stand-in for an onnxruntime crash.
 """
 
 from __future__ import annotations
@@ -62,8 +65,15 @@ def alloc40g() -> None:
     _save(helper.make_graph(nodes, "alloc40g", [x], [y]), "alloc40g.onnx")
 
 
+def crash_standin() -> None:
+    x, y = _io()
+    _save(helper.make_graph([helper.make_node("ArgMax", ["input"], ["label"], axis=1, keepdims=0)],
+                            "crash_standin", [x], [y]), "crash_standin.onnx")
+
+
 if __name__ == "__main__":
     hang()
     alloc40g()
+    crash_standin()
     for p in sorted(HERE.glob("*.onnx")):
         print(p.name, p.stat().st_size)
