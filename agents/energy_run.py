@@ -3,7 +3,6 @@ harness clock; the traces go to the lab as raw samples, the lab integrates them.
 
 from __future__ import annotations
 
-import resource
 import time
 from typing import Any
 
@@ -42,31 +41,32 @@ def idle_baseline(meter: Meter, idle_ms: int) -> tuple[list[tuple[str, dict[str,
     return [_trace_set("power;phase=idle", t, v)], info
 
 
-class PerformanceEnergy:
-    """Brackets the performance phase: the sampler runs before its first query and after its last."""
+class PerformanceTrace:
+    """The meter across a task's timed runs: sampled from just before each run's first query to just after its
+    last, one repeat after another, joined into one trace; the lab integrates each run's window apart."""
 
-    def __init__(self, meter: Meter | None, expected_s: float) -> None:
-        self.meter = meter
-        self.sampler = Sampler([meter], expected_duration_s=expected_s) if meter is not None else None
-        self.cpu0 = 0.0
+    def __init__(self, meter: Meter, expected_s: float) -> None:
+        self.meter, self.expected_s = meter, expected_s
+        self.sampler: Sampler | None = None
+        self.t: list[np.ndarray] = []
+        self.v: list[np.ndarray] = []
+        self.errors: list[str] = []
 
-    def __enter__(self) -> PerformanceEnergy:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        self.cpu0 = r.ru_utime + r.ru_stime
-        if self.sampler is not None:
-            self.sampler.start()
-        return self
+    def start(self) -> None:
+        self.sampler = Sampler([self.meter], expected_duration_s=self.expected_s)
+        self.sampler.start()
 
-    def __exit__(self, *exc: object) -> None:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        self.cpu_s = r.ru_utime + r.ru_stime - self.cpu0
-        self.traces = self.sampler.stop() if self.sampler is not None else {}
+    def stop(self) -> None:
+        if self.sampler is None:
+            return
+        t, v = self.sampler.stop()[self.meter.info.name]
+        self.t.append(t)
+        self.v.append(v)
+        self.errors += [msg for _, msg in self.sampler.errors.values()]
+        self.sampler = None
 
     def results(self) -> tuple[list[tuple[str, dict[str, np.ndarray]]], dict[str, Any]]:
-        info: dict[str, Any] = {"cpu_seconds": self.cpu_s}
-        if self.meter is None or self.sampler is None:
+        info: dict[str, Any] = {"errors": self.errors} if self.errors else {}
+        if not self.t:
             return [], info
-        if self.sampler.errors:
-            info["errors"] = [msg for _, msg in self.sampler.errors.values()]
-        t, v = self.traces[self.meter.info.name]
-        return [_trace_set("power;phase=perf", t, v)], info
+        return [_trace_set("power;phase=perf", np.concatenate(self.t), np.concatenate(self.v))], info

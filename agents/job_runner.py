@@ -18,11 +18,10 @@ import numpy as np
 
 from agents import sysstat
 from agents.artifact_cache import ArtifactCache, ArtifactError
-from agents.energy_run import IDLE_MS_DEFAULT, _trace_set, idle_baseline, meter_settings
+from agents.energy_run import IDLE_MS_DEFAULT, PerformanceTrace, idle_baseline, meter_settings
 from agents.environment import fingerprint
 from agents.measure import SCENARIOS
 from agents.meters.base import Meter
-from agents.meters.sampler import Sampler
 from agents.model_files import ExternalDataRefused, check_confined
 from agents.sandbox import Cancelled, Executor, ExecutorError, ExecutorFault, ExecutorRefused, Limits
 from agents.thermal import ThermalGate
@@ -58,6 +57,49 @@ class Caps:
 class Job:
     assignment: d.Assignment
     cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Around:
+    """What the agent does around each timed run, outside the executor: the idle baseline, the thermal gate, the
+    machine-state snapshots of the executor's CPUs and the energy trace."""
+
+    def __init__(self, meter: Meter | None, gate: ThermalGate, cpus: frozenset[int] | None, cancel: threading.Event,
+                 expected_s: float) -> None:
+        self.meter, self.gate, self.cancel = meter, gate, cancel
+        self.cpus = set(cpus) if cpus is not None else None
+        self.thermal_baseline = gate.baseline()
+        self.trace = PerformanceTrace(meter, expected_s) if meter is not None else None
+        self.idle_traces: list[tuple[str, dict[str, np.ndarray]]] = []
+        self.energy: dict[str, Any] = {}
+        self._rec: dict[str, Any] = {}
+        self._snaps: list[sysstat.Snapshot] = []
+
+    def before(self, phase: str) -> None:
+        if phase == "idle-baseline":
+            if self.meter is not None:
+                sets, info = idle_baseline(self.meter, IDLE_MS_DEFAULT)
+                self.idle_traces += sets
+                self.energy.update(info)
+            return
+        self._rec = {"thermal": self.gate.wait(self.cancel)}
+        if self.trace is not None:
+            self.trace.start()
+        self._snaps = [sysstat.snapshot(self.cpus)]
+
+    def after(self) -> None:
+        if len(self._snaps) == 1:
+            self._snaps.append(sysstat.snapshot(self.cpus))
+        if self.trace is not None:
+            self.trace.stop()
+
+    def record(self, executor_cpu_s: float) -> dict[str, Any]:
+        """This repeat's machine state: steal, iowait, other processes' share (besides the executor's CPU time),
+        load, frequency, governor, throttling, and the thermal gate."""
+        rec = dict(self._rec)
+        if len(self._snaps) == 2:
+            rec.update(sysstat.window(self._snaps[0], self._snaps[1], executor_cpu_s, self.cpus))
+        self._rec, self._snaps = {}, []
+        return rec
 
 
 class JobRunner:
@@ -150,7 +192,6 @@ class JobRunner:
                            rlimit_as=a.execution_provider in ("", "CPUExecutionProvider"))
         deadline = time.monotonic() + limits.timeout_s
         energy: dict[str, Any] = {}
-        idle_traces: list[tuple[str, dict[str, np.ndarray]]] = []
         min_window_ms = 0
         if self.meter is not None:
             energy = meter_settings(self.meter)
@@ -160,56 +201,30 @@ class JobRunner:
         plan = {"scenario": a.scenario, "settings": eff.to_dict(), "model": str(model), "dataset": str(data_path),
                 "golden": str(golden_path) if golden_path else None, "execution_provider": a.execution_provider,
                 "accuracy": dict(a.accuracy) if a.accuracy else None, "min_window_ms": min_window_ms}
-        gate = ThermalGate()
-        thermal_base = gate.baseline()
+        around = Around(self.meter, ThermalGate(), limits.cpus, job.cancel,
+                        eff.min_duration_ms / 1000 + min_window_ms / 1000 + 30)
         env_before = fingerprint()
         sets: list[tuple[str, dict[str, np.ndarray]]] = []
         windows: list[dict[str, Any]] = []
         system: list[dict[str, Any]] = []
-        perf_t: list[np.ndarray] = []
-        perf_v: list[np.ndarray] = []
         results: list[dict[str, Any]] = []
-        sampler_errors: list[str] = []
         for r in range(eff.repeats):
             label = f"repeat {r + 1}/{eff.repeats}"
             ex = Executor({**plan, "repeat": r, "extras": r == 0, "idle_gate": r == 0 and self.meter is not None},
                           self.work_dir / a.attempt_id / f"r{r}", limits, deadline, job.cancel, label)
-            record: dict[str, Any] = {"repeat": r}
-            sampler: Sampler | None = None
-            snap0 = None
             try:
                 for ev in ex.events():
-                    kind = ev.get("event")
-                    if kind == "progress":
+                    if ev.get("event") == "progress":
                         rep.progress(a.attempt_id, str(ev.get("phase")), r / eff.repeats, label)
-                    elif kind == "gate" and ev.get("phase") == "idle" and self.meter is not None:
-                        rep.progress(a.attempt_id, "idle-baseline", 0.0, label)
-                        idle_sets, idle_info = idle_baseline(self.meter, IDLE_MS_DEFAULT)
-                        idle_traces += idle_sets
-                        energy.update(idle_info)
+                    elif ev.get("event") == "gate":
+                        phase = "idle-baseline" if ev.get("phase") == "idle" else "performance"
+                        rep.progress(a.attempt_id, phase, r / eff.repeats, label)
+                        around.before(phase)
                         ex.go()
-                    elif kind == "gate":
-                        record["thermal"] = gate.wait(job.cancel)
-                        rep.progress(a.attempt_id, "performance", r / eff.repeats, label)
-                        if self.meter is not None:
-                            sampler = Sampler([self.meter], expected_duration_s=eff.min_duration_ms / 1000
-                                              + min_window_ms / 1000 + 30)
-                            sampler.start()
-                        snap0 = sysstat.snapshot()
-                        ex.go()
-                    elif kind == "performance-done":
-                        snap1 = sysstat.snapshot()
-                        if sampler is not None:
-                            t, v = sampler.stop()[self.meter.info.name] if self.meter else ([], [])
-                            perf_t.append(np.asarray(t))
-                            perf_v.append(np.asarray(v))
-                            sampler_errors += [m for _, m in sampler.errors.values()]
-                            sampler = None
-                        if snap0 is not None:
-                            record["snapshots"] = (snap0, snap1)
+                    elif ev.get("event") == "performance-done":
+                        around.after()
             finally:
-                if sampler is not None:
-                    sampler.stop()
+                around.after()
                 if ex.proc.poll() is None:
                     ex.kill()
             res = ex.result()
@@ -218,24 +233,19 @@ class JobRunner:
                 with np.load(ex.work / f["file"]) as z:
                     sets.append((f["kind"], {k: z[k] for k in z.files}))
             windows += res["windows"]
-            if "snapshots" in record:
-                before, after = record.pop("snapshots")
-                record.update(sysstat.window(before, after, float(res["phases"].get("performance_cpu_s", 0.0))))
-            record["peak_rss_mb"] = res["peak_rss_mb"]
-            system.append(record)
+            system.append({"repeat": r, **around.record(float(res["phases"].get("performance_cpu_s", 0.0))),
+                           "peak_rss_mb": res["peak_rss_mb"]})
             shutil.rmtree(ex.work, ignore_errors=True)
+        energy.update(around.energy)
         first = results[0]
         cpu_s = sum(float(x["phases"].get("performance_cpu_s", 0.0)) for x in results)
         energy["cpu_seconds"] = cpu_s
-        if sampler_errors:
-            energy["errors"] = sampler_errors
+        perf_traces, perf_info = around.trace.results() if around.trace is not None else ([], {})
+        energy.update(perf_info)
         if self.meter is None and self.tdp_w:
             energy["estimate"] = {"cpu_seconds": cpu_s, "tdp_w": self.tdp_w,
                                   "cores": len(limits.cpus) if limits.cpus else os.cpu_count() or 1}
-        traces = list(idle_traces)
-        if perf_t:
-            traces.append(_trace_set("power;phase=perf", np.concatenate(perf_t), np.concatenate(perf_v)))
-        sets += traces
+        sets += around.idle_traces + perf_traces
         fin.phases = dict(first["phases"])
         fin.phases["performance_s"] = sum(float(x["phases"]["performance_s"]) for x in results)
         fin.phases["repeats"] = [{k: x["phases"].get(k) for k in ("session_create_ms", "first_inference_ms",
@@ -247,7 +257,7 @@ class JobRunner:
         executor: dict[str, Any] = {**limits.to_dict(), "processes": len(results),
                                     "affinity": first["affinity"], "agent_affinity": sorted(os.sched_getaffinity(0)),
                                     "peak_rss_mb": [x["peak_rss_mb"] for x in results],
-                                    "thermal_baseline": thermal_base}
+                                    "thermal_baseline": around.thermal_baseline}
         hint = sysstat.likely_cause(system) if len(system) > 1 else None
         if hint:
             executor["instability_hint"] = hint
