@@ -8,10 +8,11 @@ N coroutines over N/50 grpc.aio channels (each channel its own TCP connection). 
   * enrols (AgentService.Enrol, agent token from LabService.CreateToken, with an Ed25519 public key),
   * opens AgentService.Session, sends Hello (slots=1), heartbeats every Welcome.heartbeat_interval_ms (the first
     one at a random offset inside the interval, so a fleet that connected at once does not beat in lockstep),
-  * on each Assignment immediately "runs" it: K ResultBatch messages of kind "latency" (B samples each, signed
-    with `pilotlab.samples.batch_signing_bytes` like agents/worker.py `_sign`), then batch 0 once more (a
-    duplicate the lab must ignore; --no-dup turns it off), then TaskFinished(OK, batches=K, the assignment's
-    settings as effective settings), and counts the acks.
+  * on each Assignment immediately "runs" it, sending what a correct agent sends: per assigned repeat K
+    ResultBatch messages of kind "latency;repeat=R" (B samples each, signed with
+    `pilotlab.samples.batch_signing_bytes` like agents/worker.py `_sign`), the audit and accuracy sets one batch
+    each, then batch 0 once more (a duplicate the lab must ignore; --no-dup turns it off), then TaskFinished(OK,
+    the exact effective settings, the assigned provider, each timed run's window), and counts the acks.
 
 Phases per (database, agent count), each on a fresh labd:
 
@@ -22,7 +23,7 @@ Phases per (database, agent count), each on a fresh labd:
   burst    R rounds; each submits one run per device, all at once, and waits for every TaskFinished ack:
            dispatch latency (SubmitRun call start -> Assignment received by the agent), tasks/s, samples/s,
            labd CPU (utime+stime from /proc/PID/stat) and RSS (VmRSS sampled, VmHWM)
-  verify   LabService.GetRun on a sample of runs: run completed, task metrics latency_ms.n == K*B; and, over the
+  verify   LabService.GetRun on a sample of runs: run completed and valid, latency_ms.n == K*B; and, over the
            whole population, labd's Prometheus counters: samples stored == unique samples sent (lost/duplicated),
            duplicate batches ignored == duplicates sent
   profile  (--profile) one extra burst round with `py-spy record` attached to labd; not counted in the figures
@@ -71,6 +72,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from evalsuites import builtin_suites_dir, load_suite  # noqa: E402
+from labd.scheduler.plan import task_spec  # noqa: E402
+from pilotlab.compliance import Assigned, latency_kinds, required_sets  # noqa: E402
 from pilotlab.samples import batch_signing_bytes  # noqa: E402
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, common_pb2, lab_pb2, lab_pb2_grpc  # noqa: E402
 
@@ -272,39 +276,94 @@ class PgSchema:
 # --- the synthetic work an agent reports -----------------------------------------------------------------------
 @dataclass
 class Payload:
-    """K batches × B latency samples, built once; only the attempt id (and so the signature) differs per task."""
+    """What a correct agent sends for the suite's task, built once; only the attempt id (and so the signatures)
+    differs per task. Each timed run the lab assigns (one per repeat) is K batches × B latency samples inside its
+    reported window; the TEST04 and TEST01 audits and the accuracy run (the dataset's own labels) one batch each;
+    the finish carries the exact effective settings, the assigned provider and the windows."""
 
     batches: int
     per_batch: int
+    assigned: Assigned
+    labels: np.ndarray
+    kinds: list[str] = field(default_factory=list)  # per batch, in seq order
     arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
     lists: list[dict[str, list[int]]] = field(default_factory=list)
+    windows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = self.batches * self.per_batch
         rng = np.random.default_rng(7)
-        lat = rng.integers(1_500_000, 3_000_000, size=n, dtype=np.int64)  # 1.5–3 ms
-        t = 1_000_000_000 + np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(np.int64)
-        idx = np.arange(n, dtype=np.int64)
-        for k in range(self.batches):
-            sl = slice(k * self.per_batch, (k + 1) * self.per_batch)
-            a = {"index": idx[sl], "sample_index": idx[sl] % 360, "t_ns": t[sl], "value": lat[sl],
-                 "aux": np.zeros(self.per_batch, dtype=np.int64)}
-            self.arrays.append(a)
-            self.lists.append({k2: v.tolist() for k2, v in a.items()})
+        t0 = 1_000_000_000
+        for kind in latency_kinds(self.assigned.scenario, self.assigned.settings):
+            lat = rng.integers(1_500_000, 3_000_000, size=n, dtype=np.int64)  # 1.5–3 ms
+            t = t0 + np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(np.int64)
+            self.windows.append({"kind": kind, "start_ns": int(t[0]), "end_ns": int(t[-1] + lat[-1])})
+            t0 = int(t[-1] + lat[-1]) + 50_000_000  # a fresh executor per repeat
+            for k in range(self.batches):
+                sl = slice(k * self.per_batch, (k + 1) * self.per_batch)
+                self._add(kind, t[sl], lat[sl], np.arange(n, dtype=np.int64)[sl] % self.labels.size)
+        q = int(self.assigned.settings["audit_queries"])
+        lat = rng.integers(1_500_000, 3_000_000, size=q, dtype=np.int64)
+        t = t0 + np.arange(q, dtype=np.int64) * 6_000_000
+        varied = rng.integers(0, self.labels.size, size=q, dtype=np.int64)
+        every = np.arange(self.labels.size, dtype=np.int64)
+        extra = {"audit-same": (t, lat, np.zeros(q, dtype=np.int64)), "audit-varied": (t + 3_000_000, lat, varied),
+                 "perf-prediction": (t, self.labels[varied], varied), "prediction": (every, self.labels[every], every)}
+        for kind in required_sets(self.assigned):
+            if kind in extra:
+                self._add(kind, *extra[kind])
+            elif kind not in self.kinds:
+                raise SystemExit(f"the fleet bench cannot send result set {kind!r} that suite {SUITE} assigns")
+
+    def _add(self, kind: str, t: np.ndarray, value: np.ndarray, sample_index: np.ndarray) -> None:
+        a = {"index": np.arange(t.size, dtype=np.int64), "sample_index": sample_index.astype(np.int64),
+             "t_ns": t.astype(np.int64), "value": value.astype(np.int64), "aux": np.zeros(t.size, dtype=np.int64)}
+        self.kinds.append(kind)
+        self.arrays.append(a)
+        self.lists.append({k: v.tolist() for k, v in a.items()})
 
     @property
     def samples(self) -> int:
+        """Latency samples of one timed run: what GetRun's latency_ms.n shows."""
         return self.batches * self.per_batch
 
+    @property
+    def latency_samples(self) -> int:
+        """Latency samples of one task, every repeat: what labd counts as results of kind latency."""
+        return self.samples * len(self.windows)
+
+    @property
+    def rows(self) -> int:
+        """Every sample of one task."""
+        return sum(len(a["index"]) for a in self.arrays)
+
     def batch(self, key: Ed25519PrivateKey, attempt_id: str, seq: int) -> agent_pb2.AgentMessage:
-        a = self.arrays[seq]
+        a, kind = self.arrays[seq], self.kinds[seq]
         arrays: dict[str, object] = {"index": a["index"], "sample_index": a["sample_index"], "t_ns": a["t_ns"],
                                      "value": a["value"], "aux": a["aux"], "fvalue": None}
-        sig = key.sign(batch_signing_bytes(attempt_id, seq, "latency", arrays))
+        sig = key.sign(batch_signing_bytes(attempt_id, seq, kind, arrays))
         ls = self.lists[seq]
         return agent_pb2.AgentMessage(results=agent_pb2.ResultBatch(
-            attempt_id=attempt_id, seq=seq, kind="latency", index=ls["index"], sample_index=ls["sample_index"],
+            attempt_id=attempt_id, seq=seq, kind=kind, index=ls["index"], sample_index=ls["sample_index"],
             t_ns=ls["t_ns"], value=ls["value"], aux=ls["aux"], signature=sig))
+
+    def finished(self, attempt_id: str) -> agent_pb2.AgentMessage:
+        return agent_pb2.AgentMessage(finished=agent_pb2.TaskFinished(
+            attempt_id=attempt_id, outcome=agent_pb2.OUTCOME_OK, batches=len(self.kinds),
+            effective_settings_json=json.dumps(self.assigned.settings, sort_keys=True), environment_json="{}",
+            execution_provider=self.assigned.execution_provider, phases_json="{}",
+            observations_json=json.dumps({"windows": self.windows})))
+
+
+def suite_task() -> tuple[Assigned, np.ndarray]:
+    """The suite's one task as the lab assigns it, and its dataset's labels (for a correct accuracy run)."""
+    suite = load_suite(builtin_suites_dir() / SUITE)
+    task = suite.tasks[0]
+    path = suite.artifacts[task.dataset].path if task.dataset else None
+    assert path is not None, f"suite {SUITE}'s task has no local dataset"
+    with np.load(path) as z:
+        labels = np.asarray(z["labels"], dtype=np.int64)
+    return Assigned.of(task_spec(suite, task.name)), labels
 
 
 # --- one simulated agent ----------------------------------------------------------------------------------------
@@ -440,20 +499,17 @@ class SimAgent:
             self.welcomed.set()  # never leave connect() waiting on a dead session
 
     def _run(self, a: agent_pb2.Assignment) -> None:
-        """'Run' the assignment at once: K signed latency batches, optionally batch 0 again, then finished."""
+        """'Run' the assignment at once: every signed result batch, optionally batch 0 again, then finished."""
         p, f = self.fleet.payload, self.fleet
         self.running.add(a.attempt_id)
-        for seq in range(p.batches):
+        for seq in range(len(p.kinds)):
             self.q.put_nowait(p.batch(self.key, a.attempt_id, seq))
             f.batches_sent += 1
         if f.dup:
             self.q.put_nowait(p.batch(self.key, a.attempt_id, 0))
             f.dups_sent += 1
         self.finish_sent.add(a.attempt_id)
-        self.q.put_nowait(agent_pb2.AgentMessage(finished=agent_pb2.TaskFinished(
-            attempt_id=a.attempt_id, outcome=agent_pb2.OUTCOME_OK, batches=p.batches,
-            effective_settings_json=a.settings_json or "{}", environment_json="{}", execution_provider="",
-            phases_json="{}")))
+        self.q.put_nowait(p.finished(a.attempt_id))
 
     async def close(self) -> None:
         self.closing = True
@@ -629,7 +685,7 @@ class Bench:
         self.p = p
         self.labd = labd
         self.work = work
-        self.fleet = Fleet(Payload(p.batches, p.per_batch), p.dup)
+        self.fleet = Fleet(Payload(p.batches, p.per_batch, *suite_task()), p.dup)
         self.agents: list[SimAgent] = []
         self.channels: list[grpc.aio.Channel] = []
         self.lab_channel: grpc.aio.Channel | None = None
@@ -834,7 +890,7 @@ class Bench:
             "timed_out": any(r["timed_out"] for r in rounds),
             "dispatch_ms": stats_ms(disp), "submit_rpc_ms": stats_ms(rpc), "complete_ms": stats_ms(comp),
             "wall_s": round(wall, 2), "tasks_per_s": round(done / wall, 1),
-            "samples_per_s": int(done * self.fleet.payload.samples / wall),
+            "samples_per_s": int(done * self.fleet.payload.rows / wall),
             "labd_cpu_s": round(cpu, 2), "labd_cpu_cores": round(cpu / wall, 2),
             "client_cpu_cores": round(sum(r["client_cpu_s"] for r in rounds) / wall, 2),
             "postgres_cpu_cores": round(sum(pg) / wall, 2) if pg else None,
@@ -852,13 +908,13 @@ class Bench:
         if self.p.verify_sample and len(ids) > self.p.verify_sample:
             ids = random.Random(3).sample(ids, self.p.verify_sample)
         sem = asyncio.Semaphore(16)
-        checked = completed = lost = dup = 0
+        checked = completed = lost = dup = invalid = 0
         stored = 0
         verdicts: Counter[str] = Counter()
         problems: list[str] = []
 
         async def one(run_id: str) -> None:
-            nonlocal checked, completed, lost, dup, stored
+            nonlocal checked, completed, lost, dup, stored, invalid
             async with sem:
                 run = await lab.GetRun(lab_pb2.GetRunRequest(id=run_id), metadata=self.eng_md, timeout=60)
             checked += 1
@@ -869,6 +925,11 @@ class Bench:
             verdicts[common_pb2.Verdict.Name(run.verdict)] += 1
             for t in run.tasks:
                 m = json.loads(t.metrics_json or "{}")
+                validity = m.get("validity") or {}
+                if not validity.get("valid", False):
+                    invalid += 1
+                    if len(problems) < 10:
+                        problems.append(f"{run_id}: invalid: {'; '.join(validity.get('reasons', []))[:200]}")
                 n = int((m.get("latency_ms") or {}).get("n", 0))
                 stored += n
                 lost += max(0, expected_n - n)
@@ -876,12 +937,13 @@ class Bench:
 
         await asyncio.gather(*(one(r) for r in ids))
         m = await asyncio.to_thread(self.labd.metrics)
-        sent_unique = self.tasks_sent * expected_n
+        sent_unique = self.tasks_sent * self.fleet.payload.latency_samples
         ingested = int(m.get('labd_results_ingested_total{kind="latency"}', 0))
         dups_ignored = int(m.get("labd_result_batches_duplicate_total", 0))
         f = self.fleet
         return {
             "runs_submitted": len(self.run_ids), "runs_checked": checked, "runs_completed": completed,
+            "tasks_invalid": invalid,
             "verdicts": dict(verdicts), "samples_per_task_expected": expected_n,
             "samples_expected_checked": checked * expected_n, "samples_stored_checked": stored,
             "lost_checked": lost, "duplicated_checked": dup,
@@ -1094,8 +1156,9 @@ def markdown(doc: dict[str, Any]) -> str:
         + (f", uncommitted changes in {', '.join(doc['git']['product_files_modified'])}"
            if doc["git"]["product_files_modified"] else ", no uncommitted changes in labd/, pilotlab/, agents/"),
         "",
-        f"Each agent: Enrol, Session, Hello (slots=1), heartbeats every {p['heartbeat_ms']} ms; per assignment "
-        f"{p['batches']} signed `latency` batches × {p['per_batch']} samples"
+        f"Each agent: Enrol, Session, Hello (slots=1), heartbeats every {p['heartbeat_ms']} ms; per assignment: "
+        f"per assigned repeat {p['batches']} signed `latency;repeat=R` batches × {p['per_batch']} samples, "
+        "the audit and accuracy sets, each timed run's window and the exact effective settings"
         + (", batch 0 sent again (a duplicate)" if p["dup"] else "") + ", then TaskFinished(OK). "
         f"{p['per_channel']} agents per gRPC channel (one TCP connection each). Runs: suite `{SUITE}`, "
         "one per device (`SubmitRun(device=NAME)`).",

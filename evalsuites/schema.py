@@ -19,7 +19,7 @@ METRICS = (
     "accuracy", "latency_ms.p50", "latency_ms.p90", "latency_ms.p99", "latency_ms.mean", "throughput_per_s",
     "conformance.max_abs_err", "conformance.max_rel_err", "conformance.top1_agreement",
     "periodic.deadline_miss_rate", "periodic.release_jitter_us_p99", "periodic.completion_jitter_us_p99",
-    "offline.best_throughput_per_s", "server.p99_within_bound",
+    "offline.best_throughput_per_s", "server.p99_within_bound", "repeats.spread_p50",
 )
 # Metrics that are fractions in 0..1 (their thresholds must be too).
 FRACTION_METRICS = ("accuracy", "conformance.top1_agreement", "periodic.deadline_miss_rate", "server.p99_within_bound")

@@ -1,4 +1,5 @@
-"""Offline verification of a report bundle: signature, every digest, no unsigned file, metrics recomputed."""
+"""Offline verification of a report bundle: signature, every digest, no unsigned file, metrics and validity
+recomputed with the lab's assignment."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pilotlab import dsse
-from pilotlab.attempt_metrics import compute_metrics
+from pilotlab.compliance import Assigned, Reported, graded_metrics
+from pilotlab.domain import Observations
 from pilotlab.grading import evaluate
 from pilotlab.samples import batch_signing_bytes, read_samples_csv
 from pilotlab.transparency import verify_proof
@@ -60,8 +62,31 @@ def _labels(samples: dict[str, dict[str, np.ndarray]]) -> np.ndarray | None:
     return labels
 
 
+def _assigned(task: dict[str, Any]) -> Assigned:
+    return Assigned(task["scenario"], task.get("settings") or {}, task.get("execution_provider") or "",
+                    task.get("accuracy_metric"), task.get("golden") is not None)
+
+
+def _reported(task: dict[str, Any]) -> Reported:
+    return Reported(task.get("device_settings") or {}, task.get("device_execution_provider") or "",
+                    Observations.from_dict(task.get("observations")))
+
+
+def _validity(task: str, expected: dict[str, Any], reported: Any) -> list[str]:
+    """The lab's validity against the one the report's own data gives, each differing reason named."""
+    got = reported.get("reasons", []) if isinstance(reported, dict) else []
+    out = [f"task {task}: validity reason {r!r} does not follow from the report's data" for r in got
+           if r not in expected["reasons"]]
+    out += [f"task {task}: the report's data gives validity reason {r!r}, which the report omits"
+            for r in expected["reasons"] if r not in got]
+    if not out and (not isinstance(reported, dict) or reported.get("valid") != expected["valid"]):
+        out.append(f"task {task}: validity.valid does not follow from its reasons (expected {expected['valid']})")
+    return out
+
+
 def recompute(root: Path, report: dict[str, Any]) -> list[str]:
-    """Every reported metric of every task, recomputed from the bundle's raw samples alone."""
+    """Every reported metric of every task, recomputed from the bundle's raw samples alone, with the settings the
+    lab assigned; and the task's validity, re-checking the device's report against that assignment."""
     problems: list[str] = []
     for task in report.get("tasks", []):
         name, metrics, files = task["name"], task.get("metrics") or {}, task.get("samples") or {}
@@ -71,9 +96,8 @@ def recompute(root: Path, report: dict[str, Any]) -> list[str]:
             problems.append(f"task {name}: figures without raw samples in the bundle")
             continue
         samples = {kind: read_samples_csv((root / path).read_bytes()) for kind, path in files.items()}
-        acc_name = (metrics.get("accuracy") or {}).get("name", "top1")
-        expected = compute_metrics(task["scenario"], task.get("settings") or {}, samples, _labels(samples), acc_name,
-                                   energy=(task.get("observations") or {}).get("energy"))
+        expected = graded_metrics(_assigned(task), _reported(task), samples, _labels(samples))
+        problems += _validity(name, expected.pop("validity"), metrics.get("validity"))
         problems += _compare(name, expected, metrics, "")
         if task.get("criteria"):
             verdict, _ = evaluate(metrics, [c for c in task["criteria"] if c["metric"] != "validity"])
@@ -81,6 +105,18 @@ def recompute(root: Path, report: dict[str, Any]) -> list[str]:
                 problems.append(f"task {name}: verdict {task['verdict']!r} does not follow from its criteria "
                                 f"({verdict!r})")
     return problems
+
+
+def invalid_tasks(report: dict[str, Any]) -> list[str]:
+    """A note per task the lab graded invalid, with its reasons: intact evidence of a measurement that does not
+    count."""
+    notes = []
+    for t in report.get("tasks", []):
+        validity = (t.get("metrics") or {}).get("validity") or {}
+        if not validity.get("valid", True):
+            notes.append(f"task {t['name']}: the lab graded the measurement invalid: "
+                         f"{'; '.join(validity.get('reasons', []))}")
+    return notes
 
 
 def device_signatures(root: Path, report: dict[str, Any], notes: list[str]) -> list[str]:
@@ -154,6 +190,7 @@ def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], li
             problems.append("report.json is not in RFC 8785 canonical form")
         problems += device_signatures(root, report, notes)
         problems += recompute(root, report)
+        notes += invalid_tasks(report)
     except (OSError, ValueError, KeyError) as e:
         problems.append(f"report.json or its samples cannot be read: {e}")
     return problems, notes

@@ -7,9 +7,11 @@ from typing import Any
 import numpy as np
 
 from pilotlab import conformance
+from pilotlab.domain import Observations
 from pilotlab.energy import energy_metrics
 from pilotlab.figures import accuracy_metrics, latency_metrics
 from pilotlab.stats import early_stopping, nearest_rank
+from pilotlab.tasks import COMMON_SETTINGS
 
 Samples = dict[str, dict[str, np.ndarray]]
 TEST04_MIN_RATIO = 0.9  # one sample repeated may not run more than 10% faster than varied samples ...
@@ -86,6 +88,20 @@ def _validity(scenario: str, sets: dict[tuple[int, int], dict[str, Any]], settin
     return reasons
 
 
+def _stability(p50_ms: list[float], settings: dict[str, Any], hint: Any) -> dict[str, Any]:
+    """Whether the repeats agree: their p50s' spread (max - min) as a share of their median, against the assigned
+    stability_max_spread. Unstable is reported, never invalid: a suite grades it with a criterion on
+    repeats.spread_p50."""
+    median = float(np.median(p50_ms))
+    spread = (max(p50_ms) - min(p50_ms)) / median if median > 0 else 0.0
+    max_spread = float(settings.get("stability_max_spread", COMMON_SETTINGS["stability_max_spread"].default))
+    stable = spread <= max_spread
+    return {"stable": stable, "spread_p50": spread, "max_spread": max_spread,
+            "reason": None if stable else f"repeats' p50 spread by {spread:.0%} of their median, more than "
+                                          f"{max_spread:.0%}",
+            "likely_cause": None if stable or hint is None else str(hint)}
+
+
 def _audits(samples: Samples, headline_p50_ms: float | None) -> tuple[dict[str, Any], list[str]]:
     audit: dict[str, Any] = {}
     reasons = []
@@ -115,9 +131,10 @@ def _audits(samples: Samples, headline_p50_ms: float | None) -> tuple[dict[str, 
 
 
 def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, labels: np.ndarray | None,
-                    accuracy_name: str = "top1", energy: dict[str, Any] | None = None) -> dict[str, Any]:
+                    accuracy_name: str = "top1", observations: Observations | None = None) -> dict[str, Any]:
     """Every metric of one attempt, from its raw samples, its effective settings and what the device observed
-    about its energy sampling (Observations.energy)."""
+    (its energy sampling, and a hint at what made repeats differ)."""
+    obs = observations or Observations()
     out: dict[str, Any] = {}
     perf = _perf_kinds(samples)
     per_query = int(settings.get("samples_per_query", 1)) if scenario == "multi-stream" else 1
@@ -147,7 +164,10 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
                                   "p50_ms": [m["latency_ms"]["p50"] for m in head],
                                   "p99_ms": [m["latency_ms"]["p99"] for m in head],
                                   "throughput_per_s": [m["throughput_per_s"] for m in head]}
-                out["repeats"]["spread_p50_ms"] = max(out["repeats"]["p50_ms"]) - min(out["repeats"]["p50_ms"])
+                p50s = out["repeats"]["p50_ms"]
+                out["stability"] = st = _stability(p50s, settings, obs.executor.get("instability_hint"))
+                out["repeats"].update({"spread_p50_ms": max(p50s) - min(p50s), "spread_p50": st["spread_p50"],
+                                       "max_spread": st["max_spread"], "stable": st["stable"]})
     reasons = _validity(scenario, sets, settings) if sets else ["no performance samples"]
     pred = samples.get("prediction")
     if pred is not None and pred["value"].size and labels is not None:
@@ -164,17 +184,17 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
         out["audit"] = audit
     reasons += audit_reasons
     out["validity"] = {"valid": not reasons, "reasons": reasons}
-    out.update(energy_metrics(samples, energy or {}, _perf_window(scenario, perf), _inferences(perf, per_query)))
+    out.update(energy_metrics(samples, obs.energy, _perf_windows(scenario, perf), _inferences(perf, per_query)))
     return out
 
 
-def _perf_window(scenario: str, perf: dict[tuple[int, int], dict[str, np.ndarray]]) -> tuple[int, int] | None:
-    """The performance phase: from its first issue (or scheduled release) to its last completion."""
+def _perf_windows(scenario: str, perf: dict[tuple[int, int], dict[str, np.ndarray]]) -> list[tuple[int, int]] | None:
+    """Each timed run, from its first issue (or scheduled release) to its last completion; the gaps between runs
+    (a fresh executor per repeat) are not part of the performance phase."""
     if not perf:
         return None
-    starts = [int((a["aux"] if scenario in ("server", "periodic") else a["t_ns"]).min()) for a in perf.values()]
-    ends = [int((a["t_ns"] + a["value"]).max()) for a in perf.values()]
-    return min(starts), max(ends)
+    return sorted((int((a["aux"] if scenario in ("server", "periodic") else a["t_ns"]).min()),
+                   int((a["t_ns"] + a["value"]).max())) for a in perf.values())
 
 
 def _inferences(perf: dict[tuple[int, int], dict[str, np.ndarray]], per_query: int) -> int:

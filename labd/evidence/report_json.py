@@ -15,9 +15,10 @@ from labd.state import Store
 from pilotlab import __version__, dsse
 from pilotlab import domain as d
 from pilotlab.attempt_metrics import parse_kind
+from pilotlab.compliance import Assigned
 from pilotlab.samples import kind_filename, samples_csv
 
-SCHEMA = "pilotlab.report/v1"
+SCHEMA = "pilotlab.report/v2"  # v2: tasks[].settings is what the lab assigned; device_settings what the device ran
 STATEMENT = "The results in this report relate only to the item tested, under the conditions recorded here."
 UNITS = {"latency_ms": "ms", "throughput_per_s": "samples/s", "accuracy": "fraction of samples",
          "energy.joules_per_inference": "J", "energy.avg_power_w": "W", "periodic.release_jitter_us_p99": "µs",
@@ -100,7 +101,7 @@ def _task(store: Store, task: d.Task, dev: d.Device | None, files: dict[str, byt
     criteria = grade(task.metrics, spec)[1] if task.metrics else []
     for c in criteria:
         c["statement"] = _statement(c)
-    model, dataset = spec.model, spec.dataset
+    model, dataset, assigned = spec.model, spec.dataset, Assigned.of(spec)
     out: dict[str, Any] = {
         "id": task.id, "name": task.name, "device": task.device_name, "status": task.status.value,
         "verdict": task.verdict.value if task.verdict else None, "reason": task.reason,
@@ -112,11 +113,15 @@ def _task(store: Store, task: d.Task, dev: d.Device | None, files: dict[str, byt
                     "sent_to": _destinations(store, task),
                     "withheld": task.reason if task.reason.startswith("data zone") else None} if dataset else None,
         "scenario": spec.scenario,
-        "execution_provider": att.execution_provider if att and att.execution_provider
-        else spec.execution_provider,
+        # What the lab assigned, which it grades with, beside what the device reported it ran.
+        "execution_provider": assigned.execution_provider,
+        "device_execution_provider": att.execution_provider if att else None,
         "providers_used": att.providers_used if att else [],
-        "settings": att.effective_settings if att and att.effective_settings else spec.settings.to_dict(),
+        "settings": assigned.settings,
+        "device_settings": att.effective_settings if att else None,
         "requested_settings": spec.settings.to_dict(),
+        "accuracy_metric": assigned.accuracy,
+        "golden": {"name": spec.golden.name, "sha256": spec.golden.sha256} if spec.golden else None,
         "observations": att.observations.to_dict() if att else {},
         "metrics": task.metrics, "units": UNITS, "criteria": criteria, "attempts": task.attempts,
         "attempt_history": [{"number": a.number, "device": a.device_name, "status": a.status.value,
@@ -139,7 +144,8 @@ def _grade(suite_json: str, tasks: list[dict[str, Any]]) -> dict[str, Any] | Non
     by_device: dict[str, set[str]] = {}
     for t in tasks:
         passed = by_device.setdefault(t["device"], set())
-        passed.update(c["id"] for c in t["criteria"] if c.get("id") and c["verdict"] == "pass")
+        if (t["metrics"].get("validity") or {}).get("valid", True):  # an invalid measurement reaches no level
+            passed.update(c["id"] for c in t["criteria"] if c.get("id") and c["verdict"] == "pass")
     levels = {dev: grading.level_reached(ids) for dev, ids in by_device.items()}
     first = next(iter(levels.values()), None) if levels else None
     return {"scheme": grading.scheme, "level": first.name if first else None,
@@ -174,7 +180,14 @@ def build(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict
                           "title": suite.title}},
         "method": {"suite": run.suite_id, "version": run.suite_version, "digest": run.suite_digest,
                    "percentiles": "nearest-rank", "accuracy_interval": "Wilson 95%; conformity decided on the "
-                   "exact Clopper-Pearson 95% bound", "validity": "minimum query count and duration, audits"},
+                   "exact Clopper-Pearson 95% bound",
+                   "settings": "metrics are computed with the settings the lab assigned (tasks[].settings), never "
+                   "the device's (tasks[].device_settings)",
+                   "repeats": "the graded latency is the median repeat by p50; repeats are stable when their p50s "
+                   "spread (max - min) by at most stability_max_spread of their median",
+                   "validity": "minimum query count and duration, audits, and the device's compliance with the "
+                   "assignment: the exact assigned settings and execution provider, every assigned result set, "
+                   "and each timed run's samples inside its reported performance window"},
         "device": _device(first) if first else {},
         "devices": [_device(dv) for dv in devices.values()],
         "equipment": equipment,

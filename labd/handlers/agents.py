@@ -21,6 +21,7 @@ from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 from pilotlab import messages as msg
 from pilotlab.attempt_metrics import parse_kind
+from pilotlab.compliance import Reported
 from pilotlab.samples import batch_signing_bytes
 
 SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance",
@@ -121,7 +122,8 @@ def finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, dev
             return None, False
         task = store.get_task(att.task_id)
         assert task.spec is not None, "a stored task always has its spec"
-        metrics = attempt_metrics(store, att.id, task.spec, fin.effective_settings, fin.observations.energy)
+        reported = Reported(fin.effective_settings, fin.execution_provider, fin.observations)
+        metrics = attempt_metrics(store, att.id, task.spec, reported)
         verdict, _ = grade(metrics, task.spec)
         run = store.finish_attempt(fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics,
                                    reason="", now_ms=clock.now_ms())

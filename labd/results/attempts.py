@@ -1,4 +1,4 @@
-"""Turns an attempt's raw samples into metrics and a verdict, using the suite's criteria for the task."""
+"""Turns an attempt's raw samples into metrics and a verdict, with the lab's assignment and the suite's criteria."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 
 from labd.state import Store
 from pilotlab import domain as d
-from pilotlab.attempt_metrics import Samples, compute_metrics
+from pilotlab.attempt_metrics import Samples
+from pilotlab.compliance import Assigned, Reported, graded_metrics
 from pilotlab.grading import evaluate
 from pilotlab.tasks import TaskSpec
 
@@ -30,13 +31,10 @@ def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:
     return None
 
 
-def attempt_metrics(store: Store, attempt_id: str, spec: TaskSpec, settings: dict[str, Any] | None = None,
-                    energy: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Metrics of one attempt from its stored samples, with the settings it effectively ran (the requested ones
-    when the device sent none) and what the device observed about its energy sampling."""
-    accuracy = spec.accuracy or {}
-    return compute_metrics(spec.scenario, settings or spec.settings.to_dict(), attempt_samples(store, attempt_id),
-                           task_labels(store, spec), str(accuracy.get("metric", "top1")), energy=energy)
+def attempt_metrics(store: Store, attempt_id: str, spec: TaskSpec, reported: Reported) -> dict[str, Any]:
+    """Metrics of one attempt from its stored samples, computed with the settings the lab assigned (never the
+    device's) and invalid where what the device reported does not comply with that assignment."""
+    return graded_metrics(Assigned.of(spec), reported, attempt_samples(store, attempt_id), task_labels(store, spec))
 
 
 def grade(metrics: dict[str, Any], spec: TaskSpec) -> tuple[d.Verdict, list[dict[str, Any]]]:

@@ -375,8 +375,8 @@ def test_golden_outputs_refusals() -> None:
 
 
 def tiny(scenario: str, **kw: Any) -> Settings:
-    return Settings.from_requested(scenario, {"repeats": 1, "min_query_count": 12, "min_duration_ms": 0, "max_query_count": 12,
-                                              **kw})
+    return Settings.from_requested(scenario, {"repeats": 1, "min_query_count": 12, "min_duration_ms": 0,
+                                              "max_query_count": 12, **kw})
 
 
 class Batched:

@@ -34,6 +34,7 @@ def test_fleet_quick(tmp_path: Path) -> None:
     assert b["dispatch_ms"]["n"] == 20
     # every run finished and graded; every sample stored exactly once; every duplicate batch ignored
     assert v["runs_completed"] == v["runs_checked"] == v["runs_submitted"] > 0
+    assert v["tasks_invalid"] == 0 and v["verdicts"] == {"VERDICT_PASS": v["runs_checked"]}, v["problems"]
     assert v["labd_samples_ingested"] == v["samples_sent_unique"] > 0
     assert v["labd_dup_batches_ignored"] == v["dup_batches_sent"] > 0
     assert v["batch_acks"] == v["batches_sent"]

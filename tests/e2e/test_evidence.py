@@ -82,7 +82,7 @@ def test_intact_bundle_verifies(issued) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", ["report.json", "report.html", "lab.pub.pem", "device-signatures.json",
-                                  "transparency.json", "samples/digits-single-stream/latency.csv",
+                                  "transparency.json", "samples/digits-single-stream/latency_repeat-0.csv",
                                   "samples/digits-single-stream/prediction.csv"])
 def test_one_byte_changed_in_any_file_fails(issued, tmp_path, name) -> None:  # type: ignore[no-untyped-def]
     b = _copy(issued, tmp_path)

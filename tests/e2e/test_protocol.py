@@ -20,11 +20,12 @@ MODEL = Path("evalsuites/smoke/models/digits_logreg.onnx")
 class RawDevice:
     """A device speaking the real protocol by hand, for checks the real agent would never attempt."""
 
-    def __init__(self, addr: str, agent_token: str, name: str) -> None:
+    def __init__(self, addr: str, agent_token: str, name: str, public_key: bytes = b"") -> None:
         self.channel = grpc.insecure_channel(addr)
         stub = agent_pb2_grpc.AgentServiceStub(self.channel)
         resp = stub.Enrol(agent_pb2.EnrolRequest(name=name, device_class="smart-terminal",
-                                                 capabilities=common_pb2.Capabilities(slots=1)),
+                                                 capabilities=common_pb2.Capabilities(slots=1),
+                                                 public_key=public_key),
                           metadata=[("authorization", f"Bearer {agent_token}")], timeout=10)
         self.md = [("authorization", f"Bearer {resp.device_token}")]
         self.out: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()

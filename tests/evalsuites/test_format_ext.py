@@ -222,8 +222,12 @@ def test_settings_vocabulary() -> None:
     assert set(allowed_settings("single-stream")) == {"warmup_queries", "min_query_count", "min_duration_ms",
                                                       "intra_op_threads", "inter_op_threads",
                                                       "graph_optimization", "repeats", "profile",
-                                                      "profile_queries"}
+                                                      "profile_queries", "stability_max_spread", "timeout_s",
+                                                      "memory_mb"}
     assert check_settings("single-stream", {"profile": 1})[0][0] == "profile"
+    assert check_settings("single-stream", {"stability_max_spread": 1.5})[0][0] == "stability_max_spread"
+    assert check_settings("single-stream", {"timeout_s": -1})[0][0] == "timeout_s"
+    assert check_settings("single-stream", {"timeout_s": 60, "memory_mb": 2048, "stability_max_spread": 0.05}) == []
     assert check_settings("single-stream", {"profile": True, "profile_queries": 20}) == []
     assert set(allowed_settings("server")) - set(allowed_settings("single-stream")) == {
         "target_qps", "latency_bound_ms", "seed"}
@@ -255,6 +259,16 @@ def test_server_bound_metric_needs_the_bound(suite_copy: Callable[[str], Path], 
     assert bound.line == line_of(text, 'metric = "server.p99_within_bound"')
     edit(d, ("target_qps = 500.0", "target_qps = 500.0\nlatency_bound_ms = 2.0"))
     assert "criteria[6].metric" not in {p.field for p in validate_suite(d, deep=False)}
+
+
+def test_a_criterion_may_grade_the_repeats_spread(smoke_copy: Path, edit: Callable[..., str]) -> None:
+    text = edit(smoke_copy, ('metric = "latency_ms.p99"', 'metric = "repeats.spread_p50"'),
+                ("threshold = 50.0", "threshold = 0.1"))
+    assert validate_suite(smoke_copy, deep=False) == []  # three repeats by default
+    text = edit(smoke_copy, ("min_duration_ms = 500", "min_duration_ms = 500\nrepeats = 1"))
+    [problem] = validate_suite(smoke_copy, deep=False)
+    assert problem.field == "criteria[1].metric" and "needs" in problem.message and "repeats = 1" in problem.message
+    assert problem.line == line_of(text, 'metric = "repeats.spread_p50"')
 
 
 def test_measure_conformance() -> None:

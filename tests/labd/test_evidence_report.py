@@ -23,6 +23,7 @@ from labd.handlers import agents, runs
 from labd.scheduler.dispatcher import assignment
 from pilotlab import domain as d
 from pilotlab import dsse, tasks
+from pilotlab.compliance import Assigned, latency_kinds, required_sets
 from pilotlab.samples import batch_signing_bytes
 from tests.labd.conftest import ENGINEER, Parts
 
@@ -133,7 +134,8 @@ def test_report_json_carries_the_contract_keys(issued: Issued, parts: Parts) -> 
     assert t["verdict"] == r["run"]["verdict"] and t["attempts"] == 1
     assert t["metrics"] == stored.metrics and {"latency_ms", "accuracy"} <= set(t["metrics"])
     assert t["attempt_id"] == issued.fin.attempt_id
-    assert {"latency", "prediction"} <= set(t["samples"])
+    assert set(required_sets(Assigned.of(spec))) <= set(t["samples"])
+    assert t["metrics"]["validity"] == {"valid": True, "reasons": []}  # the real agent complies with its assignment
     for path in t["samples"].values():
         assert (issued.root / path).is_file()
 
@@ -143,12 +145,16 @@ def test_settings_are_the_effective_ones_and_observations_stand_apart(issued: Is
     spec = issued.run.tasks[0].spec
     assert spec is not None
     eff = tasks.effective(spec.settings).to_dict()
-    assert t["settings"] == eff == issued.fin.effective_settings
+    assert t["settings"] == eff  # what the lab assigned and grades with ...
+    assert t["device_settings"] == issued.fin.effective_settings == eff  # ... and what the device says it ran
+    assert t["execution_provider"] == spec.execution_provider == t["device_execution_provider"]
+    assert t["accuracy_metric"] == "top1" and t["golden"] is None
     assert t["requested_settings"] == spec.settings.to_dict() != t["settings"]  # defaults filled in
     assert t["settings"]["audit_queries"] == tasks.AUDIT_QUERIES and "audit_queries" not in t["requested_settings"]
     obs = t["observations"]
-    assert set(obs) == {"session_options", "energy"}
+    assert set(obs) == set(d.Observations().to_dict())
     assert obs == issued.fin.observations.to_dict()
+    assert {w["kind"] for w in obs["windows"]} == set(latency_kinds(spec.scenario, eff))
     assert obs["session_options"]["graph_optimization"] == eff["graph_optimization"]
     assert "cpu_seconds" in obs["energy"]
     assert not set(obs) & set(t["settings"])  # neither "energy" nor "session_options" is a setting
@@ -164,7 +170,7 @@ def test_the_bundle_verifies_and_its_metrics_recompute_from_the_samples(issued: 
 
 
 def test_altering_one_sample_byte_fails_verification_naming_the_file(issued: Issued) -> None:
-    path = issued.report["tasks"][0]["samples"]["latency"]
+    path = issued.report["tasks"][0]["samples"]["latency;repeat=0"]
     target = issued.root / path
     data = bytearray(target.read_bytes())
     header_end = data.index(b"\n")

@@ -108,3 +108,20 @@ def test_only_required_criteria_decide_the_verdict() -> None:
     assert verdict == "pass" and results[1]["verdict"] == "fail" and results[1]["required"] is False
     verdict, _ = evaluate(METRICS, [crit("accuracy", ">=", 0.5), {**grade_only, "required": True}])
     assert verdict == "fail"
+
+
+def test_an_invalid_measurement_never_passes() -> None:
+    invalid = {**METRICS, "validity": {"valid": False, "reasons": ["settings: the device ran repeats=1 where the "
+                                                                   "lab assigned 3"]}}
+    verdict, results = evaluate(invalid, [crit("latency_ms.p99", "<=", 10)])
+    assert verdict == "fail"
+    assert results[0]["metric"] == "validity" and results[0]["required"] and results[0]["verdict"] == "fail"
+    assert "repeats=1" in results[0]["value"] and results[1]["verdict"] == "pass"
+
+
+def test_a_criterion_can_grade_the_repeats_spread() -> None:
+    metrics = {**METRICS, "repeats": {"k": 3, "spread_p50": 0.23, "max_spread": 0.10, "stable": False}}
+    assert metric_value(metrics, "repeats.spread_p50", "point") == 0.23
+    assert evaluate(metrics, [crit("repeats.spread_p50", "<=", 0.10)])[0] == "fail"
+    assert evaluate(metrics, [crit("repeats.spread_p50", "<=", 0.25)])[0] == "pass"
+    assert evaluate(METRICS, [crit("repeats.spread_p50", "<=", 0.25)])[0] == "fail"  # one repeat: no figure

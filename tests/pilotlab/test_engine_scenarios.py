@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pilotlab.attempt_metrics import compute_metrics, parse_kind
+from pilotlab.domain import Observations
 from pilotlab.grading import evaluate
 from pilotlab.stats import clopper_pearson, wilson_interval
 
@@ -237,7 +238,32 @@ def test_repeats_validity_names_each_repeat(k: int) -> None:
 
 def test_single_repeat_has_no_repeats_block() -> None:
     m = compute_metrics("single-stream", {}, {"latency": constant(10, 1)}, None)
-    assert "repeats" not in m
+    assert "repeats" not in m and "stability" not in m
+
+
+def test_repeats_that_spread_are_unstable_with_the_agents_hint_but_still_valid() -> None:
+    samples = {"latency;repeat=0": constant(10, 3), "latency;repeat=1": constant(10, 1),
+               "latency;repeat=2": constant(10, 2)}
+    obs = Observations(executor={"instability_hint": "CPU frequency changed between repeats"})
+    m = compute_metrics("single-stream", {"min_query_count": 10}, samples, None, observations=obs)
+    assert m["stability"] == {"stable": False, "spread_p50": 1.0, "max_spread": 0.10,
+                              "reason": "repeats' p50 spread by 100% of their median, more than 10%",
+                              "likely_cause": "CPU frequency changed between repeats"}
+    rep = m["repeats"]
+    assert (rep["spread_p50"], rep["max_spread"], rep["stable"]) == (1.0, 0.10, False)
+    assert m["validity"]["valid"] is True  # unstable is reported, never invalid
+
+
+@pytest.mark.parametrize(("max_spread", "stable"), [(0.10, True), (0.04, False)])
+def test_stability_is_judged_against_the_assigned_max_spread(max_spread: float, stable: bool) -> None:
+    samples = {"latency;repeat=0": constant(10, 2.0), "latency;repeat=1": constant(10, 2.1),
+               "latency;repeat=2": constant(10, 2.05)}
+    obs = Observations(executor={"instability_hint": "another process ran"})
+    m = compute_metrics("single-stream", {"stability_max_spread": max_spread}, samples, None, observations=obs)
+    st = m["stability"]
+    assert st["spread_p50"] == pytest.approx(0.1 / 2.05) and st["stable"] is stable
+    assert st["max_spread"] == max_spread and m["repeats"]["stable"] is stable
+    assert (st["reason"] is None, st["likely_cause"] is None) == (stable, stable)
 
 
 # ---------------------------------------------------------------- audits
