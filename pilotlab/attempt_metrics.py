@@ -102,6 +102,12 @@ def _stability(p50_ms: list[float], settings: dict[str, Any], hint: Any) -> dict
             "likely_cause": None if stable or hint is None else str(hint)}
 
 
+def _median_repeat(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The graded run among repeats: the median by p50 (the upper median of an even count); the only run when
+    there is one."""
+    return sorted(runs, key=lambda m: m["latency_ms"]["p50"])[len(runs) // 2]
+
+
 def _audits(samples: Samples, headline_p50_ms: float | None) -> tuple[dict[str, Any], list[str]]:
     audit: dict[str, Any] = {}
     reasons = []
@@ -142,32 +148,33 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
     if sets:
         repeats = sorted({r for _, r in sets})
         batches = sorted({b for b, _ in sets})
+        runs = {b: [sets[(b, r)] for r in repeats if (b, r) in sets] for b in batches}
         if scenario == "offline":
             by_batch = []
             for b in batches:
-                m = sets[(b, 0)]
+                m = _median_repeat(runs[b])
                 by_batch.append({"batch": b, "throughput_per_s": m["throughput_per_s"], "queries": m["latency_ms"]["n"],
                                  "p50_ms": m["latency_ms"]["p50"], "p99_ms": m["latency_ms"]["p99"]})
             best = max(by_batch, key=lambda r: r["throughput_per_s"])
             out["offline"] = {"by_batch": by_batch, "best_batch": best["batch"],
                               "best_throughput_per_s": best["throughput_per_s"]}
-            out["latency_ms"] = sets[(batches[0], 0)]["latency_ms"]
+            out["latency_ms"] = _median_repeat(runs[batches[0]])["latency_ms"]
             out["throughput_per_s"] = best["throughput_per_s"]
+            head = runs[best["batch"]]  # stability: the repeats of the batch size that sets the throughput
         else:
-            head = [sets[(batches[0], r)] for r in repeats]
-            if len(head) == 1:
-                out.update({k: v for k, v in head[0].items() if k != "duration_ms"})
-            else:
-                order = sorted(head, key=lambda m: m["latency_ms"]["p50"])
-                out.update({k: v for k, v in order[len(order) // 2].items() if k != "duration_ms"})
-                out["repeats"] = {"k": len(head), "statistic": "median repeat by p50",
-                                  "p50_ms": [m["latency_ms"]["p50"] for m in head],
-                                  "p99_ms": [m["latency_ms"]["p99"] for m in head],
-                                  "throughput_per_s": [m["throughput_per_s"] for m in head]}
-                p50s = out["repeats"]["p50_ms"]
-                out["stability"] = st = _stability(p50s, settings, obs.executor.get("instability_hint"))
-                out["repeats"].update({"spread_p50_ms": max(p50s) - min(p50s), "spread_p50": st["spread_p50"],
-                                       "max_spread": st["max_spread"], "stable": st["stable"]})
+            head = runs[batches[0]]
+            out.update({k: v for k, v in _median_repeat(head).items() if k != "duration_ms"})
+        if len(head) > 1:
+            out["repeats"] = {"k": len(head), "statistic": "median repeat by p50",
+                              "p50_ms": [m["latency_ms"]["p50"] for m in head],
+                              "p99_ms": [m["latency_ms"]["p99"] for m in head],
+                              "throughput_per_s": [m["throughput_per_s"] for m in head]}
+            if scenario == "offline":
+                out["repeats"]["batch"] = best["batch"]
+            p50s = out["repeats"]["p50_ms"]
+            out["stability"] = st = _stability(p50s, settings, obs.executor.get("instability_hint"))
+            out["repeats"].update({"spread_p50_ms": max(p50s) - min(p50s), "spread_p50": st["spread_p50"],
+                                   "max_spread": st["max_spread"], "stable": st["stable"]})
     reasons = _validity(scenario, sets, settings) if sets else ["no performance samples"]
     pred = samples.get("prediction")
     if pred is not None and pred["value"].size and labels is not None:

@@ -131,6 +131,19 @@ def test_offline_by_batch(lat8_ms: int, best: int, best_tp: float) -> None:
     assert m["validity"]["valid"] is True
 
 
+def test_offline_repeats_grade_each_batch_on_its_median_repeat() -> None:
+    lat = {1: [2, 3, 4], 8: [10, 30, 12]}  # ms per query, by batch size and repeat
+    samples = {f"latency;batch={b};repeat={r}": constant(10, ms) for b, per in lat.items() for r, ms in enumerate(per)}
+    m = compute_metrics("offline", {"min_query_count": 10, "stability_max_spread": 0.1}, samples, None)
+    by = {row["batch"]: row for row in m["offline"]["by_batch"]}
+    assert by[1]["p50_ms"] == 3.0 and by[8]["p50_ms"] == 12.0  # the median repeat of each batch size
+    assert m["offline"]["best_batch"] == 8 and m["throughput_per_s"] == pytest.approx(8 * 1000 / 12)
+    assert m["latency_ms"]["p50"] == 3.0
+    rep = m["repeats"]
+    assert rep["batch"] == 8 and rep["p50_ms"] == [10.0, 30.0, 12.0]
+    assert rep["spread_p50"] == pytest.approx(20 / 12) and m["stability"]["stable"] is False
+
+
 def test_offline_validity_names_the_batch() -> None:
     samples = {"latency;batch=1": constant(20, 2), "latency;batch=8": constant(10, 10)}
     m = compute_metrics("offline", {"min_query_count": 20}, samples, None)
