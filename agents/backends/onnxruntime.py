@@ -86,7 +86,7 @@ def open_session(model: Path, provider: str, settings: dict[str, Any]) -> OrtSes
         input_names=[i.name for i in sess.get_inputs()], output_names=[o.name for o in sess.get_outputs()],
         create_ms=create_ms,
         options={"intra_op_threads": intra, "intra_op_threads_requested": requested_intra,
-                 "inter_op_threads": so.inter_op_num_threads, "execution_mode": "sequential (no inter-op pool)",
+                 "inter_op_threads": so.inter_op_num_threads, "execution_mode": "sequential",
                  "allow_spinning": spinning == "1", "threads_started_by_session": _threads() - threads0,
                  "graph_optimization": str(level)},
     )
