@@ -6,11 +6,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-import grpc
+from labctl.lazy import lazy
 
-from pilotlab.v1 import lab_pb2_grpc
+if TYPE_CHECKING:
+    import grpc
+
+    from pilotlab.v1 import lab_pb2_grpc
+else:
+    grpc = lazy("grpc")
+    lab_pb2_grpc = lazy("pilotlab.v1.lab_pb2_grpc")
 
 T = TypeVar("T")
 DEFAULT_LAB = "127.0.0.1:50051"

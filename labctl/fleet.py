@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from labctl import views
 from labctl.client import EXIT_USAGE, Ctx
+from labctl.lazy import lazy
 from labctl.output import console, emit_json, table
-from pilotlab import convert
-from pilotlab.v1 import lab_pb2
+
+if TYPE_CHECKING:
+    from pilotlab import convert
+    from pilotlab.v1 import lab_pb2
+else:
+    convert, lab_pb2 = lazy("pilotlab.convert"), lazy("pilotlab.v1.lab_pb2")
 
 devices = typer.Typer(help="The enrolled devices.", no_args_is_help=True)
 suites = typer.Typer(help="Standard evaluation suites.", no_args_is_help=True)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from labctl.client import EXIT_FAIL, Ctx, die, rpc_errors
+from labctl.lazy import lazy
 from labctl.output import console, emit_json, table
-from labctl.verify import verify_bundle
-from pilotlab.v1 import lab_pb2
+
+if TYPE_CHECKING:
+    from pilotlab.v1 import lab_pb2
+else:
+    lab_pb2 = lazy("pilotlab.v1.lab_pb2")
 
 app = typer.Typer(help="Evidence bundles: pull and verify.", no_args_is_help=True)
 
@@ -40,6 +46,38 @@ def summary_rows(report: dict) -> list[list[str]]:  # type: ignore[type-arg]
     return rows
 
 
+class _Progress:
+    """A bytes progress bar on stderr while a bundle streams into files, when stderr is a terminal."""
+
+    def __init__(self, what: str, enabled: bool) -> None:
+        self.what, self.enabled = what, enabled
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+            self.bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.what, total=None)
+        return self
+
+    def total(self, n: int) -> None:
+        if self.bar is not None and n:
+            self.bar.update(self.task, total=n)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
 @app.command()
 def pull(c: typer.Context, run_id: str, out: Path = typer.Option(..., "--out"),
          json_out: bool = typer.Option(False, "--json")) -> None:
@@ -58,15 +96,18 @@ def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) 
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, int] = {}
     handles = {}
-    with rpc_errors(ctx.lab):
+    bar = _Progress(f"pulling run {run_id}", enabled=sys.stderr.isatty() and not json_out)
+    with rpc_errors(ctx.lab), bar:
         request = lab_pb2.GetReportRequest(run_id=run_id, amend_reason=amend_reason)
         for chunk in ctx.stub.GetReport(request, metadata=ctx.md, timeout=300):
+            bar.total(chunk.bundle_bytes)
             if chunk.path not in handles:
                 dest = _safe(out, chunk.path)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 handles[chunk.path] = dest.open("wb")
             handles[chunk.path].write(chunk.data)
             written[chunk.path] = written.get(chunk.path, 0) + len(chunk.data)
+            bar.advance(len(chunk.data))
             if chunk.last:
                 handles[chunk.path].close()
     for h in handles.values():
@@ -90,6 +131,8 @@ def verify(path: Path, pubkey: Path | None = typer.Option(None, "--pubkey", help
     """Check a bundle offline: signature, digests, unsigned files, and metrics recomputed from raw samples."""
     if not path.is_dir():
         die(f"{path} is not a directory; pass the folder `labctl report pull` wrote")
+    from labctl.verify import verify_bundle
+
     problems, notes = verify_bundle(path, pubkey)
     if json_out:
         emit_json({"intact": not problems, "problems": problems, "notes": notes})

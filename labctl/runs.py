@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from labctl import views
 from labctl.client import EXIT_FAIL, EXIT_LAB, Ctx, rpc_errors
+from labctl.lazy import lazy
 from labctl.output import console, emit_json, table
-from pilotlab import convert
 from pilotlab import domain as d
-from pilotlab.v1 import lab_pb2
+
+if TYPE_CHECKING:
+    from pilotlab import convert
+    from pilotlab.v1 import lab_pb2
+else:
+    convert, lab_pb2 = lazy("pilotlab.convert"), lazy("pilotlab.v1.lab_pb2")
 
 app = typer.Typer(help="Submit, follow and cancel runs.", no_args_is_help=True)
 

@@ -16,10 +16,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pilotlab import dsse
+from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Assigned, Reported, graded_metrics
 from pilotlab.domain import Observations
 from pilotlab.grading import evaluate
-from pilotlab.samples import batch_signing_bytes, read_samples_csv
+from pilotlab.samples import batch_bytes, batches, column, read_samples_npy
 from pilotlab.transparency import verify_proof
 
 ATTESTATION = "attestation.dsse.json"
@@ -84,27 +85,100 @@ def _validity(task: str, expected: dict[str, Any], reported: Any) -> list[str]:
     return out
 
 
-def recompute(root: Path, report: dict[str, Any]) -> list[str]:
-    """Every reported metric of every task, recomputed from the bundle's raw samples alone, with the settings the
-    lab assigned; and the task's validity, re-checking the device's report against that assignment."""
+# The columns metrics are computed from, per kind of sample file: what the verifier keeps once a file's
+# signatures are checked, so a task's files are never all held whole at once.
+_KEEP = {"latency": ("sample_index", "t_ns", "value", "aux"), "audit-same": ("sample_index", "t_ns", "value"),
+         "audit-varied": ("sample_index", "t_ns", "value")}
+_ALL = ("index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
+
+
+def _read_samples(root: Path, task: dict[str, Any], subjects: dict[str, str], key: Ed25519PublicKey | None,
+                  signatures: dict[tuple[str, int], str], problems: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Each of the task's sample files read once: its digest, its device signatures and the columns the
+    recomputation needs, all from the same buffer. Files that cannot be trusted are left out (and named)."""
+    name, attempt = task["name"], str(task.get("attempt_id") or "")
+    samples: dict[str, dict[str, np.ndarray]] = {}
+    for kind, rel in sorted((task.get("samples") or {}).items()):
+        path = root / rel
+        if not path.is_file():
+            if rel not in subjects:  # a signed file that is missing is named by the digest check
+                problems.append(f"task {name}: its sample file {rel} is not in the bundle")
+            continue
+        data = path.read_bytes()
+        altered = rel in subjects and hashlib.sha256(data).hexdigest() != subjects[rel]
+        if altered:  # named, then still checked against its device's signatures, which say whose bytes changed
+            problems.append(f"altered file {rel}: its sha256 differs from the signed digest")
+        try:
+            records = read_samples_npy(data)
+        except ValueError as e:
+            problems.append(f"task {name}: {rel}: {e}")
+            continue
+        groups = batches(records)
+        if len({seq for seq, _, _ in groups}) != len(groups):
+            problems.append(f"task {name}: {rel}: the rows of a batch are not contiguous")
+        for seq, lo, hi in groups:
+            if key is None:
+                break
+            sig = signatures.get((kind, seq))
+            if sig is None:
+                problems.append(f"task {name}: {rel} batch {seq} has no device signature")
+                continue
+            try:
+                key.verify(base64.b64decode(sig), batch_bytes(attempt, kind, records, lo, hi))
+            except (InvalidSignature, ValueError):
+                problems.append(f"task {name}: {rel} batch {seq} does not match the device's signature "
+                                "(forged or altered samples)")
+        if not altered:
+            keep = _KEEP.get(parse_kind(kind)[0], _ALL)
+            samples[kind] = {c: np.ascontiguousarray(column(records, c)) for c in keep}
+        del records, data
+    return samples
+
+
+def _recompute_task(task: dict[str, Any], samples: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """The task's reported metrics recomputed from its raw samples with the settings the lab assigned, and its
+    validity, re-checking the device's report against that assignment."""
+    name, metrics = task["name"], task.get("metrics") or {}
+    expected = graded_metrics(_assigned(task), _reported(task), samples, _labels(samples))
+    problems = _validity(name, expected.pop("validity"), metrics.get("validity"))
+    problems += _compare(name, expected, metrics, "")
+    if task.get("criteria"):
+        verdict, _ = evaluate(metrics, [c for c in task["criteria"] if c["metric"] != "validity"])
+        if task.get("verdict") and verdict != task["verdict"]:
+            problems.append(f"task {name}: verdict {task['verdict']!r} does not follow from its criteria "
+                            f"({verdict!r})")
+    return problems
+
+
+def check_tasks(root: Path, report: dict[str, Any], subjects: dict[str, str], notes: list[str]) -> list[str]:
+    """Every task: its raw samples signed by its device, batch by batch, and its figures recomputed from them."""
     problems: list[str] = []
+    sig_path = root / "device-signatures.json"
+    sigs = json.loads(sig_path.read_bytes()) if sig_path.exists() else {}
+    keys = {dv["name"]: dv.get("public_key") for dv in report.get("devices", [])}
     for task in report.get("tasks", []):
-        name, metrics, files = task["name"], task.get("metrics") or {}, task.get("samples") or {}
-        if not metrics:
+        files = task.get("samples") or {}
+        if not task.get("metrics") and not files:
             continue
         if not files:
-            problems.append(f"task {name}: figures without raw samples in the bundle")
+            problems.append(f"task {task['name']}: figures without raw samples in the bundle")
             continue
-        samples = {kind: read_samples_csv((root / path).read_bytes()) for kind, path in files.items()}
-        expected = graded_metrics(_assigned(task), _reported(task), samples, _labels(samples))
-        problems += _validity(name, expected.pop("validity"), metrics.get("validity"))
-        problems += _compare(name, expected, metrics, "")
-        if task.get("criteria"):
-            verdict, _ = evaluate(metrics, [c for c in task["criteria"] if c["metric"] != "validity"])
-            if task.get("verdict") and verdict != task["verdict"]:
-                problems.append(f"task {name}: verdict {task['verdict']!r} does not follow from its criteria "
-                                f"({verdict!r})")
+        b64 = keys.get(task.get("device"))
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(b64)) if b64 else None
+        if key is None:
+            notes.append(f"task {task['name']}: device {task.get('device')} registered no key; its raw samples "
+                         "are vouched for by the lab's signature only")
+        signatures = {(e["kind"], int(e["seq"])): str(e["signature"]) for e in sigs.get(task.get("attempt_id"), [])}
+        samples = _read_samples(root, task, subjects, key, signatures, problems)
+        if task.get("metrics") and len(samples) == len(files):
+            problems += _recompute_task(task, samples)
     return problems
+
+
+def recompute(root: Path, report: dict[str, Any]) -> list[str]:
+    """check_tasks without the attestation: each task's samples against their device signatures, and its figures
+    recomputed from them (for a report.json edited in place, whose digests no longer hold)."""
+    return check_tasks(root, report, {}, [])
 
 
 def invalid_tasks(report: dict[str, Any]) -> list[str]:
@@ -119,38 +193,16 @@ def invalid_tasks(report: dict[str, Any]) -> list[str]:
     return notes
 
 
-def device_signatures(root: Path, report: dict[str, Any], notes: list[str]) -> list[str]:
-    """Every raw sample batch must carry its device's Ed25519 signature, rebuilt from the CSV rows."""
-    problems: list[str] = []
-    sig_path = root / "device-signatures.json"
-    sigs = json.loads(sig_path.read_bytes()) if sig_path.exists() else {}
-    keys = {dv["name"]: dv.get("public_key") for dv in report.get("devices", [])}
-    for task in report.get("tasks", []):
-        files, attempt = task.get("samples") or {}, task.get("attempt_id")
-        if not files or not attempt:
-            continue
-        key_b64 = keys.get(task.get("device"))
-        if not key_b64:
-            notes.append(f"task {task['name']}: device {task.get('device')} registered no key; its raw samples "
-                         "are vouched for by the lab's signature only")
-            continue
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(key_b64))
-        entries = {(e["kind"], int(e["seq"])): e for e in sigs.get(attempt, [])}
-        for kind, path in files.items():
-            rows = read_samples_csv((root / path).read_bytes())
-            for seq in sorted(set(rows["seq"].tolist())):
-                entry = entries.get((kind, seq))
-                if entry is None:
-                    problems.append(f"task {task['name']}: {path} batch {seq} has no device signature")
-                    continue
-                sel = rows["seq"] == seq
-                arrays = {c: rows[c][sel] for c in ("index", "sample_index", "t_ns", "value", "aux", "fvalue")}
-                try:
-                    key.verify(base64.b64decode(entry["signature"]), batch_signing_bytes(attempt, seq, kind, arrays))
-                except (InvalidSignature, ValueError):
-                    problems.append(f"task {task['name']}: {path} batch {seq} does not match the device's "
-                                    "signature (forged or altered samples)")
-    return problems
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _task_files(report: dict[str, Any]) -> set[str]:
+    return {rel for t in report.get("tasks", []) for rel in (t.get("samples") or {}).values()}
 
 
 def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], list[str]]:
@@ -175,7 +227,7 @@ def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], li
     for name, path in on_disk.items():
         if name not in subjects:
             problems.append(f"unsigned file {name}: not covered by the attestation")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != subjects[name]:
+        elif not name.endswith(".npy") and _sha256(path) != subjects[name]:
             problems.append(f"altered file {name}: its sha256 differs from the signed digest")
     if "report.json" not in on_disk:
         return problems, notes
@@ -188,8 +240,12 @@ def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], li
         report = json.loads(report_bytes)
         if rfc8785.dumps(report) != report_bytes:
             problems.append("report.json is not in RFC 8785 canonical form")
-        problems += device_signatures(root, report, notes)
-        problems += recompute(root, report)
+        # A task's sample files are hashed as its check reads them (once each); any other here.
+        task_files = _task_files(report)
+        problems += [f"altered file {name}: its sha256 differs from the signed digest"
+                     for name, path in on_disk.items() if name.endswith(".npy") and name in subjects
+                     and name not in task_files and _sha256(path) != subjects[name]]
+        problems += check_tasks(root, report, subjects, notes)
         notes += invalid_tasks(report)
     except (OSError, ValueError, KeyError) as e:
         problems.append(f"report.json or its samples cannot be read: {e}")

@@ -1,5 +1,6 @@
-"""The open raw-sample format of report bundles (CSV, one file per sample kind), written by labd and read by
-the offline verifier. Integers are written exactly (ns stamps exceed 2**53); fvalue with 17 significant digits."""
+"""The open raw-sample format of report bundles: one NumPy .npy file per sample kind, a one-dimensional array of
+records (DTYPE: int64 columns and the float64 fvalue, little-endian), written by labd and read by the offline
+verifier without parsing. Rows are grouped by the result batch (`seq`) the device signed them in."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from typing import Any
 import numpy as np
 
 COLUMNS = ("seq", "index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
-HEADER = ",".join(COLUMNS)
+DTYPE = np.dtype([(c, "<f8" if c == "fvalue" else "<i8") for c in COLUMNS])
+REQUIRED = ("seq", "index", "value")
 SIGNED_INT = ("index", "sample_index", "t_ns", "value", "aux")
 
 
 def batch_signing_bytes(attempt_id: str, seq: int, kind: str, arrays: Mapping[str, Sequence[Any] | np.ndarray | None]
                         ) -> bytes:
     """What a device signs for one result batch: a fixed header, then the int64 arrays and the float64 fvalue
-    array in little-endian order, absent arrays as zeros. The offline verifier rebuilds it from the CSVs."""
+    array in little-endian order, absent arrays as zeros. The offline verifier rebuilds it from the .npy records."""
     index = np.asarray(arrays["index"], dtype="<i8")
     n = index.size
     parts = [f"pilotlab-batch-v1\n{attempt_id}\n{seq}\n{kind}\n{n}\n".encode()]
@@ -31,38 +33,85 @@ def batch_signing_bytes(attempt_id: str, seq: int, kind: str, arrays: Mapping[st
 
 
 def kind_filename(kind: str) -> str:
-    """`latency;batch=8` → `latency_batch-8.csv`: a file name that names its kind."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", kind.replace("=", "-").replace(";", "_")) + ".csv"
+    """`latency;batch=8` → `latency_batch-8.npy`: a file name that names its kind."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", kind.replace("=", "-").replace(";", "_")) + ".npy"
 
 
-def samples_csv(arrays: dict[str, np.ndarray], labels: np.ndarray | None = None) -> bytes:
-    """One kind's samples; label is the dataset label of sample_index for predictions, else -1."""
+def _default(column: str) -> int:
+    return -1 if column == "label" else 0
+
+
+def column(records: np.ndarray, name: str) -> np.ndarray:
+    """A column of a samples file; a column the file leaves out holds its default (label -1, others 0)."""
+    if records.dtype.names and name in records.dtype.names:
+        return np.asarray(records[name])
+    return np.full(records.size, _default(name), dtype=DTYPE[name])
+
+
+def as_columns(records: np.ndarray) -> dict[str, np.ndarray]:
+    """Every column of a samples file by name, the left-out ones at their defaults."""
+    return {c: column(records, c) for c in COLUMNS}
+
+
+def samples_npy(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = None) -> bytes:
+    """One kind's samples as a NumPy .npy file of records (fields of DTYPE, little-endian): numpy, pandas and any
+    .npy reader load it without parsing. A column that only holds its default (label -1, others 0) is left out,
+    so a latency file carries seq, index, sample_index, t_ns and value. `label` is the dataset label of
+    sample_index for predictions."""
     n = len(arrays["index"])
-    cols = {c: arrays.get(c, np.zeros(n, dtype=np.float64 if c == "fvalue" else np.int64)) for c in COLUMNS}
-    cols["label"] = labels if labels is not None else np.full(n, -1, dtype=np.int64)
-    buf = io.StringIO()
-    buf.write(HEADER + "\n")
-    ints = [cols[c].astype(np.int64).tolist() for c in COLUMNS[:6]]
-    fv = [repr(float(x)) for x in cols["fvalue"].tolist()]
-    lab = cols["label"].astype(np.int64).tolist()
-    for i in range(n):
-        buf.write(f"{ints[0][i]},{ints[1][i]},{ints[2][i]},{ints[3][i]},{ints[4][i]},{ints[5][i]},{fv[i]},{lab[i]}\n")
-    return buf.getvalue().encode()
+    cols = {c: np.asarray(arrays[c]) for c in COLUMNS if c in arrays and len(arrays[c])}
+    if labels is not None:
+        cols["label"] = np.asarray(labels)
+    kept = [c for c in COLUMNS if c in REQUIRED or (c in cols and bool(np.any(cols[c] != _default(c))))]
+    rec = np.zeros(n, dtype=[(c, DTYPE[c]) for c in kept])
+    for c in kept:
+        if c in cols:
+            rec[c] = cols[c]
+    buf = io.BytesIO()
+    np.save(buf, rec, allow_pickle=False)
+    return buf.getvalue()
 
 
-def read_samples_csv(data: bytes) -> dict[str, np.ndarray]:
-    text = data.decode()
-    first, _, rest = text.partition("\n")
-    if first.strip() != HEADER:
-        raise ValueError(f"unexpected header {first.strip()!r}, expected {HEADER!r}")
-    rows = [line.split(",") for line in rest.splitlines() if line.strip()]
-    for i, r in enumerate(rows):
-        if len(r) != len(COLUMNS):
-            raise ValueError(f"row {i + 2} has {len(r)} columns, expected {len(COLUMNS)}")
-    out: dict[str, np.ndarray] = {}
-    for j, c in enumerate(COLUMNS):
-        if c == "fvalue":
-            out[c] = np.array([float(r[j]) for r in rows], dtype=np.float64)
+def read_samples_npy(data: bytes | memoryview) -> np.ndarray:
+    """The records of a samples file, as a zero-copy view of `data` (fields as in DTYPE). Raises ValueError for
+    anything but a one-dimensional .npy of exactly DTYPE."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
-            out[c] = np.array([int(r[j]) for r in rows], dtype=np.int64)
-    return out
+            raise ValueError(f"unsupported .npy version {version}")
+    except ValueError as e:
+        raise ValueError(f"not a samples .npy file: {e}") from None
+    names = dtype.names or ()
+    fields_ok = bool(names) and set(REQUIRED) <= set(names) and all(
+        n in COLUMNS and dtype[n] == DTYPE[n] for n in names) and dtype.itemsize == 8 * len(names)
+    if not fields_ok or len(shape) != 1 or fortran:
+        raise ValueError(f"a samples file holds one-dimensional records with fields among {', '.join(COLUMNS)} "
+                         f"(int64, fvalue float64; seq, index and value always); this one holds "
+                         f"{dtype.descr if names else dtype} with shape {shape}")
+    offset = f.tell()
+    if len(data) - offset != shape[0] * dtype.itemsize:
+        raise ValueError(f"the file holds {len(data) - offset} bytes of records, its header says {shape[0]} records")
+    return np.frombuffer(data, dtype=dtype, count=shape[0], offset=offset)
+
+
+def batches(records: np.ndarray) -> list[tuple[int, int, int]]:
+    """(seq, start, end) of each result batch in a samples file, in file order (rows are grouped by batch)."""
+    seq = records["seq"]
+    if seq.size == 0:
+        return []
+    cuts = np.flatnonzero(seq[1:] != seq[:-1]) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [seq.size]))
+    return [(int(seq[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def batch_bytes(attempt_id: str, kind: str, records: np.ndarray, start: int, end: int) -> bytes:
+    """What the device signed for the batch held in records[start:end] (see batch_signing_bytes)."""
+    part = records[start:end]
+    return batch_signing_bytes(attempt_id, int(records["seq"][start]), kind,
+                               {c: np.ascontiguousarray(column(part, c)) for c in (*SIGNED_INT, "fvalue")})

@@ -8,14 +8,14 @@ import jinja2
 
 from labd.evidence.charts import latency_cdf_svg, power_trace_svg, throughput_bars_svg
 from labd.evidence.int8 import INT8_FLAGS, int8_relevant, x86_without_vnni
-from pilotlab.samples import read_samples_csv
+from pilotlab.samples import column, read_samples_npy
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
                           autoescape=jinja2.select_autoescape(["html", "j2"]))
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
+    if v is None or isinstance(v, jinja2.Undefined):
         return "—"
     if isinstance(v, float):
         return f"{v:.{digits}f}"
@@ -65,7 +65,7 @@ def _graded_repeat(task: dict[str, Any]) -> str:
 
 
 def _pct(x: Any) -> str:
-    return "–" if x is None else f"{float(x) * 100:.1f}%"
+    return "—" if x is None or isinstance(x, jinja2.Undefined) else f"{float(x) * 100:.1f}%"
 
 
 _env.filters["pct"] = _pct
@@ -79,7 +79,7 @@ def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
             (p for k, p in sorted(samples.items()) if k.startswith("latency")), None)
         lat = task.get("metrics", {}).get("latency_ms")
         if lat_path and lat and lat_path in files:
-            latency_ns = read_samples_csv(files[lat_path])["value"]
+            latency_ns = column(read_samples_npy(files[lat_path]), "value")
             charts[task["id"]] = latency_cdf_svg(latency_ns, {f"p{p}": lat[f"p{p}"] for p in (50, 99)})
         offline = task.get("metrics", {}).get("offline")
         if offline:
@@ -87,7 +87,8 @@ def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
         power_path = samples.get("power;phase=perf")
         energy = (task.get("observations") or {}).get("energy") or {}
         if power_path and power_path in files:
-            trace = read_samples_csv(files[power_path])
+            records = read_samples_npy(files[power_path])
+            trace = {c: column(records, c) for c in ("t_ns", "fvalue")}
             window = _window(task, files)
             charts[task["id"] + ":power"] = power_trace_svg(trace["t_ns"], trace["fvalue"],
                                                             energy.get("quantity", "power"), window)
@@ -98,9 +99,10 @@ def _window(task: dict[str, Any], files: dict[str, bytes]) -> tuple[int, int] | 
     ends, starts = [], []
     for kind, path in task.get("samples", {}).items():
         if kind.startswith("latency") and path in files:
-            a = read_samples_csv(files[path])
-            if a["t_ns"].size:
+            a = read_samples_npy(files[path])
+            if a.size:
                 scheduled = task.get("scenario") in ("server", "periodic")
-                starts.append(int((a["aux"] if scheduled else a["t_ns"]).min()))
-                ends.append(int((a["t_ns"] + a["value"]).max()))
+                t_ns = column(a, "t_ns")
+                starts.append(int((column(a, "aux") if scheduled else t_ns).min()))
+                ends.append(int((t_ns + column(a, "value")).max()))
     return (min(starts), max(ends)) if starts else None

@@ -16,7 +16,7 @@ from pilotlab import __version__, dsse
 from pilotlab import domain as d
 from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Assigned
-from pilotlab.samples import kind_filename, samples_csv
+from pilotlab.samples import kind_filename, samples_npy
 
 SCHEMA = "pilotlab.report/v2"  # v2: tasks[].settings is what the lab assigned; device_settings what the device ran
 STATEMENT = "The results in this report relate only to the item tested, under the conditions recorded here."
@@ -67,7 +67,7 @@ def _samples(store: Store, task: d.Task, att: d.Attempt, files: dict[str, bytes]
         with_labels = None
         if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
             with_labels = labels[arrays["sample_index"]]
-        files[path] = samples_csv(arrays, with_labels)
+        files[path] = samples_npy(arrays, with_labels)
         out[kind] = path
     return out
 

@@ -121,11 +121,14 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
         lab = self.lab
         files = await asyncio.to_thread(report_bundle, lab.store, lab.issuer, lab.clock, request.run_id,
                                         request.amend_reason)
+        total = sum(len(data) for data in files.values())
         for path in sorted(files):
-            data = files[path]
+            data = memoryview(files[path])
             for off in range(0, max(len(data), 1), REPORT_CHUNK):
                 chunk = data[off:off + REPORT_CHUNK]
-                yield lab_pb2.ReportChunk(path=path, data=chunk, last=off + REPORT_CHUNK >= len(data))
+                yield lab_pb2.ReportChunk(path=path, data=bytes(chunk), last=off + REPORT_CHUNK >= len(data),
+                                          bundle_bytes=total)
+                total = 0
 
     @unary
     async def SetDeviceState(self, request: lab_pb2.SetDeviceStateRequest,

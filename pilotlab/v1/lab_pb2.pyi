@@ -231,14 +231,16 @@ class GetReportRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., amend_reason: _Optional[str] = ...) -> None: ...
 
 class ReportChunk(_message.Message):
-    __slots__ = ("path", "data", "last")
+    __slots__ = ("path", "data", "last", "bundle_bytes")
     PATH_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_BYTES_FIELD_NUMBER: _ClassVar[int]
     path: str
     data: bytes
     last: bool
-    def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+    bundle_bytes: int
+    def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ..., bundle_bytes: _Optional[int] = ...) -> None: ...
 
 class GetLabInfoRequest(_message.Message):
     __slots__ = ()

@@ -8,6 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labctl.verify import verify_bundle
@@ -42,12 +43,12 @@ def test_measured_energy_from_bench_meter(lab, start_agent, tmp_path) -> None:  
     assert e["source"] == "measured:scpi" and e["valid"] is True
     assert e["avg_power_w"] == pytest.approx(12.5, rel=1e-9)
     assert e["window_s"] >= 3.0 and e["samples_in_window"] >= 5
-    inferences = sum(len(f.read_text().splitlines()) - 1  # every timed query of every repeat, header rows aside
-                     for f in (out / "samples/digits-single-stream").glob("latency*.csv"))
+    inferences = sum(np.load(f).size  # every timed query of every repeat
+                     for f in (out / "samples/digits-single-stream").glob("latency*.npy"))
     assert e["inferences"] == inferences
     assert e["joules_per_inference"] == pytest.approx(12.5 * e["window_s"] / inferences, rel=1e-9)
     assert e["idle_power_w"] == pytest.approx(12.5) and abs(e["net_joules_per_inference"]) < 1e-9
-    assert (out / "samples/digits-single-stream/power_phase-perf.csv").exists()
+    assert (out / "samples/digits-single-stream/power_phase-perf.npy").exists()
     assert verify_bundle(out, None)[0] == []
     # An edited energy figure does not recompute from the power trace.
     assert any("energy.joules_per_inference" in p for p in _edited(out, tmp_path))

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rfc8785
 from cryptography.hazmat.primitives import serialization
@@ -82,8 +83,8 @@ def test_intact_bundle_verifies(issued) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", ["report.json", "report.html", "lab.pub.pem", "device-signatures.json",
-                                  "transparency.json", "samples/digits-single-stream/latency_repeat-0.csv",
-                                  "samples/digits-single-stream/prediction.csv"])
+                                  "transparency.json", "samples/digits-single-stream/latency_repeat-0.npy",
+                                  "samples/digits-single-stream/prediction.npy"])
 def test_one_byte_changed_in_any_file_fails(issued, tmp_path, name) -> None:  # type: ignore[no-untyped-def]
     b = _copy(issued, tmp_path)
     data = bytearray((b / name).read_bytes())
@@ -107,13 +108,13 @@ def test_wrong_public_key_and_envelope_edits(issued, tmp_path) -> None:  # type:
 
 def test_unsigned_extra_and_missing_files(issued, tmp_path) -> None:  # type: ignore[no-untyped-def]
     b = _copy(issued, tmp_path)
-    (b / "samples" / "extra.csv").write_text("smuggled\n")
-    (b / "samples/digits-single-stream/audit-same.csv").unlink()
+    (b / "samples" / "extra.npy").write_text("smuggled\n")
+    (b / "samples/digits-single-stream/audit-same.npy").unlink()
     problems, _ = verify_bundle(b, issued["pub"])
-    assert "unsigned file samples/extra.csv: not covered by the attestation" in problems
-    assert "missing file samples/digits-single-stream/audit-same.csv: signed but not in the bundle" in problems
+    assert "unsigned file samples/extra.npy: not covered by the attestation" in problems
+    assert "missing file samples/digits-single-stream/audit-same.npy: signed but not in the bundle" in problems
     cli = labctl(issued["lab"], None, "report", "verify", str(b), "--pubkey", str(issued["pub"]))
-    assert cli.returncode == 1 and "samples/extra.csv" in cli.stderr
+    assert cli.returncode == 1 and "samples/extra.npy" in cli.stderr
 
 
 def test_metric_edited_and_resigned_does_not_recompute(issued, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -131,15 +132,13 @@ def test_metric_edited_and_resigned_does_not_recompute(issued, tmp_path) -> None
 
 def test_forged_samples_fail_device_signature(issued, tmp_path) -> None:  # type: ignore[no-untyped-def]
     b = _copy(issued, tmp_path)
-    csv = b / "samples/digits-single-stream/prediction.csv"
-    lines = csv.read_text().splitlines()
-    cols = lines[1].split(",")
-    cols[4] = str((int(cols[4]) + 1) % 10)  # a different predicted class for sample 0
-    lines[1] = ",".join(cols)
-    csv.write_text("\n".join(lines) + "\n")
+    path = b / "samples/digits-single-stream/prediction.npy"
+    records = np.load(path, allow_pickle=False)
+    records["value"][0] = (records["value"][0] + 1) % 10  # a different predicted class for sample 0
+    np.save(path, records, allow_pickle=False)
     _resign(b, issued["key"])
     problems, _ = verify_bundle(b, issued["pub"])
-    assert any("prediction.csv batch" in p and "does not match the device's signature" in p for p in problems)
+    assert any("prediction.npy batch" in p and "does not match the device's signature" in p for p in problems)
 
 
 def test_report_missing_from_log(issued, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -81,8 +82,8 @@ def test_smoke_run_end_to_end(labd, start_agent, tmp_path: Path) -> None:  # typ
     assert "labd_connected_agents 1.0" in metrics
     assert 'labd_tasks{state="completed"} 1.0' in metrics
     ingested = [ln for ln in metrics.splitlines() if ln.startswith('labd_results_ingested_total{kind="latency"}')]
-    rows = sum(len(f.read_text().splitlines()) - 1 for f in (out / "samples/digits-single-stream").glob("latency*.csv"))
-    assert len(list((out / "samples/digits-single-stream").glob("latency_repeat-*.csv"))) == 3  # three repeats
+    rows = sum(np.load(f).size for f in (out / "samples/digits-single-stream").glob("latency*.npy"))
+    assert len(list((out / "samples/digits-single-stream").glob("latency_repeat-*.npy"))) == 3  # three repeats
     assert ingested and float(ingested[0].split()[-1]) == rows
     assert "labd_dispatch_latency_seconds_count 1.0" in metrics
 

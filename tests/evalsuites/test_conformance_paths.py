@@ -15,7 +15,7 @@ from evalsuites.conformance import measure_conformance
 from evalsuites.gen.common import run_ort
 from pilotlab import conformance
 from pilotlab.attempt_metrics import compute_metrics
-from pilotlab.samples import read_samples_csv, samples_csv
+from pilotlab.samples import as_columns, read_samples_npy, samples_npy
 
 TASKS = [("accelerator-throughput", "convnet-fp32-offline"), ("accelerator-throughput", "convnet-fp16-offline"),
          ("accelerator-throughput", "convnet-int8-offline"), ("terminal-vision", "digits-int8-single-stream"),
@@ -40,11 +40,11 @@ def test_builder_and_agent_paths_agree_exactly(suite_id: str, task_name: str) ->
     built = measure_conformance(run_ort(model_path.read_bytes(), {k: v[:n] for k, v in data.items()},  # type: ignore[union-attr]
                                         per_sample=True), golden)
 
-    # the agent's path: its session and feeds, records as raw samples, through the bundle's CSV, reduced by the lab
+    # the agent's path: its session and feeds, records as raw samples, through the bundle's .npy, reduced by the lab
     sess = open_session(model_path, "CPUExecutionProvider", {"intra_op_threads": 1})  # type: ignore[arg-type]
     feeds = preload_feeds(sess, data)
     records = conformance.compare(golden_outputs(sess.runner(), feeds, sess.output_names, golden), golden)
-    wire = {kind: read_samples_csv(samples_csv(arrays)) for kind, arrays in conformance.to_samples(records)}
+    wire = {kind: as_columns(read_samples_npy(samples_npy(arrays))) for kind, arrays in conformance.to_samples(records)}
     lab = compute_metrics("single-stream", {}, wire, None)["conformance"]
 
     assert {f"conformance.{k}": v for k, v in lab.items() if k != "n"} == built
