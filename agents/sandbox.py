@@ -26,7 +26,8 @@ log = logging.getLogger("agent.sandbox")
 # The only variables an executor inherits: what a Python process and an accelerator's runtime need to start.
 PASS_ENV = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
             "ROCR_VISIBLE_DEVICES", "PILOTLAB_TEST_EXECUTOR_SIGNAL")
-POLL_S = 0.05
+POLL_S = 0.25  # how often the agent looks at a running executor (cancel, deadline, RSS): rarely, so it stays
+#                 out of the timed window's way; events wake it at once
 
 
 class Cancelled(Exception):
