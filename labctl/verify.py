@@ -87,9 +87,13 @@ def _validity(task: str, expected: dict[str, Any], reported: Any) -> list[str]:
 
 # The columns metrics are computed from, per kind of sample file: what the verifier keeps once a file's
 # signatures are checked, so a task's files are never all held whole at once.
-_KEEP = {"latency": ("sample_index", "t_ns", "value", "aux"), "audit-same": ("sample_index", "t_ns", "value"),
-         "audit-varied": ("sample_index", "t_ns", "value")}
+_KEEP = {"latency": ("t_ns", "value", "aux"), "audit-same": ("t_ns", "value"), "audit-varied": ("t_ns", "value")}
 _ALL = ("index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
+
+
+def _own(a: np.ndarray) -> np.ndarray:
+    """A column that no longer refers to its file's buffer (a left-out column stays a zero-memory view)."""
+    return a if a.strides == (0,) else np.ascontiguousarray(a)
 
 
 def _read_samples(root: Path, task: dict[str, Any], subjects: dict[str, str], key: Ed25519PublicKey | None,
@@ -130,7 +134,7 @@ def _read_samples(root: Path, task: dict[str, Any], subjects: dict[str, str], ke
                                 "(forged or altered samples)")
         if not altered:
             keep = _KEEP.get(parse_kind(kind)[0], _ALL)
-            samples[kind] = {c: np.ascontiguousarray(column(records, c)) for c in keep}
+            samples[kind] = {c: _own(column(records, c)) for c in keep}
         del records, data
     return samples
 

@@ -42,10 +42,11 @@ def _default(column: str) -> int:
 
 
 def column(records: np.ndarray, name: str) -> np.ndarray:
-    """A column of a samples file; a column the file leaves out holds its default (label -1, others 0)."""
+    """A column of a samples file; a column the file leaves out holds its default (label -1, others 0), as a
+    read-only view that takes no memory."""
     if records.dtype.names and name in records.dtype.names:
         return np.asarray(records[name])
-    return np.full(records.size, _default(name), dtype=DTYPE[name])
+    return np.broadcast_to(np.array(_default(name), dtype=DTYPE[name]), (records.size,))
 
 
 def as_columns(records: np.ndarray) -> dict[str, np.ndarray]:
