@@ -213,6 +213,10 @@ def main(argv: list[str]) -> int:
         ch.emit("refused", reason=str(e))
         return EXIT_REFUSED
     except ModelLoadError as e:
+        memory = _fault_of(e, int(plan.get("memory_mb") or 0))  # e.g. constant folding past the memory limit
+        if memory is not None and memory.kind == "memory":
+            ch.emit("fault", kind="memory", reason=str(memory))
+            return EXIT_FAULT
         ch.emit("refused", reason=f"{e}; the suite's model cannot run here")
         return EXIT_REFUSED
     except Exception as e:

@@ -207,7 +207,8 @@ def test_repeats_run_in_fresh_executors_with_windows_and_machine_state(
     assert fin.observations.executor["processes"] == 3
     assert [x["repeat"] for x in fin.observations.system] == [0, 1, 2]
     for x in fin.observations.system:
-        assert 0.0 <= x["steal_share"] <= 1.0 and 0.0 <= x["other_processes_cpu_share"] <= 1.0
+        # None when the window was shorter than one kernel tick (these timed runs last about a millisecond)
+        assert all(x[k] is None or 0.0 <= x[k] <= 1.0 for k in ("steal_share", "other_processes_cpu_share"))
         assert x["elapsed_s"] > 0 and x["peak_rss_mb"] > 0 and "thermal" in x
     assert len(fin.phases["repeats"]) == 3
     kinds = {b.kind for b in rep.batches}
@@ -238,7 +239,7 @@ def test_a_model_that_allocates_40gb_ends_on_its_memory_limit(suite: Suite, cach
     model = _fault_model(cache, "alloc40g.onnx")
     rep = _run(cache, key, _assignment(suite, {**SMALL, "memory_mb": 1024}, model=model))
     fin = rep.fin
-    assert fin.outcome == d.Outcome.FAULT
+    assert fin.outcome == d.Outcome.FAULT, fin.reason
     assert fin.reason.startswith("memory:") and "1024 MiB" in fin.reason and model.sha256 in fin.reason
 
 

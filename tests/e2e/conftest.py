@@ -191,8 +191,9 @@ def pg_url() -> Iterator[str]:
 
 
 def make_suite(root: Path, suite_id: str, min_duration_ms: int = 500, regions: list[str] | None = None,
-               classification: str = "public", own_dataset: bool = False) -> Path:
-    """A variant of the smoke suite (same artifacts) under root/suite_id: longer runs, restricted data."""
+               classification: str = "public", own_dataset: bool = False, repeats: int | None = 1) -> Path:
+    """A variant of the smoke suite (same artifacts) under root/suite_id: longer runs, restricted data; one timed
+    run (repeats = 1) unless asked, since these suites test the lab's handling, not the repeats."""
     import re
     import shutil as sh
 
@@ -200,7 +201,8 @@ def make_suite(root: Path, suite_id: str, min_duration_ms: int = 500, regions: l
     sh.copytree(Path(__file__).resolve().parents[2] / "evalsuites" / "smoke", dest)
     toml = (dest / "suite.toml").read_text()
     toml = toml.replace('id = "smoke"', f'id = "{suite_id}"', 1)
-    toml = re.sub(r"min_duration_ms = \d+", f"min_duration_ms = {min_duration_ms}", toml)
+    toml = re.sub(r"min_duration_ms = \d+", f"min_duration_ms = {min_duration_ms}"
+                  + (f"\nrepeats = {repeats}" if repeats is not None else ""), toml)
     if regions is not None:
         toml = toml.replace('classification = "public"\nregions = ["*"]',
                             f'classification = "{classification}"\nregions = {json.dumps(regions)}')

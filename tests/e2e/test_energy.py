@@ -22,7 +22,7 @@ _spec.loader.exec_module(fake_scpi)
 
 @pytest.fixture
 def lab(tmp_path: Path):  # type: ignore[no-untyped-def]
-    suites = make_suite(tmp_path / "suites", "long", min_duration_ms=1000)  # x 3 repeats
+    suites = make_suite(tmp_path / "suites", "long", min_duration_ms=1000, repeats=3)
     lab = Labd(tmp_path / "lab", extra=["--suites", str(suites)]).start()
     yield lab
     lab.stop()
@@ -105,6 +105,7 @@ def test_smoke_suite_gets_a_measured_figure_from_a_01s_bench_meter(tmp_path, sta
     with fake_scpi.FakeScpi(watts=7.0) as meter:
         got = _smoke_energy(tmp_path, start_agent, "bench01", ["--power-meter", meter.url()])
     e = got["energy"]
+    print("0.1 s SCPI meter, smoke suite:", json.dumps(e), [w["end_ns"] - w["start_ns"] for w in got["windows"]])
     assert e["source"] == "measured:scpi" and e["valid"] is True, e
     assert e["avg_power_w"] == pytest.approx(7.0, rel=1e-9) and e["update_period_s"] == 0.1
     assert got["observed"]["min_window_ms"] >= 1000
@@ -145,6 +146,7 @@ def test_smoke_suite_gets_a_measured_figure_from_rapl(tmp_path, start_agent, mon
         stop.set()
         advance_thread.join()
     e = got["energy"]
+    print("fake RAPL tree, smoke suite:", json.dumps(e))
     assert e["source"] == "measured:rapl" and e["valid"] is True, e
     assert e["avg_power_w"] == pytest.approx(20.0, rel=0.05)
     assert e["joules_per_inference"] > 0 and len(got["windows"]) == 3

@@ -60,6 +60,7 @@ def test_forged_settings_and_a_skipped_audit_are_graded_invalid(labd, tmp_path: 
     assert t["criteria"][0]["metric"] == "validity" and t["criteria"][0]["verdict"] == "fail"
 
     verified = labctl(labd, None, "report", "verify", str(out))
+    print("run show:", shown["status"], shown["verdict"], "\nreport verify:", verified.stdout, verified.stderr)  # -s
     assert verified.returncode == 0, verified.stderr
     assert "intact" in verified.stdout
     assert "task digits-single-stream: the lab graded the measurement invalid: settings: the device" in verified.stderr

@@ -78,9 +78,12 @@ def test_hang_40gb_and_crash_end_error_and_the_agent_goes_on(lab, start_agent, m
         assert t["status"] == "error" and t["attempts"] == 1, t  # a model fault is never retried
         assert says in t["reason"] and _sha(MODELS / file) in t["reason"], t["reason"]
     assert "1024 MiB" in by_name["alloc40g"]["reason"] and "3 s" in by_name["hang"]["reason"]
+    for t in shown["tasks"]:  # shown with pytest -s
+        print(f"{t['name']}: {t['status']}, attempts {t['attempts']}: {t['reason']}")
 
     devices = {d["name"]: d for d in labctl_json(lab, lab.admin_token, "devices", "list")}
     assert devices["dut"]["status"] in ("online", "busy"), devices["dut"]  # not quarantined for the model's faults
     smoke = labctl_json(lab, eng, "run", "submit", "--suite", "smoke", "--device", "dut", "--wait")
     assert smoke["status"] == "completed" and smoke["verdict"] == "pass", agent.log_text()
+    print("next smoke run on the same agent:", smoke)
     assert agent.proc is not None and agent.proc.poll() is None  # the same agent process throughout
