@@ -285,3 +285,32 @@ def test_external_data_outside_the_artifact_set_is_refused(suite: Suite, cache: 
     rep = _run(cache, key, _assignment(suite, SMALL, model=bad))
     assert rep.fin.outcome == d.Outcome.REFUSED
     assert "../../etc/passwd" in rep.fin.reason and rep.batches == []
+
+
+@pytest.mark.parametrize(("cpus", "agent", "measure"), [({0, 1}, {0, 1}, None), ({0, 1, 2, 3}, {0}, {1, 2, 3}),
+                                                        ({2, 5, 6, 7, 9}, {2}, {5, 6, 7, 9})])
+def test_isolate_cpus_keeps_the_agent_off_the_measurement_cores(monkeypatch: pytest.MonkeyPatch, cpus: set[int],
+                                                                agent: set[int], measure: set[int] | None) -> None:
+    import os
+
+    from agents import worker
+
+    pinned: list[set[int]] = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(cpus))
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, s: pinned.append(set(s)))
+    got = worker.isolate_cpus()
+    assert (set(got) if got is not None else None) == measure
+    assert (pinned[-1] if pinned else set(cpus)) == agent  # on fewer than 4 CPUs nothing is pinned
+
+
+def test_the_executor_runs_on_its_measurement_cores_with_one_thread_each(suite: Suite, cache: ArtifactCache,
+                                                                          key: Ed25519PrivateKey) -> None:
+    from agents.job_runner import Caps
+
+    rep = Collector()
+    job = Job(_assignment(suite, SMALL))
+    JobRunner(cache, rep, BATCH_SIZE, _signer(key), caps=Caps(cpus=frozenset({0}))).run(job)
+    fin = rep.fin
+    assert fin.outcome == d.Outcome.OK, fin.reason
+    assert fin.observations.executor["affinity"] == [0] and fin.observations.executor["cpus"] == [0]
+    assert fin.observations.session_options["intra_op_threads"] == 1  # 0 resolved to the one pinned CPU
