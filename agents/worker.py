@@ -182,6 +182,9 @@ class Worker:
             log.info("assigned %s (attempt %s)", a.task_name, a.attempt_id)
             self.executor.submit(self._run_job, job)
         elif kind == "ack":
+            if msg.ack.error:
+                log.warning("the lab refused result batch %d of attempt %s: %s", msg.ack.seq, msg.ack.attempt_id,
+                            msg.ack.error)
             if msg.ack.finished:
                 self.outbox.ack_finished(msg.ack.attempt_id)
             else:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from evalsuites import Suite, SuiteError, discover_suites, load_suite
+from labd.config import StartupError
 from labd.state import Store
 from pilotlab import domain as d
 
@@ -50,11 +51,28 @@ def register_suite(suite: Suite, store: Store, artifacts_dir: Path) -> None:
     log.info("suite %s@%s registered (%s)", suite.id, suite.version, suite.digest)
 
 
+def check_suite_dirs(dirs: list[Path]) -> None:
+    """Each --suites directory must hold suite folders (DIR/<suite>/suite.toml); raises StartupError saying what it
+    expected otherwise, e.g. when given one suite's own folder instead of its parent."""
+    for dir_ in dirs:
+        if not dir_.is_dir():
+            raise StartupError(f"--suites {dir_} is not a directory; pass a directory of suite folders "
+                               "(DIR/<suite>/suite.toml)")
+        if any(dir_.glob("*/suite.toml")):
+            continue
+        if (dir_ / "suite.toml").is_file():
+            raise StartupError(f"--suites {dir_} holds no suite folders (DIR/<suite>/suite.toml); "
+                               f"it looks like a suite itself: pass its parent, {dir_.parent}")
+        raise StartupError(f"--suites {dir_} holds no suite folders (DIR/<suite>/suite.toml); "
+                           "pass a directory whose sub-folders each hold a suite.toml")
+
+
 def load_catalog(dirs: list[Path], store: Store, artifacts_dir: Path, strict: bool = True) -> list[Suite]:
     """Register every suite under dirs. Strict (suites the admin named): any invalid suite stops labd. Not strict
     (the built-in set): a suite that cannot load here, e.g. its model package is not installed, is skipped with a
     warning saying why."""
     if strict:
+        check_suite_dirs(dirs)
         suites = discover_suites(dirs)
     else:
         suites = []

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from evalsuites import SuiteError
-from labd.config import LabConfig
+from labd.config import LabConfig, StartupError
 from pilotlab import __version__
 from pilotlab import domain as d
 
@@ -38,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                        metrics_listen=args.metrics_listen, suite_dirs=args.suites,
                        lease_ms=int(args.lease_seconds * 1000),
                        heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
+    # An unreachable PostgreSQL is a start-up error in seconds, not a hang (libpq reads this; --db may override).
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "10")
     from labd.server import serve
 
     try:
         asyncio.run(serve(config))
-    except (SuiteError, d.LabError, ValueError) as e:
+    except (StartupError, SuiteError, d.LabError, ValueError) as e:
         print(f"labd: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:

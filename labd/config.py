@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class StartupError(Exception):
+    """A start-up problem the operator can fix. Its message is one line: what is wrong and what to do."""
+
+
 @dataclass
 class LabConfig:
     data_dir: Path

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 import grpc
@@ -14,16 +17,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from evalsuites import builtin_suites_dir
-from labd.catalog import load_catalog
+from labd.catalog import check_suite_dirs, load_catalog
 from labd.clock import SYSTEM_CLOCK, Clock
-from labd.config import LabConfig
+from labd.config import LabConfig, StartupError
 from labd.evidence.keys import load_or_create_signing_key
 from labd.lab import Lab, ensure_admin_token
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.agent import AgentServicer
 from labd.servicers.artifacts import ArtifactServicer
 from labd.servicers.lab import LabServicer
-from labd.state import open_store
+from labd.state import Store, open_store
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, lab_pb2, lab_pb2_grpc
 
 log = logging.getLogger("labd")
@@ -37,6 +40,9 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # One labd per listen address: with SO_REUSEPORT a second labd would bind too and the kernel would split
+    # the clients between the two labs.
+    ("grpc.so_reuseport", 0),
 ]
 SERVICES = [
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
@@ -47,7 +53,7 @@ SERVICES = [
 
 def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.db_url, clock)
+    store = _open_store(config.db_url, clock)
     key = load_or_create_signing_key(config.data_dir)
     ensure_admin_token(config, store)
     load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir,
@@ -55,10 +61,88 @@ def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
     return Lab.wire(config, store, key, clock)
 
 
+def claim_data_dir(data_dir: Path) -> int:
+    """Create data_dir if needed and hold an exclusive lock on data_dir/labd.lock for the life of the process (the
+    returned descriptor): one labd per data dir. Raises StartupError when it cannot."""
+    try:
+        if data_dir.exists() and not data_dir.is_dir():
+            raise StartupError(f"--data-dir {data_dir} is a file, not a directory; "
+                               "choose a directory (labd creates it if missing)")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(data_dir, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        fd = os.open(data_dir / "labd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise StartupError(f"cannot write to --data-dir {data_dir} ({e.strerror}); "
+                           "check the path and its permissions, or choose another --data-dir") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise StartupError(f"--data-dir {data_dir} is in use by another labd{pid}; "
+                           "stop it or choose another --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _open_store(url: str, clock: Clock) -> Store:
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return open_store(url, clock)
+    except OperationalError as e:
+        reason = " ".join(str(e.orig or e).split("\n")[0].split())
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StartupError(f"cannot open the database {shown} ({reason}); "
+                           "check --db and that the database server is running and reachable") from None
+
+
+def _address_in_use(what: str, flag: str) -> StartupError:
+    return StartupError(f"{what} is already in use (another labd, or another program); "
+                        f"stop it or choose another {flag}")
+
+
+def _check_bindable(address: str, flag: str) -> None:
+    """Fail early, before anything is opened or logged, when address cannot be listened on."""
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (ValueError, OSError) as e:
+        raise StartupError(f"cannot listen on {address} ({e}); choose another {flag} (HOST:PORT)") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(sockaddr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise _address_in_use(address, flag) from None
+            raise StartupError(f"cannot listen on {address} ({e.strerror}); choose another {flag}") from None
+
+
+def _bind(server: grpc.aio.Server, address: str) -> int:
+    try:
+        return int(server.add_insecure_port(address))
+    except RuntimeError:
+        _check_bindable(address, "--listen")  # says why, when it can tell
+        raise _address_in_use(address, "--listen") from None
+
+
 async def serve(config: LabConfig) -> None:
+    lock_fd = claim_data_dir(config.data_dir)
+    check_suite_dirs(config.suite_dirs)
+    _check_bindable(config.listen, "--listen")
+    if config.metrics_listen:
+        _check_bindable(config.metrics_listen, "--metrics-listen")
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    port = _bind(server, config.listen)  # held from here on: no second labd can take it while this one starts
     lab = build_lab(config)
     dispatcher = Dispatcher(lab.store, lab.sessions, lab.leases, lab.events, lab.metrics, lab.clock)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
     # The generated registration functions are untyped (grpc_tools writes no stubs for them).
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(lab, dispatcher), server)  # type: ignore[no-untyped-call]
     artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(ArtifactServicer(lab), server)  # type: ignore[no-untyped-call]
@@ -66,17 +150,22 @@ async def serve(config: LabConfig) -> None:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(config.listen)
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
+    if config.metrics_listen:
+        mhost, mport = config.metrics_listen.rsplit(":", 1)
+        try:
+            bound = lab.metrics.serve(mhost, int(mport))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise _address_in_use(config.metrics_listen, "--metrics-listen") from None
+            raise StartupError(f"cannot listen on {config.metrics_listen} ({e.strerror}); "
+                               "choose another --metrics-listen") from None
+        log.info("metrics on http://%s:%d/metrics", mhost, bound)
+        _publish(config.data_dir / "metrics.addr", f"{mhost}:{bound}\n")
     await server.start()
     for name in ["", *SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if config.metrics_listen:
-        mhost, mport = config.metrics_listen.rsplit(":", 1)
-        bound = lab.metrics.serve(mhost, int(mport))
-        log.info("metrics on http://%s:%d/metrics", mhost, bound)
-        _publish(config.data_dir / "metrics.addr", f"{mhost}:{bound}\n")
     _publish(config.data_dir / "labd.addr", address + "\n")
     log.info("labd listening on %s (data dir %s, db %s)", address, config.data_dir,
              config.db_url.split("@")[-1])
@@ -99,6 +188,7 @@ async def serve(config: LabConfig) -> None:
     await server.stop(grace=5)
     lab.store.close()  # type: ignore[attr-defined]
     log.info("stopped")
+    os.close(lock_fd)
 
 
 def _publish(path: Path, text: str) -> None:

@@ -223,7 +223,8 @@ def lab_event_to_pb(e: msg.LabEvent) -> agent_pb2.LabMessage:
     if isinstance(e, msg.Assign):
         return agent_pb2.LabMessage(assignment=assignment_to_pb(e.assignment))
     if isinstance(e, msg.Ack):
-        return agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=e.attempt_id, seq=e.seq, finished=e.finished))
+        return agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=e.attempt_id, seq=e.seq, finished=e.finished,
+                                                      error=e.error))
     if isinstance(e, msg.Cancel):
         return agent_pb2.LabMessage(cancel=agent_pb2.Cancel(attempt_id=e.attempt_id, reason=e.reason))
     return agent_pb2.LabMessage(welcome=agent_pb2.Welcome(
@@ -236,7 +237,7 @@ def lab_event_from_pb(m: agent_pb2.LabMessage) -> msg.LabEvent | None:
     if kind == "assignment":
         return msg.Assign(assignment_from_pb(m.assignment))
     if kind == "ack":
-        return msg.Ack(attempt_id=m.ack.attempt_id, seq=m.ack.seq, finished=m.ack.finished)
+        return msg.Ack(attempt_id=m.ack.attempt_id, seq=m.ack.seq, finished=m.ack.finished, error=m.ack.error)
     if kind == "cancel":
         return msg.Cancel(attempt_id=m.cancel.attempt_id, reason=m.cancel.reason)
     if kind == "welcome":

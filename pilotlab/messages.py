@@ -35,11 +35,13 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Ack:
-    """A result batch (seq) or the finish of an attempt (finished) is stored: the agent may forget it."""
+    """A result batch (seq) or the finish of an attempt (finished) is stored, or the batch was refused (error, and
+    it is stored nowhere): either way the agent may forget it."""
 
     attempt_id: str
     seq: int = 0
     finished: bool = False
+    error: str = ""
 
 
 LabEvent = Welcome | Assign | Cancel | Ack

@@ -24,6 +24,7 @@ from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Reported
 from pilotlab.samples import batch_signing_bytes
 
+MAX_BATCH_SEQ = 1_000_000  # no attempt sends more batches than this; a seq beyond it is refused
 SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance",
                 "conformance-peak", "power")
 
@@ -93,13 +94,41 @@ def check_signature(public_key: bytes, batch: d.ResultBatch) -> None:
                        "signature") from None
 
 
+class BatchRefused(d.Invalid):
+    """A result batch the lab will not store (late, out of its window, malformed). The session goes on: the batch
+    is logged and dropped, never acknowledged, and changes nothing stored."""
+
+
+def check_batch_shape(batch: d.ResultBatch) -> None:
+    """The batch's seq lies in the expected window and its parallel arrays have one length (aux and fvalue may
+    be empty)."""
+    if not 0 <= batch.seq <= MAX_BATCH_SEQ:
+        raise BatchRefused(f"result batch seq {batch.seq} of attempt {batch.attempt_id} is outside 0..{MAX_BATCH_SEQ}")
+    lengths = {"index": len(batch.index), "sample_index": len(batch.sample_index), "t_ns": len(batch.t_ns),
+               "value": len(batch.value)}
+    lengths |= {k: len(v) for k, v in (("aux", batch.aux), ("fvalue", batch.fvalue)) if v}  # optional columns
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{k}={n}" for k, n in lengths.items())
+        raise BatchRefused(f"result batch {batch.seq} of attempt {batch.attempt_id} has arrays of unequal "
+                           f"lengths ({shown})")
+
+
 def ingest(store: Store, metrics: LabMetrics, clock: Clock, device_id: str, batch: d.ResultBatch,
            public_key: bytes = b"") -> bool:
-    """Store a result batch of one of the device's attempts; False when it was stored before (a resend)."""
-    own_attempt(store, device_id, batch.attempt_id)
+    """Store a result batch of one of the device's attempts; False when it was stored before (a resend).
+    Denied for another device's attempt or a forged signature; BatchRefused for a seq outside the window,
+    arrays of unequal lengths, or a new batch for an attempt that is no longer running."""
+    att = own_attempt(store, device_id, batch.attempt_id)
+    check_batch_shape(batch)
+    if att.status != d.Status.RUNNING:
+        if batch.seq in store.batch_seqs(att.id):
+            metrics.batches_duplicate.inc()  # a resend of a batch stored while it ran: changes nothing
+            return False
+        raise BatchRefused(f"result batch {batch.seq} of attempt {batch.attempt_id} came after the attempt "
+                           f"ended ({att.status.value}); results of an ended attempt are closed")
     check_signature(public_key, batch)
     if parse_kind(batch.kind)[0] not in SAMPLE_KINDS:
-        raise d.Invalid(f"result batch kind {batch.kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
+        raise BatchRefused(f"result batch kind {batch.kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
     stored = store.add_result_batch(batch, clock.now_ms())
     if stored:
         metrics.results_ingested.labels(parse_kind(batch.kind)[0]).inc(len(batch.value))

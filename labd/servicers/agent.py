@@ -70,7 +70,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self.dispatcher.kick()
             while (event := await session.outbox.get()) is not None:
                 yield convert.lab_event_to_pb(event)
-            if reader.done() and (exc := reader.exception()) is not None and isinstance(exc, d.LabError):
+            if reader.done() and (exc := reader.exception()) is not None:
+                if not isinstance(exc, d.LabError):
+                    log.error("session of %s failed: %s: %s", device.name, type(exc).__name__, exc, exc_info=exc)
+                    exc = d.LabError(f"the lab could not handle a message from {device.name}: "
+                                     f"{type(exc).__name__}; see labd's log")
+                log.warning("session of %s closed: %s", device.name, exc)
                 await abort(context, exc)
         finally:
             if reader is not None and not reader.done():
@@ -105,8 +110,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             run_id = await asyncio.to_thread(h.progress, lab.store, session.device_id, event)
             await lab.events.notify(run_id)
         elif isinstance(event, d.ResultBatch):
-            await asyncio.to_thread(h.ingest, lab.store, lab.metrics, lab.clock, session.device_id, event,
-                                    session.public_key)
+            try:
+                await asyncio.to_thread(h.ingest, lab.store, lab.metrics, lab.clock, session.device_id, event,
+                                        session.public_key)
+            except h.BatchRefused as e:
+                # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it from its
+                # outbox; the session goes on (closing it would only make the agent resend the batch).
+                log.warning("refused a result batch from %s: %s", session.device_name, e)
+                session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq, error=str(e)))
+                return
             session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq))
         elif isinstance(event, d.AttemptFinish):
             run, ack = await asyncio.to_thread(h.finish, lab.store, lab.leases, lab.health, lab.clock,

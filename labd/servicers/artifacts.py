@@ -1,4 +1,5 @@
-"""ArtifactService: models and datasets by sha256, streamed in chunks, resumable from an offset."""
+"""ArtifactService: models and datasets by sha256, streamed in chunks, resumable from an offset; to a device only
+what its running assignments need, inside each artifact's data zone."""
 
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         self.lab = lab
 
     async def _artifact(self, context: grpc.aio.ServicerContext, sha256: str, offset: int = 0) -> d.ArtifactRecord:
-        await asyncio.to_thread(self.lab.auth.require, call_token(context), [d.Role.DEVICE, d.Role.ADMIN],
-                                "download artifacts")
-        return await asyncio.to_thread(h.find_artifact, self.lab.store, sha256, offset)
+        # Devices only (no admin, engineer or certifier ever receives a dataset), and only what their running
+        # assignments need, inside the artifact's data zone.
+        who = await asyncio.to_thread(self.lab.auth.require, call_token(context), [d.Role.DEVICE],
+                                      "download artifacts")
+        if who.device_id is None:
+            raise d.Denied("this device token names no device; enrol the device again")
+        return await asyncio.to_thread(h.artifact_for_device, self.lab.store, who.device_id, sha256, offset)
 
     @unary
     async def Stat(self, request: artifact_pb2.StatArtifactRequest,

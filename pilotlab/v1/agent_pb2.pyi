@@ -203,11 +203,13 @@ class Cancel(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("attempt_id", "seq", "finished")
+    __slots__ = ("attempt_id", "seq", "finished", "error")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     seq: int
     finished: bool
-    def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+    error: str
+    def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., finished: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...

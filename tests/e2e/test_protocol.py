@@ -20,12 +20,12 @@ MODEL = Path("evalsuites/smoke/models/digits_logreg.onnx")
 class RawDevice:
     """A device speaking the real protocol by hand, for checks the real agent would never attempt."""
 
-    def __init__(self, addr: str, agent_token: str, name: str, public_key: bytes = b"") -> None:
+    def __init__(self, addr: str, agent_token: str, name: str, public_key: bytes = b"", region: str = "") -> None:
         self.channel = grpc.insecure_channel(addr)
         stub = agent_pb2_grpc.AgentServiceStub(self.channel)
         resp = stub.Enrol(agent_pb2.EnrolRequest(name=name, device_class="smart-terminal",
                                                  capabilities=common_pb2.Capabilities(slots=1),
-                                                 public_key=public_key),
+                                                 public_key=public_key, region=region),
                           metadata=[("authorization", f"Bearer {agent_token}")], timeout=10)
         self.md = [("authorization", f"Bearer {resp.device_token}")]
         self.out: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
@@ -95,6 +95,9 @@ def test_device_cannot_act_for_another(labd) -> None:  # type: ignore[no-untyped
 def test_artifact_download_resumes_from_offset(labd) -> None:  # type: ignore[no-untyped-def]
     dev = RawDevice(labd.addr, make_token(labd, "agent"), "dl")
     try:
+        # A device downloads only what a running assignment of its own needs.
+        labctl_json(labd, make_token(labd, "engineer"), "run", "submit", "--suite", "smoke", "--device", "dl")
+        assert dev.next().HasField("assignment")
         data = MODEL.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         stub = artifact_pb2_grpc.ArtifactServiceStub(dev.channel)
@@ -108,7 +111,7 @@ def test_artifact_download_resumes_from_offset(labd) -> None:  # type: ignore[no
         assert tail[0].offset == 1234 and b"".join(c.data for c in tail) == data[1234:]
         with pytest.raises(grpc.RpcError) as e:
             list(stub.Get(artifact_pb2.GetArtifactRequest(sha256="0" * 64), metadata=dev.md, timeout=10))
-        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as e:
             stub.Stat(artifact_pb2.StatArtifactRequest(sha256=sha), timeout=10)
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
