@@ -54,11 +54,18 @@ def claim_work_dir(work_dir: Path) -> int:
     return fd
 
 
+class TokenError(Exception):
+    """No usable enrolment token; the message is one line saying why and what to do."""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab-agent", description="PilotLab device agent")
     p.add_argument("--version", action="version", version=f"lab-agent {AGENT_VERSION}")
     p.add_argument("--lab", required=True, help="the lab's HOST:PORT")
-    p.add_argument("--token", required=True, help="enrolment token (role agent)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", help="enrolment token (role agent); needed for the first enrolment only")
+    token.add_argument("--token-file", type=Path,
+                       help="a file holding the enrolment token (keeps it out of `ps`); instead of --token")
     p.add_argument("--name", required=True, help="this device's name in the lab")
     p.add_argument("--class", dest="device_class", required=True, choices=DEVICE_CLASSES)
     p.add_argument("--tag", action="append", type=_tag, default=[], help="KEY=VALUE (repeatable)")
@@ -77,11 +84,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def enrolment_token(args: argparse.Namespace) -> str:
+    """The agent token from --token or --token-file ("" when neither); a first enrolment needs one."""
+    if args.token_file is not None:
+        try:
+            return str(args.token_file.read_text().strip())
+        except OSError as e:
+            raise TokenError(f"cannot read --token-file {args.token_file} ({e.strerror}); "
+                             "check the path and its permissions") from None
+    token = args.token or ""
+    from agents.credentials import load_credential
+
+    if not token and load_credential(args.work_dir) is None:
+        raise TokenError(f"{args.work_dir} holds no device credential yet: the first enrolment needs --token TOKEN "
+                         "or --token-file FILE (an agent token from `labctl token create --role agent`)")
+    return str(token)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        token = enrolment_token(args)
+    except TokenError as e:
+        print(f"lab-agent: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = AgentConfig(lab=args.lab, token=args.token, name=args.name, device_class=args.device_class,
+    cfg = AgentConfig(lab=args.lab, token=token, name=args.name, device_class=args.device_class,
                       tags=dict(args.tag), region=args.region, work_dir=args.work_dir, power_meter=args.power_meter,
                       slots=max(1, args.slots), max_task_seconds=max(0.0, args.max_task_seconds),
                       max_task_memory_mb=max(0, args.max_task_memory_mb), isolate_cpus=args.isolate_cpus)

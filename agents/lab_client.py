@@ -23,8 +23,9 @@ CHANNEL_OPTIONS = [
     # The channel's own reconnect backoff (1s growing to 120s by default) fails calls fast with the last error
     # until it dials again, hiding a lab that is back; capped so a restarted lab is seen within about a second.
     ("grpc.max_reconnect_backoff_ms", 1_000),
+    # The mirror of labd's limits (labd/server.py): send no more than labd receives, receive what labd may send.
+    ("grpc.max_send_message_length", 8 << 20),
     ("grpc.max_receive_message_length", 16 << 20),
-    ("grpc.max_send_message_length", 16 << 20),
 ]
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
              grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

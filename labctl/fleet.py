@@ -117,14 +117,44 @@ def suites_validate(path: Path, json_out: bool = typer.Option(False, "--json")) 
 
 @token.command("create")
 def token_create(c: typer.Context, role: str = typer.Option(..., "--role", help="agent|engineer|certifier|admin"),
+                 expires_in: int | None = typer.Option(None, "--expires-in", min=1, metavar="SECONDS",
+                                                       help="the token is refused after this many seconds"),
+                 max_uses: int | None = typer.Option(None, "--max-uses", min=1, metavar="N",
+                                                     help="agent tokens: enrol at most N devices"),
                  json_out: bool = typer.Option(False, "--json")) -> None:
-    """Mint a token for a role (admin only)."""
+    """Mint a token for a role (admin only); the secret is shown once, the id names it in list and revoke."""
     ctx: Ctx = c.obj
-    resp = ctx.call(ctx.stub.CreateToken, lab_pb2.CreateTokenRequest(role=role))
+    resp = ctx.call(ctx.stub.CreateToken, lab_pb2.CreateTokenRequest(role=role, expires_in_s=expires_in or 0,
+                                                                     max_uses=max_uses or 0))
     if json_out:
-        emit_json({"token": resp.token, "role": resp.role})
+        emit_json({"token": resp.token, "id": resp.id, "role": resp.role})
     else:
         print(resp.token)
+
+
+@token.command("list")
+def token_list(c: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every token, newest first, device credentials included; never a secret (admin only)."""
+    ctx: Ctx = c.obj
+    rows = [views.token(t) for t in ctx.call(ctx.stub.ListTokens, lab_pb2.ListTokensRequest()).tokens]
+    if json_out:
+        emit_json(rows)
+        return
+    table("tokens", ["id", "role", "device", "created", "expires", "revoked", "uses"],
+          [[r["id"], r["role"], r["device"] or "", r["created"], r["expires"] or "never", r["revoked"] or "",
+            f"{r['uses']}/{r['max_uses']}" if r["max_uses"] else str(r["uses"])] for r in rows])
+
+
+@token.command("revoke")
+def token_revoke(c: typer.Context, token_id: str = typer.Argument(..., metavar="ID"),
+                 json_out: bool = typer.Option(False, "--json")) -> None:
+    """Refuse a token from now on, and every device credential enrolled with it (admin only)."""
+    ctx: Ctx = c.obj
+    row = views.token(ctx.call(ctx.stub.RevokeToken, lab_pb2.RevokeTokenRequest(id=token_id)))
+    if json_out:
+        emit_json(row)
+    else:
+        console.print(f"{row['id']}: revoked on {row['revoked']}")
 
 
 @lab.command("pubkey")

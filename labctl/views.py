@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pilotlab import domain as d
@@ -29,3 +30,15 @@ def run(r: d.Run, tasks: bool = True) -> dict[str, Any]:
     if tasks:
         out["tasks"] = [task(t) for t in r.tasks]
     return out
+
+
+def iso(ms: int) -> str | None:
+    """Unix ms as ISO 8601 UTC (to the second); None for 0 (never)."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ms else None
+
+
+def token(t: Any) -> dict[str, Any]:
+    """A TokenInfo message (never a secret) as `labctl token list` shows it."""
+    return {"id": t.id, "role": t.role, "created": iso(t.created_ms), "expires": iso(t.expires_ms),
+            "revoked": iso(t.revoked_ms), "uses": t.uses, "max_uses": t.max_uses or None,
+            "device": t.device or None, "issued_by": t.issued_by or None}

@@ -31,10 +31,14 @@ from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_gr
 
 log = logging.getLogger("labd")
 
-MAX_MESSAGE = 16 << 20
+# Per-message limits; gRPC refuses a bigger message with RESOURCE_EXHAUSTED before any handler sees it. What labd
+# receives is small (a result batch of 4096 samples is about 200 KB); what it sends is at most a 4 MiB artifact
+# chunk, a 1 MiB report chunk, or a listing. The agent's channel (agents/lab_client.py) uses the same two figures.
+MAX_RECEIVE_MESSAGE = 8 << 20
+MAX_SEND_MESSAGE = 16 << 20
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE),
+    ("grpc.max_send_message_length", MAX_SEND_MESSAGE),
     # Agents behind NAT keep their session alive with pings; let them.
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),

@@ -22,6 +22,7 @@ from pilotlab import domain as d
 from pilotlab import messages as msg
 from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Reported
+from pilotlab.names import check_device
 from pilotlab.samples import batch_signing_bytes
 
 MAX_BATCH_SEQ = 1_000_000  # no attempt sends more batches than this; a seq beyond it is refused
@@ -37,6 +38,7 @@ def enrol(store: Store, clock: Clock, name: str, device_class: str, region: str,
         raise d.Invalid("the device needs a --name")
     if device_class not in d.DEVICE_CLASSES:
         raise d.Invalid(f"unknown device class {device_class!r}; use one of {', '.join(d.DEVICE_CLASSES)}")
+    check_device(name, region, tags)
     dev = store.enrol_device(name, device_class, region, tags, caps, public_key, clock.now_ms())
     token = new_token(d.Role.DEVICE)
     store.create_token(d.Role.DEVICE, hash_token(token), device_id=dev.id)

@@ -1,20 +1,61 @@
-"""Minting user tokens (engineer, certifier, agent); only their hash is stored."""
+"""Tokens: minting user tokens (engineer, certifier, agent, admin; only their hash is stored), listing and revoking
+them, and counting an agent token's enrolments against its limit."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from labd.auth import hash_token, new_token
-from labd.state import Store
+from labd.clock import Clock
+from labd.state import Store, TokenRecord
 from pilotlab import domain as d
 
 
-def create_token(store: Store, role_name: str) -> tuple[str, d.Role]:
-    """A new token of a user role; returns it (shown once) and its role."""
+class Minted(NamedTuple):
+    token: str  # shown once
+    id: str
+    role: d.Role
+
+
+def create_token(store: Store, clock: Clock, role_name: str, expires_in_s: int = 0, max_uses: int = 0) -> Minted:
+    """A new token of a user role, expiring expires_in_s from now (0: never); an agent token may enrol at most
+    max_uses devices (0: no limit)."""
     try:
         role = d.Role(role_name)
     except ValueError:
         role = None
     if role is None or role not in d.USER_ROLES:
         raise d.Invalid(f"unknown role {role_name!r}; use one of {', '.join(r.value for r in d.USER_ROLES)}")
+    if expires_in_s < 0:
+        raise d.Invalid(f"--expires-in must be a positive number of seconds, not {expires_in_s}")
+    if max_uses < 0 or (max_uses and role != d.Role.AGENT):
+        raise d.Invalid("--max-uses must be 1 or more and applies to agent tokens only (the devices it may enrol)")
     token = new_token(role)
-    store.create_token(role, hash_token(token))
-    return token, role
+    expires_ms = clock.now_ms() + expires_in_s * 1000 if expires_in_s else 0
+    tid = store.create_token(role, hash_token(token), expires_ms=expires_ms, max_uses=max_uses)
+    return Minted(token, tid, role)
+
+
+def list_tokens(store: Store) -> list[TokenRecord]:
+    return store.list_tokens()
+
+
+def revoke_token(store: Store, clock: Clock, token_id: str) -> TokenRecord:
+    if not token_id:
+        raise d.Invalid("name the token to revoke by its id; see `labctl token list`")
+    return store.revoke_token(token_id, clock.now_ms())
+
+
+def take_enrolment(store: Store, who: d.Principal) -> None:
+    """Count one enrolment against the caller's token; Unauthenticated once its max_uses are spent."""
+    store.use_token(who.token_id)
+
+
+def give_back_enrolment(store: Store, who: d.Principal) -> None:
+    """An enrolment that failed (a taken name, a bad class) does not use up the token."""
+    store.use_token(who.token_id, -1)
+
+
+def link_credential(store: Store, device_token: str, who: d.Principal) -> None:
+    """Record which token a device credential was issued with: revoking that token refuses the credential."""
+    store.set_token_issuer(hash_token(device_token), who.token_id)

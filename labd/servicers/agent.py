@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from labd.handlers import agents as h
+from labd.handlers import tokens
 from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.errors import abort, streaming, unary
@@ -34,10 +35,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Enrol(self, request: agent_pb2.EnrolRequest,
                     context: grpc.aio.ServicerContext) -> agent_pb2.EnrolResponse:
         lab = self.lab
-        await asyncio.to_thread(lab.auth.require, call_token(context), [d.Role.AGENT], "enrol devices")
-        dev, token = await asyncio.to_thread(
-            h.enrol, lab.store, lab.clock, request.name, request.device_class, request.region, dict(request.tags),
-            convert.capabilities_from_pb(request.capabilities), request.public_key)
+        who = await asyncio.to_thread(lab.auth.require, call_token(context), [d.Role.AGENT], "enrol devices")
+        await asyncio.to_thread(tokens.take_enrolment, lab.store, who)
+        try:
+            dev, token = await asyncio.to_thread(
+                h.enrol, lab.store, lab.clock, request.name, request.device_class, request.region,
+                dict(request.tags), convert.capabilities_from_pb(request.capabilities), request.public_key)
+        except d.LabError:
+            await asyncio.to_thread(tokens.give_back_enrolment, lab.store, who)
+            raise
+        await asyncio.to_thread(tokens.link_credential, lab.store, token, who)
         log.info("enrolled %s (%s, %s)", dev.name, dev.id, dev.device_class)
         return agent_pb2.EnrolResponse(device_id=dev.id, device_token=token)
 
@@ -45,8 +52,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Session(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.LabMessage]:
         lab = self.lab
-        who = await asyncio.to_thread(lab.auth.require, call_token(context), [d.Role.DEVICE],
-                                      "open a device session")
+        credential = call_token(context)
+        who = await asyncio.to_thread(lab.auth.require, credential, [d.Role.DEVICE], "open a device session")
         assert who.device_id is not None
         device = await asyncio.to_thread(lab.store.get_device, who.device_id)
         first = await anext(aiter(request_iterator), None)
@@ -66,7 +73,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             log.info("session open: %s (%d running)", device.name, len(still))
             yield convert.lab_event_to_pb(msg.Welcome(device_id=device.id, device_name=device.name,
                                                       heartbeat_interval_ms=lab.config.heartbeat_interval_ms))
-            reader = asyncio.create_task(self._read(session, request_iterator))
+            reader = asyncio.create_task(self._read(session, request_iterator, credential))
             self.dispatcher.kick()
             while (event := await session.outbox.get()) is not None:
                 yield convert.lab_event_to_pb(event)
@@ -90,13 +97,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 done.add_done_callback(self._background.discard)
                 log.info("session closed: %s", device.name)
 
-    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage]) -> None:
+    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
+                    credential: str | None) -> None:
         try:
             async for m in requests:
                 event = convert.agent_event_from_pb(m)
                 if event is None or isinstance(event, msg.Hello):
                     log.warning("ignoring session message %s from %s", m.WhichOneof("msg"), session.device_name)
                     continue
+                if isinstance(event, msg.Heartbeat):
+                    # A credential revoked (or whose agent token was) while connected ends the session within one
+                    # heartbeat: the error closes it with UNAUTHENTICATED.
+                    await asyncio.to_thread(self.lab.auth.record, credential)
                 await self._handle(session, event)
         finally:
             session.close()

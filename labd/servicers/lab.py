@@ -15,6 +15,7 @@ from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.errors import streaming, unary
 from labd.servicers.tokens import call_token
+from labd.state import TokenRecord
 from pilotlab import __version__, convert, dsse
 from pilotlab import domain as d
 from pilotlab.v1 import lab_pb2, lab_pb2_grpc
@@ -25,6 +26,12 @@ READERS = [d.Role.ENGINEER, d.Role.CERTIFIER]
 ENGINEERS = [d.Role.ENGINEER]
 WATCH_POLL_S = 1.0
 REPORT_CHUNK = 1 << 20
+
+
+def token_info(t: TokenRecord) -> lab_pb2.TokenInfo:
+    return lab_pb2.TokenInfo(id=t.id, role=t.role.value, created_ms=t.created_ms, expires_ms=t.expires_ms,
+                             revoked_ms=t.revoked_ms, uses=t.uses, max_uses=t.max_uses, device=t.device_name,
+                             issued_by=t.issued_by or "")
 
 
 class LabServicer(lab_pb2_grpc.LabServiceServicer):
@@ -39,8 +46,25 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
     async def CreateToken(self, request: lab_pb2.CreateTokenRequest,
                           context: grpc.aio.ServicerContext) -> lab_pb2.CreateTokenResponse:
         await self._who(context, [d.Role.ADMIN], "create tokens")
-        token, role = await asyncio.to_thread(tokens.create_token, self.lab.store, request.role)
-        return lab_pb2.CreateTokenResponse(token=token, role=role.value)
+        minted = await asyncio.to_thread(tokens.create_token, self.lab.store, self.lab.clock, request.role,
+                                         request.expires_in_s, request.max_uses)
+        log.info("token %s (%s) created by an admin", minted.id, minted.role.value)
+        return lab_pb2.CreateTokenResponse(token=minted.token, role=minted.role.value, id=minted.id)
+
+    @unary
+    async def ListTokens(self, request: lab_pb2.ListTokensRequest,
+                         context: grpc.aio.ServicerContext) -> lab_pb2.ListTokensResponse:
+        await self._who(context, [d.Role.ADMIN], "list tokens")
+        found = await asyncio.to_thread(tokens.list_tokens, self.lab.store)
+        return lab_pb2.ListTokensResponse(tokens=[token_info(t) for t in found])
+
+    @unary
+    async def RevokeToken(self, request: lab_pb2.RevokeTokenRequest,
+                          context: grpc.aio.ServicerContext) -> lab_pb2.TokenInfo:
+        await self._who(context, [d.Role.ADMIN], "revoke tokens")
+        rec = await asyncio.to_thread(tokens.revoke_token, self.lab.store, self.lab.clock, request.id)
+        log.info("token %s (%s) revoked by an admin", rec.id, rec.role.value)
+        return token_info(rec)
 
     @unary
     async def ListDevices(self, request: lab_pb2.ListDevicesRequest,

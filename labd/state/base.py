@@ -13,10 +13,21 @@ from pilotlab import domain as d
 
 @dataclass(frozen=True)
 class TokenRecord:
+    """A token as stored (never its secret). Times are Unix ms; 0 means never (expires, revoked) or no limit
+    (max_uses). revoked_ms of a device credential is its own revocation or that of the agent token it was issued
+    with (issued_by), whichever came first."""
+
     id: str
     role: d.Role
     device_id: str | None
     revoked: bool = False
+    created_ms: int = 0
+    expires_ms: int = 0
+    revoked_ms: int = 0
+    uses: int = 0
+    max_uses: int = 0
+    issued_by: str | None = None
+    device_name: str = ""
 
 
 class Store(ABC):
@@ -24,12 +35,30 @@ class Store(ABC):
 
     # --- tokens -------------------------------------------------------------------------------------------
     @abstractmethod
-    def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None) -> str:
+    def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None, *, expires_ms: int = 0,
+                     max_uses: int = 0, issued_by: str | None = None) -> str:
         """MUST store only the hash and return a new token id."""
 
     @abstractmethod
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        """MUST return the token with this hash, or None."""
+        """MUST return the token with this hash, or None; read now (no cache), with its issuer's revocation."""
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, newest first, device credentials with their device's name."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, now_ms: int) -> TokenRecord:
+        """MUST mark the token revoked at now_ms (a second revocation keeps the first time); NotFound if unknown."""
+
+    @abstractmethod
+    def set_token_issuer(self, token_hash: str, issued_by: str) -> None:
+        """MUST record the token (a device credential) as issued with the token issued_by."""
+
+    @abstractmethod
+    def use_token(self, token_id: str, delta: int = 1) -> int:
+        """MUST atomically add delta to the token's uses, refusing (Unauthenticated) to go past max_uses even with
+        concurrent callers; returns the new count."""
 
     # --- devices ------------------------------------------------------------------------------------------
     @abstractmethod

@@ -8,7 +8,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow
+from labd.state.base import TokenRecord
+from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow, TokenRow
 from pilotlab import domain as d
 from pilotlab.tasks import TaskSpec
 
@@ -36,6 +37,14 @@ def unpack_samples(batches: list[tuple[int, int, bytes]]) -> dict[str, np.ndarra
            for c, v in parts.items()}
     order = np.argsort(out["index"], kind="stable")
     return {c: v[order] for c, v in out.items()}
+
+
+def token(r: TokenRow, issuer: TokenRow | None, device_name: str = "") -> TokenRecord:
+    """The record of a token row; a device credential counts as revoked from when its issuer was."""
+    revoked = [t for t in (r.revoked_ms, issuer.revoked_ms if issuer else 0) if t]
+    return TokenRecord(id=r.id, role=d.Role(r.role), device_id=r.device_id, revoked=bool(revoked) or r.revoked,
+                       created_ms=r.created_ms, expires_ms=r.expires_ms, revoked_ms=min(revoked, default=0),
+                       uses=r.uses, max_uses=r.max_uses, issued_by=r.issued_by, device_name=device_name)
 
 
 def device(r: DeviceRow) -> d.Device:

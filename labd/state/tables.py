@@ -21,6 +21,13 @@ class TokenRow(SQLModel, table=True):
     device_id: str | None = Field(default=None, index=True)
     created_ms: int = _big(default=0)  # type: ignore[assignment]
     revoked: bool = False
+    # Lifecycle (migration 0004): 0 means never / no limit. A device credential records the agent token it was
+    # issued with (issued_by), so revoking that token refuses the credential too.
+    expires_ms: int = _big(default=0, sa_column_kwargs={"server_default": "0"})  # type: ignore[assignment]
+    revoked_ms: int = _big(default=0, sa_column_kwargs={"server_default": "0"})  # type: ignore[assignment]
+    max_uses: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    uses: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    issued_by: str | None = Field(default=None, index=True)
 
 
 class DeviceRow(SQLModel, table=True):

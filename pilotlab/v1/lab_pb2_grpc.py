@@ -39,6 +39,16 @@ class LabServiceStub:
                 request_serializer=pilotlab_dot_v1_dot_lab__pb2.CreateTokenRequest.SerializeToString,
                 response_deserializer=pilotlab_dot_v1_dot_lab__pb2.CreateTokenResponse.FromString,
                 _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/pilotlab.v1.LabService/ListTokens',
+                request_serializer=pilotlab_dot_v1_dot_lab__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=pilotlab_dot_v1_dot_lab__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/pilotlab.v1.LabService/RevokeToken',
+                request_serializer=pilotlab_dot_v1_dot_lab__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=pilotlab_dot_v1_dot_lab__pb2.TokenInfo.FromString,
+                _registered_method=True)
         self.ListDevices = channel.unary_unary(
                 '/pilotlab.v1.LabService/ListDevices',
                 request_serializer=pilotlab_dot_v1_dot_lab__pb2.ListDevicesRequest.SerializeToString,
@@ -100,6 +110,19 @@ class LabServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Admins: every token, newest first (never the secret), and revoking one by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +204,16 @@ def add_LabServiceServicer_to_server(servicer, server):
                     servicer.CreateToken,
                     request_deserializer=pilotlab_dot_v1_dot_lab__pb2.CreateTokenRequest.FromString,
                     response_serializer=pilotlab_dot_v1_dot_lab__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=pilotlab_dot_v1_dot_lab__pb2.ListTokensRequest.FromString,
+                    response_serializer=pilotlab_dot_v1_dot_lab__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=pilotlab_dot_v1_dot_lab__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=pilotlab_dot_v1_dot_lab__pb2.TokenInfo.SerializeToString,
             ),
             'ListDevices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDevices,
@@ -265,6 +298,60 @@ class LabService:
             '/pilotlab.v1.LabService/CreateToken',
             pilotlab_dot_v1_dot_lab__pb2.CreateTokenRequest.SerializeToString,
             pilotlab_dot_v1_dot_lab__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilotlab.v1.LabService/ListTokens',
+            pilotlab_dot_v1_dot_lab__pb2.ListTokensRequest.SerializeToString,
+            pilotlab_dot_v1_dot_lab__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilotlab.v1.LabService/RevokeToken',
+            pilotlab_dot_v1_dot_lab__pb2.RevokeTokenRequest.SerializeToString,
+            pilotlab_dot_v1_dot_lab__pb2.TokenInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -230,12 +230,12 @@ def test_set_state_drains_a_device_and_refuses_unknown_states(parts: Parts) -> N
 
 
 def test_create_token_mints_user_roles_only(parts: Parts) -> None:
-    token, role = tokens.create_token(parts.store, "engineer")
+    token, tid, role = tokens.create_token(parts.store, parts.clock, "engineer")
     rec = parts.store.find_token(hash_token(token))
-    assert role == d.Role.ENGINEER and rec is not None and rec.role == role
+    assert role == d.Role.ENGINEER and rec is not None and rec.role == role and rec.id == tid
     for bad in ("device", "wizard"):
         with pytest.raises(d.Invalid, match="unknown role"):
-            tokens.create_token(parts.store, bad)
+            tokens.create_token(parts.store, parts.clock, bad)
 
 
 def test_find_artifact_checks_its_file_and_the_offset(parts: Parts) -> None:

@@ -228,8 +228,10 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
         assert m.current(conn) == m.BASELINE
         drift = m.schema_drift(conn)
         # compare_metadata: ("add_index", Index) and ("add_column", schema, table, Column)
-        assert sorted((op[0], op[-1].name) for op in drift) == [("add_column", "observations_json"),
-                                                                 ("add_index", "ix_tasks_expiry")]
+        assert sorted((op[0], op[-1].name) for op in drift) == [
+            ("add_column", "expires_ms"), ("add_column", "issued_by"), ("add_column", "max_uses"),
+            ("add_column", "observations_json"), ("add_column", "revoked_ms"), ("add_column", "uses"),
+            ("add_index", "ix_tasks_expiry"), ("add_index", "ix_tokens_issued_by")]
     assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
     with m.connect(db_url) as conn:
         assert m.schema_drift(conn) == []

@@ -94,11 +94,14 @@ def test_token_lookup_by_hash_only(store: Store) -> None:
     tid2 = store.create_token(d.Role.ENGINEER, hashlib.sha256(b"other").hexdigest())
     assert tid and tid2 and tid != tid2
 
-    assert store.find_token(h) == TokenRecord(id=tid, role=d.Role.DEVICE, device_id=dev.id, revoked=False)
+    rec = store.find_token(h)
+    assert rec is not None and rec.created_ms > 0
+    assert rec == TokenRecord(id=tid, role=d.Role.DEVICE, device_id=dev.id, revoked=False, created_ms=rec.created_ms)
     eng = store.find_token(hashlib.sha256(b"other").hexdigest())
     assert eng is not None and eng.id == tid2 and eng.role is d.Role.ENGINEER and eng.device_id is None
     assert store.find_token(secret) is None
     assert store.find_token(hashlib.sha256(b"never issued").hexdigest()) is None
+
 
     # Nothing in the database holds the plaintext secret; the hash is stored as given.
     engine = store.engine  # type: ignore[attr-defined]
@@ -111,6 +114,26 @@ def test_token_lookup_by_hash_only(store: Store) -> None:
     text = "\n".join(dump)
     assert h in text
     assert secret not in text
+
+
+def test_token_lifecycle(store: Store) -> None:
+    agent = store.create_token(d.Role.AGENT, "a" * 64, expires_ms=5_000, max_uses=2)
+    dev = enrol(store, "tok-life")
+    cred = store.create_token(d.Role.DEVICE, "b" * 64, device_id=dev.id)
+    store.set_token_issuer("b" * 64, agent)
+    assert store.use_token(agent) == 1 and store.use_token(agent) == 2
+    with pytest.raises(d.Unauthenticated, match="used 2 times, its limit"):
+        store.use_token(agent)
+    assert store.use_token(agent, -1) == 1
+    listed = {t.id: t for t in store.list_tokens()}
+    assert listed[agent].max_uses == 2 and listed[agent].expires_ms == 5_000 and listed[agent].uses == 1
+    assert listed[cred].issued_by == agent and listed[cred].device_name == "tok-life" and not listed[cred].revoked_ms
+    assert store.revoke_token(agent, 7_000).revoked_ms == 7_000
+    assert store.revoke_token(agent, 9_000).revoked_ms == 7_000  # the first revocation stands
+    rec = store.find_token("b" * 64)
+    assert rec is not None and rec.revoked and rec.revoked_ms == 7_000  # the device credential goes with it
+    with pytest.raises(d.NotFound, match="no token"):
+        store.revoke_token("tok-nope", 1)
 
 
 # --- devices ----------------------------------------------------------------------------------------------

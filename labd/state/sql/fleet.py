@@ -23,11 +23,13 @@ def _semver_key(v: str) -> tuple[int, ...]:
 
 class FleetSql(SqlEngine):
     # --- tokens -------------------------------------------------------------------------------------------
-    def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None) -> str:
+    def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None, *, expires_ms: int = 0,
+                     max_uses: int = 0, issued_by: str | None = None) -> str:
         tid = new_id("tok")
         with self._tx() as s:
             s.add(TokenRow(id=tid, hash=token_hash, role=role.value, device_id=device_id,
-                           created_ms=self.clock.now_ms()))
+                           created_ms=self.clock.now_ms(), expires_ms=expires_ms, max_uses=max_uses,
+                           issued_by=issued_by))
         return tid
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
@@ -35,7 +37,44 @@ class FleetSql(SqlEngine):
             row = s.execute(select(TokenRow).where(TokenRow.hash == token_hash)).scalars().first()
             if row is None:
                 return None
-            return TokenRecord(id=row.id, role=d.Role(row.role), device_id=row.device_id, revoked=row.revoked)
+            issuer = s.get(TokenRow, row.issued_by) if row.issued_by else None
+            return rows.token(row, issuer)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._read() as s:
+            found = list(s.execute(select(TokenRow).order_by(TokenRow.created_ms.desc(),  # type: ignore[attr-defined]
+                                                             TokenRow.id.desc())).scalars())  # type: ignore[attr-defined]
+            by_id = {r.id: r for r in found}
+            names = {i: n for i, n in s.execute(select(DeviceRow.id, DeviceRow.name)).all()}
+        return [rows.token(r, by_id.get(r.issued_by or ""), names.get(r.device_id or "", "")) for r in found]
+
+    def revoke_token(self, token_id: str, now_ms: int) -> TokenRecord:
+        with self._tx() as s:
+            row = s.get(TokenRow, token_id)
+            if row is None:
+                raise d.NotFound(f"no token with id {token_id!r}; see `labctl token list`")
+            if not row.revoked_ms:
+                row.revoked, row.revoked_ms = True, now_ms
+                s.add(row)
+            return rows.token(row, None)
+
+    def set_token_issuer(self, token_hash: str, issued_by: str) -> None:
+        with self._tx() as s:
+            s.execute(update(TokenRow).where(TokenRow.hash == token_hash).values(issued_by=issued_by))
+
+    def use_token(self, token_id: str, delta: int = 1) -> int:
+        with self._tx() as s:
+            q = update(TokenRow).where(TokenRow.id == token_id)
+            if delta > 0:  # the limit is checked in the UPDATE itself: two enrolments cannot both take the last use
+                q = q.where((TokenRow.max_uses == 0) | (TokenRow.uses + delta <= TokenRow.max_uses))
+            done = s.execute(q.values(uses=TokenRow.uses + delta))
+            row = s.get(TokenRow, token_id)
+            if row is None:
+                raise d.NotFound(f"no token with id {token_id!r}")
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                raise d.Unauthenticated(f"this token has been used {row.uses} times, its limit; ask an admin for "
+                                        "a new one")
+            return row.uses
 
     # --- devices ------------------------------------------------------------------------------------------
     def enrol_device(self, name: str, device_class: str, region: str, tags: dict[str, str],

@@ -1,0 +1,74 @@
+"""One rule for the names a device brings to the lab: its name, its region, and its tag keys and values.
+
+A name (device name, tag key, region) is 1-64 characters of letters, digits, '.', '_' and '-', starting with a
+letter or a digit; a region may also be empty. A tag value is at most 128 printable characters (spaces are
+fine, control characters are not). A device carries at most 32 tags. Each refusal is one line that says what is
+wrong and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pilotlab.domain import Invalid
+
+NAME_MAX = 64
+TAG_VALUE_MAX = 128
+MAX_TAGS = 32
+_NAME_HINT = f"use letters, digits, '.', '_' or '-' (at most {NAME_MAX}), starting with a letter or digit"
+
+
+def _show(value: str) -> str:
+    """The value quoted on one line, shortened when long."""
+    return repr(value if len(value) <= 24 else value[:20] + "...")
+
+
+def _describe(c: str) -> str:
+    if c == " ":
+        return "a space"
+    if not c.isprintable():
+        return f"the control character {c!r}"
+    return f"the character {c!r}"
+
+
+def _is_name_char(c: str) -> bool:
+    return c.isascii() and (c.isalnum() or c in "._-")
+
+
+def check_name(what: str, value: str, hint: str = _NAME_HINT) -> None:
+    """Invalid unless value is a name by the rule above; `what` names it in the message ("device name")."""
+    if not value:
+        raise Invalid(f"{what} is empty; {hint}")
+    if len(value) > NAME_MAX:
+        raise Invalid(f"{what} {_show(value)} is {len(value)} characters long; {hint}")
+    bad = next((c for c in value if not _is_name_char(c)), None)
+    if bad is not None:
+        raise Invalid(f"{what} {_show(value)} has {_describe(bad)}; {hint}")
+    if not value[0].isalnum():
+        raise Invalid(f"{what} {_show(value)} starts with {value[0]!r}; {hint}")
+
+
+def check_region(region: str) -> None:
+    """A region is empty (none given) or a name."""
+    if region:
+        check_name("region", region, f"{_NAME_HINT}, or leave --region out")
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """At most MAX_TAGS tags; every key a name, every value short and printable."""
+    if len(tags) > MAX_TAGS:
+        raise Invalid(f"the device has {len(tags)} tags; at most {MAX_TAGS} are allowed, drop some --tag")
+    for key, value in tags.items():
+        check_name("tag key", key)
+        if len(value) > TAG_VALUE_MAX:
+            raise Invalid(f"tag {key!r} has a value {len(value)} characters long; use at most {TAG_VALUE_MAX}")
+        bad = next((c for c in value if not c.isprintable()), None)
+        if bad is not None:
+            raise Invalid(f"tag {key!r} has a value with {_describe(bad)}; use at most {TAG_VALUE_MAX} printable "
+                          "characters")
+
+
+def check_device(name: str, region: str, tags: Mapping[str, str]) -> None:
+    """Everything a device names about itself at enrolment."""
+    check_name("device name", name)
+    check_region(region)
+    check_tags(tags)
