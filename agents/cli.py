@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import logging
 import os
 import signal
@@ -14,6 +12,7 @@ from pathlib import Path
 from agents import AGENT_VERSION
 from agents.config import AgentConfig
 from pilotlab.domain import DEVICE_CLASSES
+from pilotlab.instance import DirUnusable, claim_dir
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -23,35 +22,11 @@ def _tag(text: str) -> tuple[str, str]:
     return key, value
 
 
-class WorkDirError(Exception):
-    """The --work-dir cannot be used; the message is one line saying why and what to do."""
-
-
 def claim_work_dir(work_dir: Path) -> int:
-    """Create work_dir if needed and hold an exclusive lock on work_dir/agent.lock for the life of the process (the
-    returned descriptor): two agents sharing a work dir would be one device knocking each other's session off."""
-    try:
-        if work_dir.exists() and not work_dir.is_dir():
-            raise WorkDirError(f"--work-dir {work_dir} is a file, not a directory; "
-                               "choose a directory (lab-agent creates it if missing)")
-        work_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(work_dir, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        fd = os.open(work_dir / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise WorkDirError(f"cannot write to --work-dir {work_dir} ({e.strerror}); "
-                           "check the path and its permissions, or choose another --work-dir") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        pid = f" (pid {holder})" if holder.isdigit() else ""
-        raise WorkDirError(f"--work-dir {work_dir} is in use by another running lab-agent{pid}; "
-                           "stop it or give this agent its own --work-dir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    """Hold work_dir for this process: two agents sharing a work dir would be one device knocking each other's
+    session off."""
+    return claim_dir(work_dir, "agent.lock", "--work-dir", "lab-agent",
+                     "running lab-agent{pid}; stop it or give this agent its own --work-dir")
 
 
 class TokenError(Exception):
@@ -116,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                       max_task_memory_mb=max(0, args.max_task_memory_mb), isolate_cpus=args.isolate_cpus)
     try:
         lock_fd = claim_work_dir(cfg.work_dir)
-    except WorkDirError as e:
+    except DirUnusable as e:
         print(f"lab-agent: {e}", file=sys.stderr)
         return 2
     from agents.worker import AgentStopped, Worker

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from labd.servicers.agent import AgentServicer
 from labd.servicers.artifacts import ArtifactServicer
 from labd.servicers.lab import LabServicer
 from labd.state import Store, open_store
+from pilotlab.instance import DirUnusable, claim_dir
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, lab_pb2, lab_pb2_grpc
 
 log = logging.getLogger("labd")
@@ -66,30 +66,12 @@ def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
 
 
 def claim_data_dir(data_dir: Path) -> int:
-    """Create data_dir if needed and hold an exclusive lock on data_dir/labd.lock for the life of the process (the
-    returned descriptor): one labd per data dir. Raises StartupError when it cannot."""
+    """Hold data_dir for this process (one labd per data dir); raises StartupError when it cannot."""
     try:
-        if data_dir.exists() and not data_dir.is_dir():
-            raise StartupError(f"--data-dir {data_dir} is a file, not a directory; "
-                               "choose a directory (labd creates it if missing)")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(data_dir, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        fd = os.open(data_dir / "labd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise StartupError(f"cannot write to --data-dir {data_dir} ({e.strerror}); "
-                           "check the path and its permissions, or choose another --data-dir") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        pid = f" (pid {holder})" if holder.isdigit() else ""
-        raise StartupError(f"--data-dir {data_dir} is in use by another labd{pid}; "
-                           "stop it or choose another --data-dir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+        return claim_dir(data_dir, "labd.lock", "--data-dir", "labd",
+                         "labd{pid}; stop it or choose another --data-dir")
+    except DirUnusable as e:
+        raise StartupError(str(e)) from None
 
 
 def _open_store(url: str, clock: Clock) -> Store:

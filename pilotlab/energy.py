@@ -141,16 +141,14 @@ def _windows_energy(t_ns: np.ndarray, values: np.ndarray, quantity: str, windows
 
 
 def energy_metrics(samples: dict[str, dict[str, np.ndarray]], energy: Mapping[str, Any],
-                   window: tuple[int, int] | Sequence[tuple[int, int]] | None, inferences: int) -> dict[str, Any]:
-    """The report's energy block from the raw power/energy traces: the window is exactly the performance phase
-    (or one window per timed run, summed); the idle baseline was taken before it on the same meter. Provenance
-    on every figure. `energy` is what the device observed about its sampling (Observations.energy: meter, idle
-    window, sampler errors, estimate)."""
+                   windows: Sequence[tuple[int, int]] | None, inferences: int) -> dict[str, Any]:
+    """The report's energy block from the raw power/energy traces: one window per timed run (each repeat runs in
+    its own executor; the gaps between them are left out), summed; the idle baseline was taken before them on the
+    same meter. Provenance on every figure. `energy` is what the device observed about its sampling
+    (Observations.energy: meter, idle window, sampler errors, estimate)."""
     e = energy
-    windows: list[tuple[int, int]] = []
-    if window is not None:
-        windows = [window] if isinstance(window[0], (int, np.integer)) else list(window)  # type: ignore[arg-type,list-item]
-        window = (min(w[0] for w in windows), max(w[1] for w in windows)) if windows else None
+    windows = list(windows or [])
+    window = (min(w[0] for w in windows), max(w[1] for w in windows)) if windows else None
     perf, idle = samples.get("power;phase=perf"), samples.get("power;phase=idle")
     none: dict[str, Any] = {"joules_per_inference": None, "avg_power_w": None}
     if not e.get("meter") or perf is None or window is None:
