@@ -13,6 +13,7 @@ from agents import AGENT_VERSION
 from agents.config import AgentConfig
 from pilotlab.domain import DEVICE_CLASSES
 from pilotlab.instance import DirUnusable, claim_dir
+from pilotlab.tls import ClientTls, TlsError
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="cap on the memory of every task's executor process, MiB; default: 80%% of this device's RAM")
     p.add_argument("--no-isolate-cpus", dest="isolate_cpus", action="store_false",
                    help="on devices with 4 or more CPUs, do not keep the agent off the executors' CPUs")
+    p.add_argument("--ca", type=Path, default=None,
+                   help="the CA (or self-signed certificate) the lab's TLS certificate must chain to; enables TLS")
+    p.add_argument("--tls-cert", type=Path, default=None,
+                   help="this device's client certificate (PEM), for a lab that requires mutual TLS")
+    p.add_argument("--tls-key", type=Path, default=None, help="the private key of --tls-cert (PEM)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plaintext to a lab that is not on this machine (tokens cross the network unread)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -78,14 +86,24 @@ def enrolment_token(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # gRPC's core would log each failed TLS handshake in its own format; the agent logs the failure and advice.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         token = enrolment_token(args)
     except TokenError as e:
         print(f"lab-agent: {e}", file=sys.stderr)
         return 2
+    tls = ClientTls(args.ca, args.tls_cert, args.tls_key, args.insecure)
+    try:
+        tls.check_address(args.lab)
+        if tls.enabled:
+            tls.channel_credentials()  # reads and checks the files now: a bad one is one line, not a retry loop
+    except TlsError as e:
+        print(f"lab-agent: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = AgentConfig(lab=args.lab, token=token, name=args.name, device_class=args.device_class,
+    cfg = AgentConfig(tls=tls, lab=args.lab, token=token, name=args.name, device_class=args.device_class,
                       tags=dict(args.tag), region=args.region, work_dir=args.work_dir, power_meter=args.power_meter,
                       slots=max(1, args.slots), max_task_seconds=max(0.0, args.max_task_seconds),
                       max_task_memory_mb=max(0, args.max_task_memory_mb), isolate_cpus=args.isolate_cpus)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pilotlab.tls import ClientTls
+
 
 @dataclass
 class AgentConfig:
@@ -23,6 +25,7 @@ class AgentConfig:
     max_task_seconds: float = 0.0   # the agent's cap on every task's timeout_s; 0 = the suite's
     max_task_memory_mb: int = 0     # the agent's cap on every executor's memory; 0 = 80% of the device's RAM
     isolate_cpus: bool = True       # with >= 4 CPUs, keep the agent on one and the executors on the rest
+    tls: ClientTls = field(default_factory=ClientTls)  # --ca, --tls-cert/--tls-key, --insecure
 
     @property
     def cache_dir(self) -> Path:

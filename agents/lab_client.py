@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import grpc
 
+from pilotlab.tls import ClientTls, explain_unreachable
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc
 
 log = logging.getLogger("agent.client")
@@ -51,9 +52,11 @@ def is_transient(e: grpc.RpcError) -> bool:
 
 
 class LabClient:
-    def __init__(self, address: str, backoff: Backoff | None = None) -> None:
+    def __init__(self, address: str, backoff: Backoff | None = None, tls: ClientTls | None = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.tls = tls or ClientTls()
+        # TLS when --ca is given; plaintext only to a loopback lab or with --insecure (checked at start-up).
+        self.channel = self.tls.channel(address, CHANNEL_OPTIONS)
         # The generated gRPC stubs are untyped; the messages they carry are (agent_pb2.pyi).
         self.agents = agent_pb2_grpc.AgentServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self.channel)  # type: ignore[no-untyped-call]
@@ -76,7 +79,9 @@ class LabClient:
                 if not is_transient(e) or i == attempts - 1:
                     raise
                 delay = b.next_delay()
-                log.warning("%s failed (%s: %s); retrying in %.1fs", what, e.code().name, e.details(), delay)
+                hint = explain_unreachable(e.details() or "", self.tls.enabled)
+                log.warning("%s failed (%s: %s)%s; retrying in %.1fs", what, e.code().name, e.details(),
+                            f"; {hint}" if hint else "", delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
 

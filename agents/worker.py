@@ -64,7 +64,7 @@ class Worker:
         cfg.work_dir.mkdir(parents=True, exist_ok=True)
         self.key = device_key(cfg.work_dir)
         self.outbox = Outbox(cfg.outbox_dir)
-        self.client = LabClient(cfg.lab, Backoff(cfg.backoff_initial_s, cfg.backoff_max_s))
+        self.client = LabClient(cfg.lab, Backoff(cfg.backoff_initial_s, cfg.backoff_max_s), cfg.tls)
         self.cache = ArtifactCache(cfg.cache_dir, self.client)
         self.executor = ThreadPoolExecutor(max_workers=cfg.slots, thread_name_prefix="job")
         self.capabilities = probe(cfg.power_meter, cfg.slots)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from labctl.lazy import lazy
+from pilotlab.tls import ClientTls, TlsError, explain_unreachable
 
 if TYPE_CHECKING:
     import grpc
@@ -41,12 +42,16 @@ class Ctx:
     lab: str
     token: str
     json: bool = False
+    tls: ClientTls = field(default_factory=ClientTls)
     _channel: grpc.Channel | None = None
 
     @property
     def stub(self) -> lab_pb2_grpc.LabServiceStub:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.lab)
+            try:
+                self._channel = self.tls.channel(self.lab)
+            except TlsError as e:
+                die(str(e), EXIT_USAGE)
         return lab_pb2_grpc.LabServiceStub(self._channel)  # type: ignore[no-untyped-call]  # generated, untyped
 
     @property
@@ -56,17 +61,23 @@ class Ctx:
         return [("authorization", f"Bearer {self.token}")]
 
     def call(self, fn: Callable[..., T], request: object, timeout: float = 30) -> T:
-        with rpc_errors(self.lab):
+        with rpc_errors(self.lab, self.tls.enabled):
             return fn(request, metadata=self.md, timeout=timeout)
+
+    def errors(self) -> AbstractContextManager[None]:
+        return rpc_errors(self.lab, self.tls.enabled)
 
 
 @contextmanager
-def rpc_errors(lab: str) -> Iterator[None]:
+def rpc_errors(lab: str, tls: bool = False) -> Iterator[None]:
     try:
         yield
     except grpc.RpcError as e:
         code, details = e.code(), (e.details() or "").strip()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            hint = explain_unreachable(details, tls)
+            if hint:
+                die(f"cannot reach the lab at {lab}: {hint}", EXIT_LAB)
             die(f"cannot reach the lab at {lab}; check --lab/LAB_ADDR and that labd is running", EXIT_LAB)
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             die(f"the lab refused the token: {details}", EXIT_LAB)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import typer
 
 from labctl import fleet, reports, runs
 from labctl.client import DEFAULT_LAB, EXIT_USAGE, CliError, Ctx, report_error
+from pilotlab.tls import ClientTls
 
 PROG = "labctl"
 
@@ -25,8 +28,16 @@ app.add_typer(fleet.lab, name="lab")
 @app.callback()
 def _global(c: typer.Context,
             lab: str = typer.Option(DEFAULT_LAB, "--lab", envvar="LAB_ADDR", help="the lab's HOST:PORT"),
-            token: str = typer.Option("", "--token", envvar="LAB_TOKEN", help="bearer token")) -> None:
-    c.obj = Ctx(lab=lab, token=token)
+            token: str = typer.Option("", "--token", envvar="LAB_TOKEN", help="bearer token"),
+            ca: Path | None = typer.Option(None, "--ca", envvar="LAB_CA",
+                                           help="the CA the lab's TLS certificate chains to; enables TLS"),
+            tls_cert: Path | None = typer.Option(None, "--tls-cert", envvar="LAB_TLS_CERT",
+                                                 help="client certificate (PEM), for a lab that requires mutual TLS"),
+            tls_key: Path | None = typer.Option(None, "--tls-key", envvar="LAB_TLS_KEY",
+                                                help="the private key of --tls-cert (PEM)"),
+            insecure: bool = typer.Option(False, "--insecure", envvar="LAB_INSECURE",
+                                          help="allow plaintext to a lab not on this machine")) -> None:
+    c.obj = Ctx(lab=lab, token=token, tls=ClientTls(ca or None, tls_cert or None, tls_key or None, insecure))
 
 
 # Typer's parser errors are click's exception classes, wherever they live: typer that depends on click
@@ -106,6 +117,8 @@ def _report_usage_error(e: Exception) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # gRPC's core logs a failed TLS handshake at info level on stderr, beside labctl's own one-line error.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         rv = app(args=None if argv is None else list(argv), prog_name=PROG, standalone_mode=False)
         return rv if isinstance(rv, int) else 0

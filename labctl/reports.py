@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from labctl.client import EXIT_FAIL, Ctx, die, rpc_errors
+from labctl.client import EXIT_FAIL, Ctx, die
 from labctl.lazy import lazy
 from labctl.output import console, emit_json, table
 
@@ -97,7 +97,7 @@ def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) 
     written: dict[str, int] = {}
     handles = {}
     bar = _Progress(f"pulling run {run_id}", enabled=sys.stderr.isatty() and not json_out)
-    with rpc_errors(ctx.lab), bar:
+    with ctx.errors(), bar:
         request = lab_pb2.GetReportRequest(run_id=run_id, amend_reason=amend_reason)
         for chunk in ctx.stub.GetReport(request, metadata=ctx.md, timeout=300):
             bar.total(chunk.bundle_bytes)

@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.table import Table
 
 from labctl import views
-from labctl.client import EXIT_FAIL, EXIT_LAB, Ctx, rpc_errors
+from labctl.client import EXIT_FAIL, EXIT_LAB, Ctx
 from labctl.lazy import lazy
 from labctl.output import console, emit_json, table
 from pilotlab import domain as d
@@ -38,7 +38,7 @@ def _progress_table(r: d.Run) -> Table:
 def watch(ctx: Ctx, run_id: str, live: bool) -> d.Run:
     """Follow a run until it ends; draw a live table unless quiet."""
     last: d.Run | None = None
-    with rpc_errors(ctx.lab):
+    with ctx.errors():
         stream = ctx.stub.WatchRun(lab_pb2.GetRunRequest(id=run_id), metadata=ctx.md)
         if live:
             with Live(console=console, refresh_per_second=8, transient=False) as view:

@@ -13,6 +13,7 @@ from evalsuites import SuiteError
 from labd.config import LabConfig, StartupError
 from pilotlab import __version__
 from pilotlab import domain as d
+from pilotlab.tls import TlsError, server_tls
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,16 +28,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--suites", action="append", type=Path, default=[], help="suite directory (repeatable)")
     s.add_argument("--lease-seconds", type=float, default=30.0,
                    help="an attempt whose agent stops heartbeating this long is requeued (default 30)")
+    s.add_argument("--tls-cert", type=Path, default=None, help="the lab's TLS certificate chain (PEM)")
+    s.add_argument("--tls-key", type=Path, default=None, help="the private key of --tls-cert (PEM, unencrypted)")
+    s.add_argument("--tls-client-ca", type=Path, default=None,
+                   help="require client certificates signed by this CA (mutual TLS)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow plaintext on a non-loopback --listen (tokens and results cross the network unread)")
     s.add_argument("--log-level", default="INFO")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except TlsError as e:
+        print(f"labd: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
-                       metrics_listen=args.metrics_listen, suite_dirs=args.suites,
+                       metrics_listen=args.metrics_listen, suite_dirs=args.suites, tls=tls, insecure=args.insecure,
                        lease_ms=int(args.lease_seconds * 1000),
                        heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
     # An unreachable PostgreSQL is a start-up error in seconds, not a hang (libpq reads this; --db may override).

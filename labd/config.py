@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pilotlab.tls import ServerTls
+
 
 class StartupError(Exception):
     """A start-up problem the operator can fix. Its message is one line: what is wrong and what to do."""
@@ -22,6 +24,8 @@ class LabConfig:
     lease_ms: int = 30_000
     max_attempts: int = 3
     chunk_size: int = 1 << 20
+    tls: ServerTls | None = None    # None: plaintext, allowed on loopback or with insecure
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

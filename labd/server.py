@@ -27,6 +27,7 @@ from labd.servicers.artifacts import ArtifactServicer
 from labd.servicers.lab import LabServicer
 from labd.state import Store, open_store
 from pilotlab.instance import DirUnusable, claim_dir
+from pilotlab.tls import TlsError, is_loopback
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, lab_pb2, lab_pb2_grpc
 
 log = logging.getLogger("labd")
@@ -111,8 +112,24 @@ def _check_bindable(address: str, flag: str) -> None:
             raise StartupError(f"cannot listen on {address} ({e.strerror}); choose another {flag}") from None
 
 
-def _bind(server: grpc.aio.Server, address: str) -> int:
+def _server_credentials(config: LabConfig) -> grpc.ServerCredentials | None:
+    """The gRPC port's TLS credentials, checked now; None for plaintext, which must be loopback or --insecure."""
+    if config.tls is None:
+        if not is_loopback(config.listen) and not config.insecure:
+            raise StartupError(f"--listen {config.listen} is reachable from other machines and no TLS is configured: "
+                               "give --tls-cert and --tls-key, or --insecure to let tokens and results cross the "
+                               "network in plaintext")
+        return None
     try:
+        return config.tls.credentials()
+    except TlsError as e:
+        raise StartupError(str(e)) from None
+
+
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    try:
+        if credentials is not None:
+            return int(server.add_secure_port(address, credentials))
         return int(server.add_insecure_port(address))
     except RuntimeError:
         _check_bindable(address, "--listen")  # says why, when it can tell
@@ -122,11 +139,13 @@ def _bind(server: grpc.aio.Server, address: str) -> int:
 async def serve(config: LabConfig) -> None:
     lock_fd = claim_data_dir(config.data_dir)
     check_suite_dirs(config.suite_dirs)
+    credentials = _server_credentials(config)
     _check_bindable(config.listen, "--listen")
     if config.metrics_listen:
         _check_bindable(config.metrics_listen, "--metrics-listen")
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    port = _bind(server, config.listen)  # held from here on: no second labd can take it while this one starts
+    # Held from here on: no second labd can take the port while this one starts.
+    port = _bind(server, config.listen, credentials)
     lab = build_lab(config)
     dispatcher = Dispatcher(lab.store, lab.sessions, lab.leases, lab.events, lab.metrics, lab.clock)
     # The generated registration functions are untyped (grpc_tools writes no stubs for them).
@@ -155,7 +174,14 @@ async def serve(config: LabConfig) -> None:
     _publish(config.data_dir / "labd.addr", address + "\n")
     log.info("labd listening on %s (data dir %s, db %s)", address, config.data_dir,
              config.db_url.split("@")[-1])
-    print(f"labd listening on {address}", flush=True)
+    if config.tls is not None:
+        log.info("gRPC speaks %s", config.tls.describe())
+    elif is_loopback(config.listen):
+        log.warning("gRPC speaks plaintext (loopback only); give --tls-cert and --tls-key to serve other machines")
+    else:
+        log.warning("gRPC speaks PLAINTEXT on %s (--insecure): tokens and results cross the network unencrypted",
+                    address)
+    print(f"labd listening on {address}" + (" (TLS)" if config.tls is not None else ""), flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
