@@ -41,7 +41,12 @@ $(OLDEST_EDITABLE): $(OLDEST_STAMP) pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(OLDEST_EDITABLE)
 
+# SmolLM2 converted to ONNX, with its prompt and perplexity sets, for the terminal-genai suite (git-ignored; the
+# build skips itself while its stamp is current and prints the seconds it took when it runs).
+GENAI_DIR := evalsuites/terminal-genai
+
 install: $(EDITABLE)
+	$(PY) -m evalsuites.genai build $(GENAI_DIR)
 
 install-agent-oldest: $(OLDEST_EDITABLE)
 
@@ -50,13 +55,17 @@ lock:
 	build/uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 	UV=$(CURDIR)/build/uv/bin/uv requirements/lock.sh
 
-# Debian's chromium renders report.html in the report tests (headless). Installed when missing and root.
+# Debian's chromium renders report.html in the report tests (headless); Debian's chromedriver drives it in the web
+# console's tests (tests/web, Selenium: never a downloaded browser or driver). Installed when missing and root.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v chromedriver && command -v pdftotext; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the report-rendering test"; \
-	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing: install Debian's chromium package to run the report-rendering test"; fi; }
+	    echo "installing Debian's chromium, chromium-driver and poppler-utils for the report-rendering, report PDF" \
+	      "and web console tests"; \
+	    apt-get update -qq >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver poppler-utils >/dev/null; \
+	  else echo "chromium, chromedriver or pdftotext missing: install Debian's chromium, chromium-driver and" \
+	    "poppler-utils packages to run the report-rendering, report PDF and web console tests"; fi; }
 
 test: test-main test-agent-oldest
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from agents import AGENT_VERSION
 from agents.config import AgentConfig
-from pilotlab.domain import DEVICE_CLASSES
+from pilotlab.domain import DEVICE_CLASSES, Invalid
+from pilotlab.names import check_device
 from pilotlab.instance import DirUnusable, claim_dir
 from pilotlab.tls import ClientTls, TlsError
 
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         token = enrolment_token(args)
     except TokenError as e:
+        print(f"lab-agent: {e}", file=sys.stderr)
+        return 2
+    try:  # the lab checks these too; checked here, a bad one is one line now rather than a refused enrolment
+        check_device(args.name, args.region, dict(args.tag))
+    except Invalid as e:
         print(f"lab-agent: {e}", file=sys.stderr)
         return 2
     tls = ClientTls(args.ca, args.tls_cert, args.tls_key, args.insecure)

@@ -41,6 +41,8 @@ def _collect(toml_path: Path, deep: bool) -> tuple[Suite | None, list[Problem]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         return None, [Problem("syntax", syntax_line(str(e)), f"TOML syntax error: {e}")]
+    except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; arrays or tables nested too deep
+        return None, [Problem("syntax", None, f"TOML that cannot be read: {_unreadable(e)}")]
     suite, problems, artifacts = parse_suite(data, toml_path.parent.resolve(), strict=True)
     for artifact in artifacts.values():
         problems += verify_artifact(artifact)
@@ -51,6 +53,10 @@ def _collect(toml_path: Path, deep: bool) -> tuple[Suite | None, list[Problem]]:
     index = LineIndex(text)
     located = [p if p.line is not None else dataclasses.replace(p, line=index.line_for(p.field)) for p in problems]
     return suite, sorted(located, key=lambda p: (p.line is None, p.line or 0))
+
+
+def _unreadable(e: Exception) -> str:
+    return "values nested too deep" if isinstance(e, RecursionError) else str(e).split(";")[0]
 
 
 def load_suite(path: Path, *, deep: bool = False) -> Suite:
@@ -103,6 +109,8 @@ def suite_from_json(text: str, root: Path | None = None) -> Suite:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise SuiteError([Problem("json", None, f"not valid JSON: {e}")]) from None
+    except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; arrays or objects nested too deep
+        raise SuiteError([Problem("json", None, f"JSON that cannot be read: {_unreadable(e)}")]) from None
     if not isinstance(doc, dict):
         raise SuiteError([Problem("json", None, "suite JSON must be an object")])
     doc = dict(doc)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotlab.domain import DEVICE_CLASSES
+from pilotlab.names import one_line
 
 FORMAT_VERSION = 1
 SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
@@ -64,9 +65,10 @@ class Problem:
     message: str
 
     def format(self, filename: str = "suite.toml") -> str:
-        """Render as `file:line: field: message` (the line part is left out when unknown)."""
+        """Render as `file:line: field: message` (the line part is left out when unknown), on one line: a line break
+        that a suite's own keys or names bring into the field or the message is shown escaped."""
         where = f"{filename}:{self.line}" if self.line is not None else filename
-        return f"{where}: {self.field}: {self.message}"
+        return one_line(f"{where}: {self.field}: {self.message}")
 
     def __str__(self) -> str:
         return self.format()

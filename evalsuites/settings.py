@@ -19,7 +19,7 @@ from pilotlab.tasks import (  # noqa: E402
 )
 
 __all__ = ["COMMON_SETTINGS", "GRAPH_OPTIMIZATIONS", "REQUIRED_SETTINGS", "SCENARIO_SETTINGS", "Setting",
-           "allowed_settings", "check_settings", "normalize_settings"]
+           "allowed_settings", "check_settings", "is_finite_number", "normalize_settings"]
 _KINDS = KINDS
 
 
@@ -27,8 +27,14 @@ def _is_int(v: Any) -> bool:
     return type(v) is int
 
 
-def _is_number(v: Any) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
+def is_finite_number(v: Any) -> bool:
+    """An int or float (not a bool) that a float can hold: TOML and JSON integers may be far larger."""
+    if type(v) not in (int, float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _value_problem(setting: Setting, v: Any) -> str | None:
@@ -37,9 +43,9 @@ def _value_problem(setting: Setting, v: Any) -> str | None:
         return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "positive_int" and not (_is_int(v) and v >= 1):
         return f"must be {_KINDS[kind]}, got {v!r}"
-    if kind == "positive" and not (_is_number(v) and v > 0):
+    if kind == "positive" and not (is_finite_number(v) and v > 0):
         return f"must be {_KINDS[kind]}, got {v!r}"
-    if kind == "fraction" and not (_is_number(v) and 0 <= v <= 1):
+    if kind == "fraction" and not (is_finite_number(v) and 0 <= v <= 1):
         return f"must be {_KINDS[kind]}, got {v!r}"
     if kind == "bool" and type(v) is not bool:
         return f"must be {_KINDS[kind]}, got {v!r}"
@@ -55,7 +61,7 @@ def _value_problem(setting: Setting, v: Any) -> str | None:
 def normalize_settings(scenario: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings with every "number > 0" value as a float, so `100` and `100.0` digest alike."""
     allowed = allowed_settings(scenario)
-    return {k: float(v) if k in allowed and allowed[k].kind in ("positive", "fraction") and _is_number(v) else v
+    return {k: float(v) if k in allowed and allowed[k].kind in ("positive", "fraction") and is_finite_number(v) else v
             for k, v in settings.items()}
 
 

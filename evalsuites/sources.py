@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path, PurePosixPath
 
 from evalsuites.schema import ArtifactSpec, Problem
@@ -48,6 +49,21 @@ def check_source(source: str) -> str:
     return scheme
 
 
+def _find_package(name: str) -> ModuleSpec | None:
+    """Where an installed (sub)package is, found without importing it or its parents: reading a suite runs no code
+    of the packages it names (importlib.util.find_spec imports every parent of a dotted name)."""
+    parts = name.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name is looked up, not imported
+        for depth in range(2, len(parts) + 1):
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            spec = PathFinder.find_spec(".".join(parts[:depth]), list(spec.submodule_search_locations))
+    except (ImportError, ValueError):
+        return None
+    return spec
+
+
 def resolve_source(source: str, root: Path | None, *, strict: bool) -> Path | None:
     """The local file a source names, or None (url: sources, no root, or a missing package when not strict).
 
@@ -60,10 +76,7 @@ def resolve_source(source: str, root: Path | None, *, strict: bool) -> Path | No
     if scheme == "path":
         return root / _relative(rest, "path")
     pkg, _, rel = rest.partition("/")
-    try:
-        spec = importlib.util.find_spec(pkg)
-    except (ImportError, ValueError):
-        spec = None
+    spec = _find_package(pkg)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
         if not strict:

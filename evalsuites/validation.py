@@ -4,7 +4,6 @@ tasks) and turning it into a Suite; parse_suite also runs the cross-reference ch
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 from evalsuites import crossrefs
 from evalsuites import schema as s
-from evalsuites.settings import check_settings, normalize_settings
+from evalsuites.settings import check_settings, is_finite_number, normalize_settings
 from evalsuites.sources import SourceError, resolve_source
 
 _SEMVER_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
@@ -194,7 +193,7 @@ class _Checker:
             if key not in table:
                 continue
             v = table[key]
-            if type(v) not in (int, float) or not math.isfinite(v):
+            if not is_finite_number(v):
                 self.add(f"{field}.{key}", f"must be a finite number, got {v!r}")
             elif key == "top1_agreement" and not 0.0 <= v <= 1.0:
                 self.add(f"{field}.{key}", f"top1_agreement is a fraction; {v!r} is outside 0..1")
@@ -254,7 +253,7 @@ class _Checker:
         if threshold is _MISSING:
             self.add(f"{base}.threshold", "missing required field")
             threshold = None
-        elif type(threshold) not in (int, float) or not math.isfinite(threshold):
+        elif not is_finite_number(threshold):
             self.add(f"{base}.threshold", f"must be a finite number, got {threshold!r}")
             threshold = None
         crossrefs.check_criterion_fit(base, metric, threshold, tasks.get(task), self.add)

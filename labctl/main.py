@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from labctl import fleet, reports, runs
+from labctl import audit, fleet, reports, runs
 from labctl.client import DEFAULT_LAB, EXIT_USAGE, CliError, Ctx, report_error
 from pilotlab.tls import ClientTls
 
@@ -23,6 +23,7 @@ app.add_typer(runs.app, name="run")
 app.add_typer(reports.app, name="report")
 app.add_typer(fleet.token, name="token")
 app.add_typer(fleet.lab, name="lab")
+app.add_typer(audit.app, name="audit")
 
 
 @app.callback()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -78,21 +79,45 @@ class _Progress:
             self.bar.__exit__(None, None, None)
 
 
+PDF_HELP = ("also print report.html to OUT/report.pdf (A4) with a local Chromium (chromium, chromium-browser or "
+            "google-chrome on PATH), driven through its DevTools protocol so that every page carries the report id "
+            "and its page number; should that fail, Chromium's plain --print-to-pdf, without page numbers. The PDF "
+            "is derived from report.html and is not part of the signed bundle: `report verify` checks the rest")
+
+
 @app.command()
 def pull(c: typer.Context, run_id: str, out: Path = typer.Option(..., "--out"),
+         pdf: bool = typer.Option(False, "--pdf", help=PDF_HELP),
          json_out: bool = typer.Option(False, "--json")) -> None:
-    """Write the run's report.json, report.html, raw samples and signed attestation into --out."""
-    _fetch(c.obj, run_id, out, json_out, "")
+    """Write the run's report.json, report.html, raw samples and signed attestation into --out (and, with --pdf, an
+    unsigned report.pdf printed from report.html)."""
+    _fetch(c.obj, run_id, out, json_out, "", pdf)
 
 
 @app.command()
 def amend(c: typer.Context, run_id: str, reason: str = typer.Option(..., "--reason"),
-          out: Path = typer.Option(..., "--out"), json_out: bool = typer.Option(False, "--json")) -> None:
+          out: Path = typer.Option(..., "--out"), pdf: bool = typer.Option(False, "--pdf", help=PDF_HELP),
+          json_out: bool = typer.Option(False, "--json")) -> None:
     """Issue a new report replacing the run's current one (it names the digest it replaces)."""
-    _fetch(c.obj, run_id, out, json_out, reason)
+    _fetch(c.obj, run_id, out, json_out, reason, pdf)
 
 
-def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) -> None:
+def _print_pdf(out: Path, report: dict[str, Any]) -> tuple[Path, str]:
+    """OUT/report.pdf printed from the pulled report.html: (its path, why it has no page numbers or "")."""
+    from labctl.pdf import PDF_NAME, PdfError, find_browser, print_pdf
+
+    browser = find_browser()
+    if browser is None:
+        die(f"--pdf needs Chromium, and none of chromium, chromium-browser or google-chrome is on PATH; the "
+            f"bundle itself is in {out}")
+    dest = out / PDF_NAME
+    try:
+        return dest, print_pdf(browser, out / "report.html", dest, str(report.get("report_id", "")))
+    except (PdfError, OSError, subprocess.SubprocessError) as e:
+        die(f"could not print report.pdf with {browser}: {e}; the bundle itself is in {out}", EXIT_FAIL)
+
+
+def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str, pdf: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, int] = {}
     handles = {}
@@ -113,8 +138,11 @@ def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) 
     for h in handles.values():
         h.close()
     report = json.loads((out / "report.json").read_text())
+    pdf_path, unnumbered = _print_pdf(out, report) if pdf else (None, "")
     if json_out:
-        emit_json({"run": report["run"], "files": sorted(written), "out": str(out)})
+        emit_json({"run": report["run"], "files": sorted(written), "out": str(out),
+                   "pdf": str(pdf_path) if pdf_path else None,
+                   "pdf_page_numbers": bool(pdf_path) and not unnumbered})
         return
     r = report["run"]
     console.print(f"report for run {r['id']} ({r['suite']['id']}@{r['suite']['version']}) on "
@@ -123,6 +151,9 @@ def _fetch(ctx: Ctx, run_id: str, out: Path, json_out: bool, amend_reason: str) 
     table(None, ["task", "verdict", "p50 ms", "p99 ms", "throughput /s", "accuracy [95% CI]", "energy"],
           summary_rows(report))
     console.print(f"{len(written)} files in {out}")
+    if pdf_path is not None:
+        console.print(f"{pdf_path}: printed from report.html, not signed"
+                      + (f" (without page numbers: {unnumbered})" if unnumbered else ""), highlight=False)
 
 
 @app.command()

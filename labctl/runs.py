@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -35,22 +37,64 @@ def _progress_table(r: d.Run) -> Table:
     return t
 
 
-def watch(ctx: Ctx, run_id: str, live: bool) -> d.Run:
-    """Follow a run until it ends; draw a live table unless quiet."""
+def follow_mode(quiet: bool = False) -> str:
+    """How to show a run's progress: "live" (a table redrawn in place) on a terminal, "lines" (one flushed line per
+    change, for pipes, files and CI logs) otherwise, "quiet" when the output is one JSON document."""
+    if quiet:
+        return "quiet"
+    return "live" if sys.stdout.isatty() else "lines"  # not rich's is_terminal, which FORCE_COLOR turns on
+
+
+def watch(ctx: Ctx, run_id: str, mode: str) -> d.Run:
+    """Follow a run until it ends, shown as `mode` (see follow_mode)."""
     last: d.Run | None = None
     with ctx.errors():
         stream = ctx.stub.WatchRun(lab_pb2.GetRunRequest(id=run_id), metadata=ctx.md)
-        if live:
+        if mode == "live":
             with Live(console=console, refresh_per_second=8, transient=False) as view:
                 for msg in stream:
                     last = convert.run_from_pb(msg)
                     view.update(_progress_table(last))
         else:
             for msg in stream:
-                last = convert.run_from_pb(msg)
+                run = convert.run_from_pb(msg)
+                if mode == "lines":
+                    for line in progress_lines(last, run):
+                        print(line, flush=True)
+                last = run
     if last is None:
         raise typer.Exit(EXIT_LAB)
     return last
+
+
+def _task_state(t: d.Task) -> tuple[object, ...]:
+    return t.status, t.phase, round(t.progress * 100), t.attempts, t.verdict, t.device_name, t.reason
+
+
+def progress_lines(before: d.Run | None, now: d.Run) -> list[str]:
+    """One line per task whose status, phase, progress, attempt, device or verdict changed, then one for the run
+    when its status or verdict did, each stamped with the time (UTC)."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = {t.id: _task_state(t) for t in before.tasks} if before is not None else {}
+    lines = []
+    for t in now.tasks:
+        if old.get(t.id) == _task_state(t):
+            continue
+        words = [t.status.value]
+        if t.phase and not t.status.terminal:
+            words.append(f"phase {t.phase} {t.progress:.0%}")
+        if t.attempts:
+            words.append(f"attempt {t.attempts}")
+        if t.verdict:
+            words.append(f"verdict {t.verdict.value}")
+        if t.reason:
+            words.append(t.reason)
+        lines.append(f"{stamp} task {t.name} on {t.device_name or '(no device yet)'}: {', '.join(words)}")
+    if before is None or (before.status, before.verdict) != (now.status, now.verdict):
+        lines.append(f"{stamp} run {now.id} ({now.suite_id}@{now.suite_version}): {now.status.value}"
+                     + (f", verdict {now.verdict.value}" if now.verdict else "")
+                     + (f", {now.reason}" if now.reason and now.status.terminal else ""))
+    return lines
 
 
 def exit_code(r: d.Run) -> int:
@@ -79,7 +123,7 @@ def submit(c: typer.Context,
     if wait:
         if not json_out:
             console.print(f"submitted [bold]{r.id}[/bold]; following it")
-        r = watch(ctx, r.id, live=not json_out)
+        r = watch(ctx, r.id, follow_mode(quiet=json_out))
     if json_out:
         emit_json({"id": r.id, "status": r.status.value, "verdict": r.verdict.value if r.verdict else None,
                    "reason": r.reason})
@@ -117,8 +161,9 @@ def list_(c: typer.Context, limit: int = typer.Option(50, "--limit"),
 
 @app.command("watch")
 def watch_cmd(c: typer.Context, run_id: str) -> None:
-    """Live progress of a run until it ends."""
-    r = watch(c.obj, run_id, live=True)
+    """Progress of a run until it ends: a live table on a terminal; piped, one line per change (task status, phase,
+    progress, verdict; run status) as it happens. Exit 0 pass, 1 fail, 3 error or cancelled."""
+    r = watch(c.obj, run_id, follow_mode())
     raise typer.Exit(exit_code(r))
 
 

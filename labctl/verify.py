@@ -25,6 +25,7 @@ from pilotlab.transparency import verify_proof
 
 ATTESTATION = "attestation.dsse.json"
 TRANSPARENCY = "transparency.json"
+PRINTED = "report.pdf"  # `labctl report pull --pdf` prints it from report.html; derived, never signed
 REL_TOL = 1e-9
 
 
@@ -209,6 +210,16 @@ def _task_files(report: dict[str, Any]) -> set[str]:
     return {rel for t in report.get("tasks", []) for rel in (t.get("samples") or {}).values()}
 
 
+def _named_key(report: dict[str, Any], key: Ed25519PublicKey) -> list[str]:
+    """The key fingerprint the report prints (sha256 of the PEM `labctl lab pubkey` shows) against the key that
+    verified its signature."""
+    named = (report.get("lab") or {}).get("public_key_sha256")
+    actual = hashlib.sha256(dsse.public_pem(key).encode()).hexdigest()
+    if named and named != actual:
+        return [f"report.json names the lab key sha256 {named}, but its signature verifies with the key {actual}"]
+    return []
+
+
 def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], list[str]]:
     """(problems, notes). No problems means the bundle is intact and its figures recompute."""
     notes: list[str] = []
@@ -227,6 +238,10 @@ def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], li
     subjects = {s["name"]: s["digest"]["sha256"] for s in stmt.get("subject", [])}
     on_disk = _files(root)
     on_disk.pop(ATTESTATION, None)
+    if PRINTED in on_disk and PRINTED not in subjects:
+        on_disk.pop(PRINTED)
+        notes.append(f"{PRINTED} is not signed: it is printed from report.html (`labctl report pull --pdf`); the "
+                     "signed report is report.html with report.json")
     problems = [f"missing file {name}: signed but not in the bundle" for name in sorted(set(subjects) - set(on_disk))]
     for name, path in on_disk.items():
         if name not in subjects:
@@ -244,6 +259,7 @@ def verify_bundle(root: Path, pubkey: Path | None = None) -> tuple[list[str], li
         report = json.loads(report_bytes)
         if rfc8785.dumps(report) != report_bytes:
             problems.append("report.json is not in RFC 8785 canonical form")
+        problems += _named_key(report, key)
         # A task's sample files are hashed as its check reads them (once each); any other here.
         task_files = _task_files(report)
         problems += [f"altered file {name}: its sha256 differs from the signed digest"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import logging
 import shutil
 from pathlib import Path
@@ -10,32 +10,35 @@ from pathlib import Path
 from evalsuites import Suite, SuiteError, discover_suites, load_suite
 from labd.config import StartupError
 from labd.state import Store
+from labd.stored_artifacts import MEMO, sha256_file
 from pilotlab import domain as d
 
 log = logging.getLogger("labd.catalog")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def store_artifact_file(src: Path, sha256: str, artifacts_dir: Path) -> Path:
-    """Copy src into the content-addressed store (once), verifying its digest on the way."""
+    """Copy src into the content-addressed store (once), verifying its digest on the way; the file as verified is
+    remembered (labd.stored_artifacts), so serving it hashes it again only once it changes. A full disk is one
+    line (StartupError)."""
     dest = artifacts_dir / sha256
-    if dest.exists() and _sha256(dest) == sha256:
+    if dest.exists() and MEMO.digest(str(dest))[0] == sha256:
         return dest
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".part")
-    shutil.copyfile(src, tmp)
-    got = _sha256(tmp)
+    try:
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StartupError(f"lab storage full: cannot copy artifact {src.name} into {artifacts_dir} "
+                               f"({e.strerror}); free space there, then start labd again") from None
+        raise
+    got = sha256_file(tmp)
     if got != sha256:
         tmp.unlink()
         raise d.Invalid(f"artifact {src} has sha256 {got}, the suite pins {sha256}")
     tmp.replace(dest)
+    MEMO.remember(dest, got)
     return dest
 
 

@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--listen", default="127.0.0.1:50051", help="gRPC HOST:PORT (port 0 picks one)")
     s.add_argument("--db", default="", help="database URL (default sqlite:///DATA_DIR/lab.db)")
     s.add_argument("--metrics-listen", default=None, help="Prometheus HOST:PORT")
+    s.add_argument("--web-listen", default=None,
+                   help="web console HOST:PORT (port 0 picks one; HTTPS with --tls-cert/--tls-key)")
     s.add_argument("--suites", action="append", type=Path, default=[], help="suite directory (repeatable)")
     s.add_argument("--lease-seconds", type=float, default=30.0,
                    help="an attempt whose agent stops heartbeating this long is requeued (default 30)")
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
-                       metrics_listen=args.metrics_listen, suite_dirs=args.suites, tls=tls, insecure=args.insecure,
+                       metrics_listen=args.metrics_listen, web_listen=args.web_listen, suite_dirs=args.suites,
+                       tls=tls, insecure=args.insecure,
                        lease_ms=int(args.lease_seconds * 1000),
                        heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
     # An unreachable PostgreSQL is a start-up error in seconds, not a hang (libpq reads this; --db may override).

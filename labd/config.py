@@ -18,6 +18,7 @@ class LabConfig:
     listen: str = "127.0.0.1:50051"
     db_url: str = ""
     metrics_listen: str | None = None
+    web_listen: str | None = None  # the web console's HOST:PORT (labd.web); None: no console
     suite_dirs: list[Path] = field(default_factory=list)
     lab_name: str = "PilotLab"
     heartbeat_interval_ms: int = 5_000

@@ -17,7 +17,7 @@ from labd.evidence.keys import Issuer
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import SessionRegistry
-from labd.state import Store
+from labd.state import AuditEntry, Store
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 
@@ -48,16 +48,18 @@ class Lab:
                    health=health, leases=leases)
 
 
-def ensure_admin_token(config: LabConfig, store: Store) -> Path:
+def ensure_admin_token(config: LabConfig, store: Store, clock: Clock = SYSTEM_CLOCK) -> Path:
     """First start writes DATA_DIR/admin.token (0600); later starts keep it."""
     path = config.admin_token_file
     if path.exists():
         token = path.read_text().strip()
         if store.find_token(hash_token(token)) is None:
-            store.create_token(d.Role.ADMIN, hash_token(token))
+            store.create_token(d.Role.ADMIN, hash_token(token), audit=AuditEntry.by(
+                None, "token.create", "", f"role admin, re-registered from {path}", clock.now_ms()))
         return path
     token = new_token(d.Role.ADMIN)
-    store.create_token(d.Role.ADMIN, hash_token(token))
+    store.create_token(d.Role.ADMIN, hash_token(token), audit=AuditEntry.by(
+        None, "token.create", "", f"role admin, written to {path}", clock.now_ms()))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,6 +30,9 @@ from labd.state import Store, open_store
 from pilotlab.instance import DirUnusable, claim_dir
 from pilotlab.tls import TlsError, is_loopback
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, lab_pb2, lab_pb2_grpc
+
+if TYPE_CHECKING:  # aiohttp is imported only when the web console is asked for
+    from labd.web import WebConsole
 
 log = logging.getLogger("labd")
 
@@ -60,7 +64,7 @@ def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = _open_store(config.db_url, clock)
     key = load_or_create_signing_key(config.data_dir)
-    ensure_admin_token(config, store)
+    ensure_admin_token(config, store, clock)
     load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir,
                  strict=bool(config.suite_dirs))
     return Lab.wire(config, store, key, clock)
@@ -143,6 +147,11 @@ async def serve(config: LabConfig) -> None:
     _check_bindable(config.listen, "--listen")
     if config.metrics_listen:
         _check_bindable(config.metrics_listen, "--metrics-listen")
+    if config.web_listen:
+        from labd.web import check_web_listen
+
+        check_web_listen(config)
+        _check_bindable(config.web_listen, "--web-listen")
     server = grpc.aio.server(options=SERVER_OPTIONS)
     # Held from here on: no second labd can take the port while this one starts.
     port = _bind(server, config.listen, credentials)
@@ -168,6 +177,7 @@ async def serve(config: LabConfig) -> None:
                                "choose another --metrics-listen") from None
         log.info("metrics on http://%s:%d/metrics", mhost, bound)
         _publish(config.data_dir / "metrics.addr", f"{mhost}:{bound}\n")
+    web = await _start_web(config, lab, dispatcher) if config.web_listen else None
     await server.start()
     for name in ["", *SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -192,6 +202,8 @@ async def serve(config: LabConfig) -> None:
     log.info("stopping: no new work, draining sessions")
     for name in ["", *SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if web is not None:
+        await web.stop()
     dispatch_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await dispatch_task
@@ -201,6 +213,23 @@ async def serve(config: LabConfig) -> None:
     lab.store.close()  # type: ignore[attr-defined]
     log.info("stopped")
     os.close(lock_fd)
+
+
+async def _start_web(config: LabConfig, lab: Lab, dispatcher: Dispatcher) -> WebConsole:
+    """The web console on --web-listen (labd.web), its bound address published to DATA_DIR/web.addr."""
+    from labd.web import WebConsole
+
+    assert config.web_listen
+    console = WebConsole(lab, dispatcher, config.web_listen, config.tls)
+    try:
+        bound = await console.start()
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise _address_in_use(config.web_listen, "--web-listen") from None
+        raise StartupError(f"cannot listen on {config.web_listen} ({e.strerror}); "
+                           "choose another --web-listen") from None
+    _publish(config.data_dir / "web.addr", bound + "\n")
+    return console
 
 
 def _publish(path: Path, text: str) -> None:

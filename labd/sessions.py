@@ -1,12 +1,77 @@
 """Live agent sessions: one per connected device, each with an outbound queue of domain events (pilotlab.messages)
-that the session's servicer turns into wire messages."""
+that the session's servicer turns into wire messages, and a bounded window of the result batches it has read and
+not yet acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
 from pilotlab.messages import LabEvent
+
+MAX_BATCHES_IN_FLIGHT = 8
+MAX_BYTES_IN_FLIGHT = 32 << 20
+
+
+@dataclass
+class WindowStats:
+    """The sessions' windows over labd's life, for /metrics."""
+
+    peak_batches: int = 0
+    peak_bytes: int = 0
+    pauses: int = 0  # times a session's reading stopped at its window's bound
+
+
+class BatchWindow:
+    """Result batches read from one session and not yet acknowledged on the wire (their Ack written to the stream).
+    Bounded: at max_batches, or at max_bytes of batches, labd stops reading the session until Acks go out; HTTP/2
+    flow control then holds the agent's sends back, which wait in its durable outbox. Nothing is refused or lost,
+    and what labd holds for one session stays under the bound (plus one message of at most the receive limit)."""
+
+    def __init__(self, max_batches: int = MAX_BATCHES_IN_FLIGHT, max_bytes: int = MAX_BYTES_IN_FLIGHT,
+                 stats: WindowStats | None = None) -> None:
+        self.max_batches, self.max_bytes = max_batches, max_bytes
+        self.stats = stats or WindowStats()
+        self.batches = self.bytes = 0
+        self._sizes: dict[tuple[str, int], list[int]] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def full(self) -> bool:
+        return self.batches >= self.max_batches or self.bytes >= self.max_bytes
+
+    def took(self, attempt_id: str, seq: int, nbytes: int) -> None:
+        """A result batch of nbytes was read from the session."""
+        self._sizes.setdefault((attempt_id, seq), []).append(nbytes)
+        self.batches += 1
+        self.bytes += nbytes
+        self.stats.peak_batches = max(self.stats.peak_batches, self.batches)
+        self.stats.peak_bytes = max(self.stats.peak_bytes, self.bytes)
+        if self.full:
+            self._room.clear()
+
+    def acked(self, attempt_id: str, seq: int) -> None:
+        """The Ack of that batch (with or without an error) was written to the session."""
+        sizes = self._sizes.get((attempt_id, seq))
+        if not sizes:
+            return
+        self.bytes -= sizes.pop(0)
+        self.batches -= 1
+        if not sizes:
+            del self._sizes[(attempt_id, seq)]
+        if not self.full:
+            self._room.set()
+
+    async def room(self) -> None:
+        """Return once the window has room for another batch."""
+        if self.full:
+            self.stats.pauses += 1
+            await self._room.wait()
 
 
 @dataclass(eq=False)
@@ -17,6 +82,7 @@ class AgentSession:
     public_key: bytes = b""
     outbox: asyncio.Queue[LabEvent | None] = field(default_factory=asyncio.Queue)
     running: set[str] = field(default_factory=set)
+    window: BatchWindow = field(default_factory=BatchWindow)
 
     @property
     def free_slots(self) -> int:
@@ -35,8 +101,11 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._by_device: dict[str, AgentSession] = {}
+        self.windows = WindowStats()
+        self._metrics_on: set[int] = set()
 
     def open(self, session: AgentSession) -> AgentSession | None:
+        session.window.stats = self.windows
         old = self._by_device.get(session.device_id)
         self._by_device[session.device_id] = session
         if old is not None:
@@ -58,3 +127,32 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._by_device)
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Expose the result batch windows on registry (once per registry)."""
+        if id(registry) not in self._metrics_on:
+            self._metrics_on.add(id(registry))
+            registry.register(_WindowCollector(self))
+
+
+class _WindowCollector(Collector):
+    def __init__(self, sessions: SessionRegistry) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        live = [s.window for s in self._sessions.all()]
+        stats = self._sessions.windows
+        for name, doc, value in (
+                ("labd_result_batches_in_flight", "Result batches read from sessions and not yet acknowledged",
+                 sum(w.batches for w in live)),
+                ("labd_result_batch_bytes_in_flight", "Bytes of those batches", sum(w.bytes for w in live)),
+                ("labd_result_batches_in_flight_peak", "The most batches one session had in flight",
+                 stats.peak_batches),
+                ("labd_result_batch_bytes_in_flight_peak", "The most bytes of batches one session had in flight",
+                 stats.peak_bytes)):
+            g = GaugeMetricFamily(name, doc)
+            g.add_metric([], value)
+            yield g
+        c = CounterMetricFamily("labd_session_read_pauses", "Times labd stopped reading a session at its window")
+        c.add_metric([], stats.pauses)
+        yield c

@@ -295,3 +295,12 @@ class Conflict(LabError):
 
 class Unauthenticated(LabError):
     pass
+
+
+class LabFault(LabError):
+    """A fault of the lab's own (an artifact in its store is corrupt or missing): the task ends in error with the
+    reason, is never retried elsewhere, and never counts against the device."""
+
+
+class StorageFull(LabFault):
+    """The lab's storage (its data dir or database) is full: nothing new is accepted until space is freed."""

@@ -67,6 +67,16 @@ def check_tags(tags: Mapping[str, str]) -> None:
                           "characters")
 
 
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() splits at
+_ESCAPED = {c: repr(c)[1:-1] for c in LINE_BREAKS}
+
+
+def one_line(text: str) -> str:
+    """text with every line break shown escaped (a newline as \\n): a message that quotes what a caller sent, or a
+    suite's own keys, stays one line however hostile they are."""
+    return "".join(_ESCAPED.get(c, c) for c in text) if any(c in _ESCAPED for c in text) else text
+
+
 def check_device(name: str, region: str, tags: Mapping[str, str]) -> None:
     """Everything a device names about itself at enrolment."""
     check_name("device name", name)

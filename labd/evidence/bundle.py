@@ -17,7 +17,7 @@ from labd.clock import Clock
 from labd.evidence import report_json
 from labd.evidence.html import render_html
 from labd.evidence.keys import Issuer
-from labd.state import Store
+from labd.state import AuditEntry, Store
 from pilotlab import domain as d
 from pilotlab import dsse, merkle, transparency
 
@@ -91,13 +91,22 @@ def issue_report(store: Store, issuer: Issuer, clock: Clock, run: d.Run, amend_r
     return signed
 
 
-def report_bundle(store: Store, issuer: Issuer, clock: Clock, run_id: str, amend_reason: str = "") -> dict[str, bytes]:
-    """The run's current report (issued on first request), or a new one replacing it when amending."""
+def report_bundle(store: Store, issuer: Issuer, clock: Clock, run_id: str, amend_reason: str = "",
+                  who: d.Principal | None = None) -> dict[str, bytes]:
+    """The run's current report (issued on first request), or a new one replacing it when amending. Recorded as
+    report.pull by who; an amendment also as report.amend, before the new report is built, so that it names it."""
     run = store.get_run(run_id)
     with _issue_lock:
         existing = store.latest_report(run_id)
         if existing is not None and existing.bundle and not amend_reason:
-            return _unzip(existing.bundle)
-        return issue_report(store, issuer, clock, run, amend_reason)
+            files = _unzip(existing.bundle)
+        else:
+            if amend_reason and existing is not None and run.status.terminal:
+                store.append_audit(AuditEntry.by(who, "report.amend", run_id,
+                                                 f"replaces report {existing.id}: {amend_reason}", clock.now_ms()))
+            files = issue_report(store, issuer, clock, run, amend_reason)
+    report_id = json.loads(files["report.json"])["report_id"]
+    store.append_audit(AuditEntry.by(who, "report.pull", run_id, f"report {report_id}", clock.now_ms()))
+    return files
 
 

@@ -6,19 +6,25 @@ from typing import Any
 
 import jinja2
 
+from labd.evidence import present
 from labd.evidence.charts import latency_cdf_svg, power_trace_svg, throughput_bars_svg
 from labd.evidence.int8 import INT8_FLAGS, int8_relevant, x86_without_vnni
 from pilotlab.samples import column, read_samples_npy
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("labd.evidence", "templates"),
-                          autoescape=jinja2.select_autoescape(["html", "j2"]))
+                          autoescape=jinja2.select_autoescape(["html", "j2"]), extensions=["jinja2.ext.do"])
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+def _fmt(v: Any, digits: int | None = None) -> str:
+    """A figure: fixed decimals when asked, otherwise about four significant digits; never a Python repr."""
     if v is None or isinstance(v, jinja2.Undefined):
         return "—"
-    if isinstance(v, float):
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float) and digits is not None:
         return f"{v:.{digits}f}"
+    if isinstance(v, int | float):
+        return present.number(v)
     return str(v)
 
 
@@ -53,6 +59,12 @@ def _environment(env: dict[str, Any], device_flags: list[str]) -> dict[str, Any]
 
 
 _env.filters["environment"] = _environment
+_env.filters["value"] = lambda v, key="": present.value_html(key, v)
+_env.filters["columns"] = present.columns
+_env.filters["deciding"] = present.deciding
+_env.filters["grade_only"] = present.grade_only
+_env.filters["task_basis"] = present.task_basis
+_env.filters["run_basis"] = present.run_basis
 
 
 def _graded_repeat(task: dict[str, Any]) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any
 
+from labd.evidence.explain import figure_notes
 from labd.evidence.int8 import task_notes
 from labd.evidence.keys import Issuer
 from labd.results.attempts import attempt_samples, grade, task_labels
@@ -24,6 +26,15 @@ UNITS = {"latency_ms": "ms", "throughput_per_s": "samples/s", "accuracy": "fract
          "energy.joules_per_inference": "J", "energy.avg_power_w": "W", "periodic.release_jitter_us_p99": "µs",
          "periodic.completion_jitter_us_p99": "µs", "conformance.max_abs_err": "output units"}
 ITEM_TAGS = ("make", "model", "serial", "firmware")
+# The health quarantine a run's last attempt triggers is recorded just after the run ended: still the run's.
+AFTER_END_MS = 5_000
+AUDIT_LIMIT = 1000
+AUTHORISED_MEANS = "the lab's Ed25519 signature over every file of the bundle (attestation.dsse.json)"
+
+
+def key_fingerprint(issuer: Issuer) -> str:
+    """sha256 of the lab's public key exactly as `labctl lab pubkey` prints it (and as lab.pub.pem holds it)."""
+    return hashlib.sha256(dsse.public_pem(issuer.key.public_key()).encode()).hexdigest()
 
 
 def iso(ms: int) -> str | None:
@@ -131,6 +142,9 @@ def _task(store: Store, task: d.Task, dev: d.Device | None, files: dict[str, byt
         "samples": samples,
     }
     out["notes"] = task_notes(out, dev.capabilities.cpu_flags if dev else [], lambda: _model_path(store, model.sha256))
+    sensors = [{"kind": s.kind, "name": s.name, "readable": s.readable} for s in dev.capabilities.energy_sensors] \
+        if dev else []
+    out["figure_notes"] = figure_notes(out, sensors, dev.tags if dev else {})
     return out
 
 
@@ -154,6 +168,20 @@ def _grade(suite_json: str, tasks: list[dict[str, Any]]) -> dict[str, Any] | Non
                        for lv in grading.levels]}
 
 
+def _audit(store: Store, run: d.Run, issued_ms: int) -> list[dict[str, Any]]:
+    """The audit-log entries of the actions that touched the run, oldest first: those about it (submission,
+    cancellation, amendments; not report pulls) and the quarantines, while it ran, of a device that ran one of its
+    tasks."""
+    found = [e for e in store.list_audit(run.id, AUDIT_LIMIT) if e.action != "report.pull"]
+    until = run.finished_ms + AFTER_END_MS if run.finished_ms else issued_ms
+    for device_id in sorted({a.device_id for t in run.tasks for a in t.history if a.device_id}):
+        name = store.get_device(device_id).name
+        found += [e for e in store.list_audit(name, AUDIT_LIMIT, since_ms=run.submitted_ms, until_ms=until)
+                  if e.action == "device.quarantine"]
+    return [{"time": iso(e.time_ms), "actor": e.actor, "role": e.role, "action": e.action, "target": e.target,
+             "detail": e.detail} for e in sorted(found, key=lambda e: e.seq)]
+
+
 def build(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict[str, Any] | None,
           files: dict[str, bytes], issued_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json content, device signatures by attempt); raw sample files are added to `files`."""
@@ -166,10 +194,14 @@ def build(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict
     ends = [a.finished_ms for t in run.tasks for a in t.history if a.finished_ms]
     equipment = [{"device": dv.name, "kind": s.kind, "name": s.name, "readable": s.readable}
                  for dv in devices.values() for s in dv.capabilities.energy_sensors]
+    lab = {"name": issuer.lab_name, "software": f"pilotlab {__version__}",
+           "key_id": dsse.key_id(issuer.key.public_key()), "public_key_sha256": key_fingerprint(issuer)}
     report = {
         "schema": SCHEMA, "report_id": report_id, "grade": _grade(suite.suite_json, tasks),
-        "lab": {"name": issuer.lab_name, "software": f"pilotlab {__version__}",
-                "key_id": dsse.key_id(issuer.key.public_key())},
+        "lab": lab,
+        # ISO/IEC 17025 7.8.2.1 (o): no person signs; the lab does, with its key (attestation.dsse.json).
+        "authorised_by": {"name": issuer.lab_name, "key_id": lab["key_id"],
+                          "public_key_sha256": lab["public_key_sha256"], "means": AUTHORISED_MEANS},
         "issued": iso(issued_ms),
         "dates": {"submitted": iso(run.submitted_ms), "tested_from": iso(min(starts)) if starts else None,
                   "tested_to": iso(max(ends)) if ends else None},
@@ -193,6 +225,7 @@ def build(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict
         "equipment": equipment,
         "tasks": tasks,
         "amends": amends,
+        "audit": _audit(store, run, issued_ms),
         "statement": STATEMENT,
     }
     return report, sigs

@@ -16,7 +16,7 @@ from labd.results.attempts import attempt_metrics, grade
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession
-from labd.state import Store
+from labd.state import AuditEntry, Store
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 from pilotlab import messages as msg
@@ -33,15 +33,18 @@ log = logging.getLogger("labd.agents")
 
 
 def enrol(store: Store, clock: Clock, name: str, device_class: str, region: str, tags: dict[str, str],
-          caps: d.Capabilities, public_key: bytes) -> tuple[d.Device, str]:
+          caps: d.Capabilities, public_key: bytes, who: d.Principal | None = None) -> tuple[d.Device, str]:
+    """Create the device with its credential, issued with who's (agent) token, and the device.enrol audit entry: one
+    write, so revoking that token always refuses the credential too. Returns the device and the credential."""
     if not name:
         raise d.Invalid("the device needs a --name")
     if device_class not in d.DEVICE_CLASSES:
         raise d.Invalid(f"unknown device class {device_class!r}; use one of {', '.join(d.DEVICE_CLASSES)}")
     check_device(name, region, tags)
-    dev = store.enrol_device(name, device_class, region, tags, caps, public_key, clock.now_ms())
-    token = new_token(d.Role.DEVICE)
-    store.create_token(d.Role.DEVICE, hash_token(token), device_id=dev.id)
+    token, now = new_token(d.Role.DEVICE), clock.now_ms()
+    audit = AuditEntry.by(who, "device.enrol", name, f"class {device_class}, region {region or 'none'}", now)
+    dev = store.enrol_device(name, device_class, region, tags, caps, public_key, now, credential_hash=hash_token(token),
+                             issued_by=who.token_id if who else None, audit=audit)
     return dev, token
 
 
@@ -146,6 +149,8 @@ def finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, dev
     att = own_attempt(store, device_id, fin.attempt_id)
     if att.status != d.Status.RUNNING:
         return None, True
+    if fault := leases.storage.fault_of(att.id):  # ended by a full store, not recorded yet: it stays that way
+        return leases.lab_fault(att, fault, fin), True
     if fin.outcome == d.Outcome.OK:
         missing = set(range(fin.batches)) - store.batch_seqs(att.id)
         if missing:

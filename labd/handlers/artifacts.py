@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+from labd import stored_artifacts
 from labd.state import Store
 from pilotlab import domain as d
 from pilotlab.tasks import ArtifactRef
@@ -13,12 +13,9 @@ log = logging.getLogger("labd.zones")
 
 
 def find_artifact(store: Store, sha256: str, offset: int = 0) -> d.ArtifactRecord:
-    """The registered artifact with this digest (any case), when its file is still in the lab's store and the
-    offset to read from lies inside it."""
-    art = store.get_artifact(sha256.lower())
-    if not Path(art.path).exists():
-        raise d.NotFound(f"artifact {sha256} is registered but its file is gone from the lab's store; "
-                         "restart labd so it reloads its suites")
+    """The registered artifact with this digest (any case), when its file in the lab's store still hashes to that
+    digest (LabFault, the lab's, otherwise: corrupt or missing) and the offset to read from lies inside it."""
+    art = stored_artifacts.check(store.get_artifact(sha256.lower()))
     if not 0 <= offset <= art.size:
         raise d.Invalid(f"offset {offset} is outside artifact {art.sha256} of {art.size} bytes")
     return art

@@ -1,12 +1,15 @@
-"""Reading the fleet and setting a device's admin state (drain, release, quarantine)."""
+"""Reading the fleet and setting a device's admin state (drain, release, quarantine; each recorded in the audit
+log)."""
 
 from __future__ import annotations
 
+from labd.clock import SYSTEM_CLOCK, Clock
 from labd.sessions import SessionRegistry
-from labd.state import Store
+from labd.state import AuditEntry, Store
 from pilotlab import domain as d
 
 STATES = ("active", "draining", "quarantined")
+ACTIONS = {"active": "device.release", "draining": "device.drain", "quarantined": "device.quarantine"}
 
 
 def list_devices(store: Store, sessions: SessionRegistry) -> list[d.Device]:
@@ -19,8 +22,11 @@ def list_devices(store: Store, sessions: SessionRegistry) -> list[d.Device]:
     return devices
 
 
-def set_state(store: Store, name: str, state: str) -> d.Device:
+def set_state(store: Store, name: str, state: str, who: d.Principal | None = None,
+              clock: Clock = SYSTEM_CLOCK) -> d.Device:
+    """Drain, release or quarantine the device; recorded (device.drain, device.release, device.quarantine) by who."""
     if state not in STATES:
         raise d.Invalid(f"unknown device state {state!r}; use one of {', '.join(STATES)}")
     dev = store.get_device_by_name(name)
-    return store.set_device_state(dev.id, state)
+    audit = AuditEntry.by(who, ACTIONS[state], dev.name, f"{dev.state} -> {state}", clock.now_ms())
+    return store.set_device_state(dev.id, state, audit=audit)

@@ -1,4 +1,4 @@
-"""Submitting and cancelling runs."""
+"""Submitting and cancelling runs (each recorded in the audit log: run.submit, run.cancel)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from labd.clock import Clock
 from labd.scheduler.placement import pick_one, targets
 from labd.scheduler.plan import SubmitOptions, load_suite, new_run
 from labd.sessions import SessionRegistry
-from labd.state import Store
+from labd.state import AuditEntry, Store
 from pilotlab import domain as d
 
 __all__ = ["SubmitOptions", "cancel_run", "submit_run"]
@@ -23,9 +23,26 @@ def submit_run(store: Store, sessions: SessionRegistry, clock: Clock, who: d.Pri
         if one is None:
             raise d.Invalid(f"every device matching {o.select!r} is drained or quarantined")
         devices = [one]
-    return store.create_run(new_run(suite, devices, who, o, clock.now_ms()))
+    now = clock.now_ms()
+    run = new_run(suite, devices, who, o, now)
+    return store.create_run(run, audit=AuditEntry.by(who, "run.submit", run.id, _submitted(run, o), now))
 
 
-def cancel_run(store: Store, clock: Clock, run_id: str, reason: str) -> tuple[d.Run, list[d.Attempt]]:
-    """Cancel the run in the store; returns it and the attempts that were running (their devices must be told)."""
-    return store.cancel_run(run_id, reason or "cancelled by a user", clock.now_ms())
+def _submitted(run: d.Run, o: SubmitOptions) -> str:
+    """The audit detail of a submission: suite, devices (up to three by name), selector, priority."""
+    names = sorted({t.device_name for t in run.tasks})
+    on = ", ".join(names) if len(names) <= 3 else f"{len(names)} devices"
+    parts = [f"{run.suite_id}@{run.suite_version} on {on}"]
+    if o.select:
+        parts.append(f"select {o.select}")
+    if o.priority:
+        parts.append(f"priority {o.priority}")
+    return ", ".join(parts)
+
+
+def cancel_run(store: Store, clock: Clock, run_id: str, reason: str,
+               who: d.Principal | None = None) -> tuple[d.Run, list[d.Attempt]]:
+    """Cancel the run in the store, recorded as run.cancel by who; returns it and the attempts that were running
+    (their devices must be told)."""
+    reason, now = reason or "cancelled by a user", clock.now_ms()
+    return store.cancel_run(run_id, reason, now, audit=AuditEntry.by(who, "run.cancel", run_id, reason, now))

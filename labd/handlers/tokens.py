@@ -1,5 +1,6 @@
 """Tokens: minting user tokens (engineer, certifier, agent, admin; only their hash is stored), listing and revoking
-them, and counting an agent token's enrolments against its limit."""
+them (each recorded in the audit log by whoever did it), and counting an agent token's enrolments against its
+limit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import NamedTuple
 
 from labd.auth import hash_token, new_token
 from labd.clock import Clock
-from labd.state import Store, TokenRecord
+from labd.state import AuditEntry, Store, TokenRecord
 from pilotlab import domain as d
 
 
@@ -17,9 +18,10 @@ class Minted(NamedTuple):
     role: d.Role
 
 
-def create_token(store: Store, clock: Clock, role_name: str, expires_in_s: int = 0, max_uses: int = 0) -> Minted:
+def create_token(store: Store, clock: Clock, role_name: str, expires_in_s: int = 0, max_uses: int = 0,
+                 who: d.Principal | None = None) -> Minted:
     """A new token of a user role, expiring expires_in_s from now (0: never); an agent token may enrol at most
-    max_uses devices (0: no limit)."""
+    max_uses devices (0: no limit). Recorded as token.create by who."""
     try:
         role = d.Role(role_name)
     except ValueError:
@@ -30,9 +32,15 @@ def create_token(store: Store, clock: Clock, role_name: str, expires_in_s: int =
         raise d.Invalid(f"--expires-in must be a positive number of seconds, not {expires_in_s}")
     if max_uses < 0 or (max_uses and role != d.Role.AGENT):
         raise d.Invalid("--max-uses must be 1 or more and applies to agent tokens only (the devices it may enrol)")
-    token = new_token(role)
-    expires_ms = clock.now_ms() + expires_in_s * 1000 if expires_in_s else 0
-    tid = store.create_token(role, hash_token(token), expires_ms=expires_ms, max_uses=max_uses)
+    token, now = new_token(role), clock.now_ms()
+    expires_ms = now + expires_in_s * 1000 if expires_in_s else 0
+    detail = f"role {role.value}"
+    if expires_in_s:
+        detail += f", expires in {expires_in_s} s"
+    if max_uses:
+        detail += f", at most {max_uses} enrolment{'s' if max_uses != 1 else ''}"
+    tid = store.create_token(role, hash_token(token), expires_ms=expires_ms, max_uses=max_uses,
+                             audit=AuditEntry.by(who, "token.create", "", detail, now))  # the store names the target
     return Minted(token, tid, role)
 
 
@@ -40,10 +48,13 @@ def list_tokens(store: Store) -> list[TokenRecord]:
     return store.list_tokens()
 
 
-def revoke_token(store: Store, clock: Clock, token_id: str) -> TokenRecord:
+def revoke_token(store: Store, clock: Clock, token_id: str, who: d.Principal | None = None) -> TokenRecord:
+    """Refuse the token from now on (and the device credentials issued with it); recorded as token.revoke by who."""
     if not token_id:
         raise d.Invalid("name the token to revoke by its id; see `labctl token list`")
-    return store.revoke_token(token_id, clock.now_ms())
+    now = clock.now_ms()
+    audit = AuditEntry.by(who, "token.revoke", token_id, "refused from now on, with the credentials it issued", now)
+    return store.revoke_token(token_id, now, audit=audit)
 
 
 def take_enrolment(store: Store, who: d.Principal) -> None:
@@ -55,7 +66,3 @@ def give_back_enrolment(store: Store, who: d.Principal) -> None:
     """An enrolment that failed (a taken name, a bad class) does not use up the token."""
     store.use_token(who.token_id, -1)
 
-
-def link_credential(store: Store, device_token: str, who: d.Principal) -> None:
-    """Record which token a device credential was issued with: revoking that token refuses the credential."""
-    store.set_token_issuer(hash_token(device_token), who.token_id)

@@ -1,5 +1,7 @@
-"""Hands queued tasks to connected devices with free slots, tells devices to stop cancelled attempts, and requeues
-attempts whose lease expired: one loop, woken by a kick or a timer."""
+"""Hands queued tasks to connected devices with free slots (none while the lab's storage is full; a task whose
+artifacts are corrupt or missing in the lab's store ends in error, the lab's fault, without reaching the device),
+tells devices to stop cancelled attempts, requeues attempts whose lease expired, and records the lab faults kept in
+memory while the store was full: one loop, woken by a kick or a timer."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from labd.events import RunEvents
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession, SessionRegistry
 from labd.state import Store
+from labd.stored_artifacts import task_fault
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 from pilotlab import messages as msg
@@ -68,10 +71,17 @@ class Dispatcher:
                 if self._clock.monotonic() >= self._next_reap:
                     self._next_reap = self._clock.monotonic() + min(1.0, self._leases.lease_ms / 4000)
                     await self.reap_expired()
-            except Exception:  # the loop must outlive one bad pass; the next kick retries
-                log.exception("dispatch pass failed")
+            except Exception as e:  # the loop must outlive one bad pass; the next kick retries
+                if self._leases.storage.noted(e) is None:  # a full store is one line when it fills, not one a pass
+                    log.exception("dispatch pass failed")
 
     async def dispatch_once(self) -> None:
+        storage = self._leases.storage
+        if await asyncio.to_thread(storage.full_reason):
+            return  # nothing new starts while results could not be stored
+        if storage.unrecorded():
+            for run_id in await asyncio.to_thread(self._leases.record_faults):
+                await self._events.notify(run_id)
         waiting = await asyncio.to_thread(self._store.queued_devices)
         for sess in self._sessions.all():
             if sess.device_id not in waiting:
@@ -81,6 +91,11 @@ class Dispatcher:
                 if claimed is None:
                     break
                 task, att = claimed
+                fault = await asyncio.to_thread(task_fault, self._store, task.spec)
+                if fault:  # the lab's fault (logged once per bad file): the device never sees the task
+                    await asyncio.to_thread(self._leases.lab_fault, att, fault)
+                    await self._events.notify(task.run_id)
+                    continue
                 sess.running.add(att.id)
                 sess.send(msg.Assign(assignment(task, att)))
                 self._metrics.dispatch_latency.observe(max(0, self._clock.now_ms() - task.queued_ms) / 1000)

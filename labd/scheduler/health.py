@@ -1,5 +1,6 @@
 """Device health: repeated infrastructure errors quarantine a device and queue a `smoke` health check on it (the
-only work a quarantined device is given); a passing check returns it to service."""
+only work a quarantined device is given); a passing check returns it to service. Each decision is recorded in the
+audit log as labd's own (actor labd, role system)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from labd.clock import Clock
 from labd.scheduler.placement import targets
 from labd.scheduler.plan import SubmitOptions, load_suite, new_run
-from labd.state import Store
+from labd.state import AuditEntry, Store
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 
@@ -34,7 +35,9 @@ class DeviceHealth:
         dev = self.store.get_device(device_id)
         if dev.state != "active":
             return None
-        self.store.set_device_state(device_id, "quarantined")
+        why = f"{count} consecutive infrastructure errors"
+        self.store.set_device_state(device_id, "quarantined",
+                                    audit=AuditEntry.by(None, "device.quarantine", dev.name, why, self.clock.now_ms()))
         self.metrics.quarantines.inc()
         run = self._health_check(dev)
         log.warning("device %s quarantined after %d infrastructure errors; health check %s queued", dev.name,
@@ -47,7 +50,9 @@ class DeviceHealth:
             return
         dev = self.store.get_device(run.tasks[0].device_id)
         if dev.state == "quarantined" and run.verdict == d.Verdict.PASS:
-            self.store.set_device_state(dev.id, "active")
+            audit = AuditEntry.by(None, "device.release", dev.name, f"passed its health check {run.id}",
+                                  self.clock.now_ms())
+            self.store.set_device_state(dev.id, "active", audit=audit)
             log.info("device %s passed its health check %s and is back in service", dev.name, run.id)
 
     def _health_check(self, dev: d.Device) -> d.Run:
@@ -55,4 +60,7 @@ class DeviceHealth:
         opts = SubmitOptions(suite_id=HEALTH_SUITE, device=dev.name, priority=HEALTH_PRIORITY, kind="health")
         suite = load_suite(self.store, opts.suite_id)
         devices = targets(self.store, suite, opts.device, opts.select)
-        return self.store.create_run(new_run(suite, devices, system, opts, self.clock.now_ms()))
+        now = self.clock.now_ms()
+        run = new_run(suite, devices, system, opts, now)
+        detail = f"health check of {dev.name} ({suite.id}@{suite.version}) after its quarantine"
+        return self.store.create_run(run, audit=AuditEntry.by(None, "run.submit", run.id, detail, now))

@@ -12,6 +12,9 @@ from pilotlab import domain as d
 
 _CLAUSE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=|>|<|\s+(?:contains|has)\s+)\s*(.+?)\s*$", re.IGNORECASE)
 _NUMERIC_OPS = {">=": float.__ge__, "<=": float.__le__, ">": float.__gt__, "<": float.__lt__}
+# Parsing takes time quadratic in runs of spaces (the regular expressions backtrack over them): a bound on the length
+# keeps a hostile selector from holding labd for minutes, and no real one comes near it.
+MAX_LENGTH = 1024
 
 
 FIELDS = ("name", "class", "region", "status", "os", "arch", "cpu_cores", "memory_gb", "providers",
@@ -37,6 +40,8 @@ def _field(dev: d.Device, key: str) -> Any:
 
 def parse(expr: str) -> Callable[[d.Device], bool]:
     """Compile a selector: clauses joined by `and`; raises Invalid naming the clause it cannot read."""
+    if len(expr) > MAX_LENGTH:
+        raise d.Invalid(f"the selector is {len(expr)} characters long; write one of at most {MAX_LENGTH}")
     clauses = [c for c in re.split(r"\s+and\s+", expr.strip(), flags=re.IGNORECASE) if c]
     if not clauses:
         raise d.Invalid("empty selector; write e.g. --select 'class=robot and region=eu'")
@@ -59,11 +64,11 @@ def _clause(key: str, op: str, value: str) -> Callable[[d.Device], bool]:
         try:
             num = float(value)
         except ValueError:
-            raise d.Invalid(f"selector {key} {op} {value}: {value!r} is not a number") from None
+            raise d.Invalid(f"selector {key} {op}: {value!r} is not a number") from None
         cmp = _NUMERIC_OPS[op]
         return lambda dev: isinstance(v := _field(dev, key), int | float) and cmp(float(v), num)
-    if op == "contains":
-        return lambda dev: value in (_field(dev, key) or [])
+    if op == "contains":  # on a list, or a string; a number contains nothing
+        return lambda dev: isinstance(v := _field(dev, key), list | str) and value in v
     if op == "=":
         return lambda dev: str(_field(dev, key)) == value
     return lambda dev: str(_field(dev, key)) != value

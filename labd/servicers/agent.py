@@ -1,5 +1,7 @@
 """AgentService: enrolment, and the one long-lived session per device (hello, heartbeats, results, acks). Wire
-messages become domain events (pilotlab.convert) on the way in and out; each event is one handler call."""
+messages become domain events (pilotlab.convert) on the way in and out; each event is one handler call, in order.
+A session is read ahead within its window of result batches in flight (labd.sessions.BatchWindow); a full store ends
+the attempt concerned as the lab's fault and the session goes on."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.lab = lab
         self.dispatcher = dispatcher
         self._background: set[asyncio.Future[None]] = set()
+        lab.sessions.register_metrics(lab.metrics.registry)
 
     @unary
     async def Enrol(self, request: agent_pb2.EnrolRequest,
@@ -40,11 +43,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         try:
             dev, token = await asyncio.to_thread(
                 h.enrol, lab.store, lab.clock, request.name, request.device_class, request.region,
-                dict(request.tags), convert.capabilities_from_pb(request.capabilities), request.public_key)
+                dict(request.tags), convert.capabilities_from_pb(request.capabilities), request.public_key, who)
         except d.LabError:
             await asyncio.to_thread(tokens.give_back_enrolment, lab.store, who)
             raise
-        await asyncio.to_thread(tokens.link_credential, lab.store, token, who)
         log.info("enrolled %s (%s, %s)", dev.name, dev.id, dev.device_class)
         return agent_pb2.EnrolResponse(device_id=dev.id, device_token=token)
 
@@ -67,8 +69,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         lab.metrics.sessions_opened.inc()
         reader: asyncio.Task[None] | None = None
         try:
-            for run_id in await asyncio.to_thread(h.session_opened, lab.store, lab.leases, lab.clock, device.id,
-                                                  hello.capabilities, still):
+            try:
+                changed = await asyncio.to_thread(h.session_opened, lab.store, lab.leases, lab.clock, device.id,
+                                                  hello.capabilities, still)
+            except Exception as e:
+                if lab.leases.storage.noted(e) is None:
+                    raise
+                changed = []  # a full store: the device is served all the same
+            for run_id in changed:
                 await lab.events.notify(run_id)
             log.info("session open: %s (%d running)", device.name, len(still))
             yield convert.lab_event_to_pb(msg.Welcome(device_id=device.id, device_name=device.name,
@@ -77,6 +85,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self.dispatcher.kick()
             while (event := await session.outbox.get()) is not None:
                 yield convert.lab_event_to_pb(event)
+                if isinstance(event, msg.Ack) and not event.finished:
+                    session.window.acked(event.attempt_id, event.seq)  # written: room for the next batch
             if reader.done() and (exc := reader.exception()) is not None:
                 if not isinstance(exc, d.LabError):
                     log.error("session of %s failed: %s: %s", device.name, type(exc).__name__, exc, exc_info=exc)
@@ -92,16 +102,42 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if lab.sessions.close(session):
                 # The handler may be being cancelled (the agent went away): record the device offline in a
                 # task of its own, which that cancellation cannot interrupt.
-                done = asyncio.ensure_future(asyncio.to_thread(h.session_closed, lab.store, lab.clock, device.id))
+                done = asyncio.ensure_future(asyncio.to_thread(self._closed, device.id))
                 self._background.add(done)
                 done.add_done_callback(self._background.discard)
                 log.info("session closed: %s", device.name)
 
-    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
-                    credential: str | None) -> None:
+    def _closed(self, device_id: str) -> None:
+        try:
+            h.session_closed(self.lab.store, self.lab.clock, device_id)
+        except Exception as e:
+            if self.lab.leases.storage.noted(e) is None:
+                raise
+
+    @staticmethod
+    async def _pump(session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
+                    inbox: asyncio.Queue[agent_pb2.AgentMessage | None]) -> None:
+        """Read the session's messages ahead of their handling, within its window of result batches in flight: at
+        the bound it stops reading, and HTTP/2 flow control holds the agent's sends back."""
         try:
             async for m in requests:
-                event = convert.agent_event_from_pb(m)
+                if m.WhichOneof("msg") == "results":
+                    session.window.took(m.results.attempt_id, m.results.seq, m.ByteSize())
+                inbox.put_nowait(m)
+                await session.window.room()
+        finally:
+            inbox.put_nowait(None)
+
+    async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
+                    credential: str | None) -> None:
+        inbox: asyncio.Queue[agent_pb2.AgentMessage | None] = asyncio.Queue()
+        pump = asyncio.create_task(self._pump(session, requests, inbox))
+        try:
+            while (m := await inbox.get()) is not None:
+                if m.WhichOneof("msg") == "results":  # up to the receive limit: decoded off the event loop
+                    event = await asyncio.to_thread(convert.agent_event_from_pb, m)
+                else:
+                    event = convert.agent_event_from_pb(m)
                 if event is None or isinstance(event, msg.Hello):
                     log.warning("ignoring session message %s from %s", m.WhichOneof("msg"), session.device_name)
                     continue
@@ -110,10 +146,46 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     # heartbeat: the error closes it with UNAUTHENTICATED.
                     await asyncio.to_thread(self.lab.auth.record, credential)
                 await self._handle(session, event)
+            await pump  # a failed read ends the session
         finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
             session.close()
 
     async def _handle(self, session: AgentSession, event: msg.AgentEvent) -> None:
+        try:
+            await self._handle_event(session, event)
+        except Exception as e:
+            if (full := self.lab.leases.storage.noted(e)) is None:
+                raise
+            await self._storage_full(session, event, str(full))
+
+    async def _storage_full(self, session: AgentSession, event: msg.AgentEvent, why: str) -> None:
+        """The lab's storage is full: the attempt whose results or finish cannot be stored ends in error (the lab's
+        fault), its batch is answered with an Ack carrying the reason and the device told to stop it; heartbeats
+        and progress wait for space. The session goes on."""
+        lab = self.lab
+        if not isinstance(event, d.ResultBatch | d.AttemptFinish):
+            return
+        run = await asyncio.to_thread(lab.leases.storage_full, session.device_id, event.attempt_id, why)
+        if run is not None:
+            log.warning("attempt %s on %s ended: %s", event.attempt_id, session.device_name, why)
+            await lab.events.notify(run.id)
+        if isinstance(event, d.ResultBatch):
+            session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq, error=why))
+            if run is not None:
+                session.send(msg.Cancel(attempt_id=event.attempt_id, reason=why))
+        else:
+            session.running.discard(event.attempt_id)
+            session.send(msg.Ack(attempt_id=event.attempt_id, finished=True))
+            self.dispatcher.kick()
+
+    def _ingest(self, session: AgentSession, batch: d.ResultBatch) -> None:
+        self.lab.leases.storage.check()  # once the storage is full, no attempt keeps part of its results
+        h.ingest(self.lab.store, self.lab.metrics, self.lab.clock, session.device_id, batch, session.public_key)
+
+    async def _handle_event(self, session: AgentSession, event: msg.AgentEvent) -> None:
         lab = self.lab
         if isinstance(event, msg.Heartbeat):
             if event.running:  # an idle device's heartbeat renews nothing: no worker thread for it
@@ -123,8 +195,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await lab.events.notify(run_id)
         elif isinstance(event, d.ResultBatch):
             try:
-                await asyncio.to_thread(h.ingest, lab.store, lab.metrics, lab.clock, session.device_id, event,
-                                        session.public_key)
+                await asyncio.to_thread(self._ingest, session, event)
             except h.BatchRefused as e:
                 # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it from its
                 # outbox; the session goes on (closing it would only make the agent resend the batch).

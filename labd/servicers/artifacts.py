@@ -1,5 +1,6 @@
 """ArtifactService: models and datasets by sha256, streamed in chunks, resumable from an offset; to a device only
-what its running assignments need, inside each artifact's data zone."""
+what its running assignments need, inside each artifact's data zone, and only while the lab's own copy still hashes
+to its digest (DATA_LOSS, the lab's fault, otherwise)."""
 
 from __future__ import annotations
 

@@ -30,14 +30,45 @@ class TokenRecord:
     device_name: str = ""
 
 
+SYSTEM_ACTOR = "labd"  # the actor of what labd decides itself (a health quarantine, a health-check run)
+SYSTEM_ROLE = "system"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the append-only audit log: who (actor: a token id, a device's name for a device credential,
+    `labd` for the lab's own decisions) with what role did what (action: `token.create`, `run.cancel`,
+    `device.quarantine`…) to what (target: a token id, run id or device name), when (Unix ms), and a short
+    detail. seq is the store's order of appending (0 until appended)."""
+
+    time_ms: int
+    actor: str
+    role: str
+    action: str
+    target: str
+    detail: str = ""
+    seq: int = 0
+
+    @classmethod
+    def by(cls, who: d.Principal | None, action: str, target: str, detail: str, now_ms: int,
+           device_name: str = "") -> AuditEntry:
+        """What `who` did (None: labd itself); a device credential is named by its device's name when given."""
+        if who is None:
+            return cls(now_ms, SYSTEM_ACTOR, SYSTEM_ROLE, action, target, detail)
+        actor = device_name if who.device_id and device_name else who.token_id
+        return cls(now_ms, actor, who.role.value, action, target, detail)
+
+
 class Store(ABC):
-    """Durable lab state. Every method is one transaction; a method that returns has committed."""
+    """Durable lab state. Every method is one transaction; a method that returns has committed. A method that takes
+    `audit` MUST append that entry to the audit log in the same transaction as its change, so an action and its
+    audit entry are stored together or not at all."""
 
     # --- tokens -------------------------------------------------------------------------------------------
     @abstractmethod
     def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None, *, expires_ms: int = 0,
-                     max_uses: int = 0, issued_by: str | None = None) -> str:
-        """MUST store only the hash and return a new token id."""
+                     max_uses: int = 0, issued_by: str | None = None, audit: AuditEntry | None = None) -> str:
+        """MUST store only the hash and return a new token id (audit's target becomes that id)."""
 
     @abstractmethod
     def find_token(self, token_hash: str) -> TokenRecord | None:
@@ -48,12 +79,8 @@ class Store(ABC):
         """Every token, newest first, device credentials with their device's name."""
 
     @abstractmethod
-    def revoke_token(self, token_id: str, now_ms: int) -> TokenRecord:
+    def revoke_token(self, token_id: str, now_ms: int, audit: AuditEntry | None = None) -> TokenRecord:
         """MUST mark the token revoked at now_ms (a second revocation keeps the first time); NotFound if unknown."""
-
-    @abstractmethod
-    def set_token_issuer(self, token_hash: str, issued_by: str) -> None:
-        """MUST record the token (a device credential) as issued with the token issued_by."""
 
     @abstractmethod
     def use_token(self, token_id: str, delta: int = 1) -> int:
@@ -63,8 +90,11 @@ class Store(ABC):
     # --- devices ------------------------------------------------------------------------------------------
     @abstractmethod
     def enrol_device(self, name: str, device_class: str, region: str, tags: dict[str, str],
-                     capabilities: d.Capabilities, public_key: bytes, now_ms: int) -> d.Device:
-        """MUST create the device; MUST raise Conflict when the name is taken."""
+                     capabilities: d.Capabilities, public_key: bytes, now_ms: int, *, credential_hash: str = "",
+                     issued_by: str | None = None, audit: AuditEntry | None = None) -> d.Device:
+        """MUST create the device and, given credential_hash, its device credential issued with the token issued_by,
+        in one transaction (a credential never exists without its issuer); MUST raise Conflict when the name is
+        taken, storing nothing."""
 
     @abstractmethod
     def get_device(self, device_id: str) -> d.Device:
@@ -106,7 +136,7 @@ class Store(ABC):
 
     # --- runs and tasks -----------------------------------------------------------------------------------
     @abstractmethod
-    def create_run(self, run: d.Run) -> d.Run:
+    def create_run(self, run: d.Run, audit: AuditEntry | None = None) -> d.Run:
         """MUST store the run and all its tasks (status queued) atomically."""
 
     @abstractmethod
@@ -118,7 +148,8 @@ class Store(ABC):
         """Newest first, with tasks."""
 
     @abstractmethod
-    def cancel_run(self, run_id: str, reason: str, now_ms: int) -> tuple[d.Run, list[d.Attempt]]:
+    def cancel_run(self, run_id: str, reason: str, now_ms: int,
+                   audit: AuditEntry | None = None) -> tuple[d.Run, list[d.Attempt]]:
         """MUST cancel every non-terminal task and the run; returns the attempts that were running."""
 
     @abstractmethod
@@ -128,7 +159,7 @@ class Store(ABC):
         concurrent callers MUST never claim the same task."""
 
     @abstractmethod
-    def set_device_state(self, device_id: str, state: str) -> d.Device:
+    def set_device_state(self, device_id: str, state: str, audit: AuditEntry | None = None) -> d.Device:
         """MUST set active | draining | quarantined; claims MUST then skip a draining device entirely and give a
         quarantined one health-check tasks only; back to active resets the infrastructure-error count."""
 
@@ -222,3 +253,15 @@ class Store(ABC):
     @abstractmethod
     def count_tasks(self) -> dict[str, int]:
         """Number of tasks per status."""
+
+    # --- audit log --------------------------------------------------------------------------------------
+    @abstractmethod
+    def append_audit(self, entry: AuditEntry) -> None:
+        """MUST append the entry (its seq is the store's): the audit log is append-only, and no method of the store
+        updates or deletes an entry."""
+
+    @abstractmethod
+    def list_audit(self, target: str | None = None, limit: int = 1000, *, since_ms: int = 0,
+                   until_ms: int = 0) -> list[AuditEntry]:
+        """MUST return at most limit entries, newest first (by seq, which keeps appending order), with their seq;
+        only those about target when given, and only from since_ms up to until_ms (inclusive; 0: no bound)."""

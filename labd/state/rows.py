@@ -8,8 +8,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labd.state.base import TokenRecord
-from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow, TokenRow
+from labd.state.base import AuditEntry, TokenRecord
+from labd.state.tables import AttemptRow, AuditRow, DeviceRow, RunRow, TaskRow, TokenRow
 from pilotlab import domain as d
 from pilotlab.tasks import TaskSpec
 
@@ -45,6 +45,18 @@ def token(r: TokenRow, issuer: TokenRow | None, device_name: str = "") -> TokenR
     return TokenRecord(id=r.id, role=d.Role(r.role), device_id=r.device_id, revoked=bool(revoked) or r.revoked,
                        created_ms=r.created_ms, expires_ms=r.expires_ms, revoked_ms=min(revoked, default=0),
                        uses=r.uses, max_uses=r.max_uses, issued_by=r.issued_by, device_name=device_name)
+
+
+def add_audit(s: Session, entry: AuditEntry | None) -> None:
+    """Append an audit entry inside the caller's transaction (nothing when None)."""
+    if entry is not None:
+        s.add(AuditRow(time_ms=entry.time_ms, actor=entry.actor, role=entry.role, action=entry.action,
+                       target=entry.target, detail=entry.detail))
+
+
+def audit(r: AuditRow) -> AuditEntry:
+    return AuditEntry(time_ms=r.time_ms, actor=r.actor, role=r.role, action=r.action, target=r.target,
+                      detail=r.detail, seq=r.seq or 0)
 
 
 def device(r: DeviceRow) -> d.Device:

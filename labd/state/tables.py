@@ -162,3 +162,17 @@ class LogRow(SQLModel, table=True):
     report_id: str = Field(index=True, unique=True)
     leaf_hash: str
     appended_ms: int = _big(default=0)  # type: ignore[assignment]
+
+
+class AuditRow(SQLModel, table=True):
+    """The append-only audit log (migration 0005): who did what to which token, run, device or report, and when.
+    Rows are only ever inserted; database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    seq: int | None = Field(default=None, primary_key=True)  # appending order
+    time_ms: int = _big(default=0)  # type: ignore[assignment]
+    actor: str
+    role: str
+    action: str
+    target: str = Field(index=True)
+    detail: str = Field(default="", sa_type=Text)

@@ -104,6 +104,11 @@ class LabServiceStub:
                 request_serializer=pilotlab_dot_v1_dot_lab__pb2.SetDeviceStateRequest.SerializeToString,
                 response_deserializer=pilotlab_dot_v1_dot_lab__pb2.Device.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/pilotlab.v1.LabService/ListAudit',
+                request_serializer=pilotlab_dot_v1_dot_lab__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=pilotlab_dot_v1_dot_lab__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class LabServiceServicer:
@@ -197,6 +202,13 @@ class LabServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """Admins: the append-only audit log (who did what to which token, run, device or report), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +281,11 @@ def add_LabServiceServicer_to_server(servicer, server):
                     servicer.SetDeviceState,
                     request_deserializer=pilotlab_dot_v1_dot_lab__pb2.SetDeviceStateRequest.FromString,
                     response_serializer=pilotlab_dot_v1_dot_lab__pb2.Device.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=pilotlab_dot_v1_dot_lab__pb2.ListAuditRequest.FromString,
+                    response_serializer=pilotlab_dot_v1_dot_lab__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -649,6 +666,33 @@ class LabService:
             '/pilotlab.v1.LabService/SetDeviceState',
             pilotlab_dot_v1_dot_lab__pb2.SetDeviceStateRequest.SerializeToString,
             pilotlab_dot_v1_dot_lab__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilotlab.v1.LabService/ListAudit',
+            pilotlab_dot_v1_dot_lab__pb2.ListAuditRequest.SerializeToString,
+            pilotlab_dot_v1_dot_lab__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

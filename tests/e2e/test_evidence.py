@@ -1,11 +1,14 @@
 """Certification evidence end to end: a real run's bundle verifies offline, and every kind of tampering fails
-with a message naming what is wrong; the HTML renders in headless Chromium with its chart."""
+with a message naming what is wrong; the HTML renders in headless Chromium with its chart, and prints to an A4 PDF
+with the report id and page numbers on every page."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agents.cpuinfo import cpu_flags
 from labctl.verify import verify_bundle
 from pilotlab import dsse
-from tests.e2e.conftest import Agent, Labd, device_online, labctl, labctl_json, make_token, wait_until
+from tests.e2e.conftest import BIN, Agent, Labd, device_online, labctl, labctl_json, make_token, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,15 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:  # type:
     finally:
         agent.stop()
         lab.stop()
+
+
+def _artefacts(tmp_path: Path) -> Path:
+    """Where the report's screenshot and PDF pages are kept for a person to look at: $PILOTLAB_ARTIFACTS/report (as
+    the web console's screenshots), else the test's temporary folder."""
+    env = os.environ.get("PILOTLAB_ARTIFACTS")
+    path = Path(env) / "report" if env else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _copy(issued: dict, tmp_path: Path) -> Path:  # type: ignore[type-arg]
@@ -180,7 +192,7 @@ def test_html_renders_in_headless_chromium(issued, tmp_path) -> None:  # type: i
     html = (issued["bundle"] / "report.html").read_text()
     assert "<svg" in html and "Latency distribution (CDF)" in html and "PASS" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
-    shot = tmp_path / "report.png"
+    shot = _artefacts(tmp_path) / "report-html.png"
     dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
                           "--disable-sync", f"--user-data-dir={tmp_path / 'ud'}", "--dump-dom",
@@ -188,7 +200,61 @@ def test_html_renders_in_headless_chromium(issued, tmp_path) -> None:  # type: i
     assert dom.returncode == 0 and "polyline" in dom.stdout and "digits-single-stream" in dom.stdout
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'ud2'}", "--window-size=1200,1600", f"--screenshot={shot}",
+                    f"--user-data-dir={tmp_path / 'ud2'}", "--window-size=1280,5000", f"--screenshot={shot}",
                     (issued["bundle"] / "report.html").as_uri()], capture_output=True, timeout=60, check=True)
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_html_tells_a_certifier_what_was_signed_and_how_to_check_it(issued) -> None:  # type: ignore[no-untyped-def]
+    report = json.loads((issued["bundle"] / "report.json").read_bytes())
+    html = (issued["bundle"] / "report.html").read_text()
+    fingerprint = hashlib.sha256(issued["pub"].read_bytes()).hexdigest()  # of what `labctl lab pubkey` printed
+    assert report["lab"]["public_key_sha256"] == report["authorised_by"]["public_key_sha256"] == fingerprint
+    assert report["authorised_by"]["name"] == report["lab"]["name"] and fingerprint in html
+    assert f"labctl report verify {report['run']['id']} --pubkey lab.pem" in html
+    assert html.count(report["report_id"]) >= 4 and f"End of report {report['report_id']}" in html
+    assert "PASS: all 2 criteria that decide the verdict pass (1 task)." in html
+    settings = html.split("<h3>Settings, as the lab assigned and graded them</h3>", 1)[1].split("</section>", 1)[0]
+    assert not re.search(r"\{'|\bTrue\b|\bFalse\b|\bNone\b", settings), settings
+    # This machine has no energy meter the agent may read: the report says so, and why.
+    notes = report["tasks"][0]["figure_notes"]
+    assert report["tasks"][0]["metrics"]["energy"]["source"] == "unavailable" and notes["energy"] in html
+
+
+def test_report_pull_pdf(issued, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--pdf prints report.html through Chromium's DevTools: A4 pages, each with the report id and its number; the
+    bundle beside it still verifies, naming the PDF as unsigned."""
+    out = tmp_path / "withpdf"
+    p = labctl(issued["lab"], issued["cert"], "report", "pull", issued["run"]["id"], "--out", str(out), "--pdf",
+               "--json")
+    assert p.returncode == 0, p.stderr
+    pulled = json.loads(p.stdout)
+    assert pulled["pdf"] == str(out / "report.pdf") and pulled["pdf_page_numbers"] is True
+    assert "report.pdf" not in pulled["files"]  # not part of the signed bundle
+    report_id = json.loads((out / "report.json").read_bytes())["report_id"]
+    pdf = (out / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    info = subprocess.run(["pdfinfo", str(out / "report.pdf")], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))  # type: ignore[union-attr]
+    assert pages >= 1 and "(A4)" in info
+    text = subprocess.run(["pdftotext", "-layout", str(out / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for n, page in enumerate(text.split("\f")[:pages], start=1):
+        assert report_id in page and f"page {n} of {pages}" in page, page
+    assert f"End of report {report_id}" in text and "How to verify this report" in text
+    problems, notes = verify_bundle(out, issued["pub"])
+    assert problems == [] and any(n.startswith("report.pdf is not signed") for n in notes)
+    shots = _artefacts(tmp_path)
+    shutil.copy(out / "report.pdf", shots / "report.pdf")
+    subprocess.run(["pdftoppm", "-png", "-r", "70", str(out / "report.pdf"), str(shots / "report-pdf-page")],
+                   check=True, timeout=60)
+    print(f"\nreport PDF and its pages as PNG: {shots}")
+
+    # Without Chromium on PATH: one line saying so, non-zero, and the bundle is still there.
+    bare = tmp_path / "nopdf"
+    env = {**os.environ, "PATH": str(BIN), "LAB_ADDR": issued["lab"].addr, "LAB_TOKEN": issued["cert"]}
+    p = subprocess.run([str(BIN / "labctl"), "report", "pull", issued["run"]["id"], "--out", str(bare), "--pdf"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--pdf needs Chromium" in p.stderr, p.stderr
+    assert (bare / "report.html").is_file() and not (bare / "report.pdf").exists()

@@ -170,16 +170,18 @@ def test_quarantine_health_check_drain_and_release(tmp_path, suites, start_agent
     try:
         start_agent(lab, "dev1")
         eng = make_token(lab, "engineer")
-        # Infrastructure errors: the broken suite's own dataset vanishes from the lab's store (smoke's stays).
+        # Infrastructure errors of the device's own: a directory stands in the way of the broken suite's dataset in
+        # the agent's artifact cache (smoke's is another file). A file missing from the lab's own store would be the
+        # lab's fault, never counted against the device (tests/e2e/test_zones_and_integrity.py).
         broken = json.loads(labctl(lab, eng, "suites", "show", "broken", "--json").stdout)
         smoke = json.loads(labctl(lab, eng, "suites", "show", "smoke", "--json").stdout)
         dataset = broken["artifacts"]["digits-test"]["sha256"]
         assert dataset != smoke["artifacts"]["digits-test"]["sha256"]
-        (lab.data_dir / "artifacts" / dataset).unlink()
+        (tmp_path / "agent-dev1" / "cache" / dataset).mkdir(parents=True)
         failing = labctl(lab, eng, "run", "submit", "--suite", "broken", "--device", "dev1", "--wait", "--json")
         assert failing.returncode == 3
         shown = labctl_json(lab, eng, "run", "show", json.loads(failing.stdout)["id"])
-        assert shown["tasks"][0]["attempts"] == 3 and "artifact fetch failed" in shown["tasks"][0]["reason"]
+        assert shown["tasks"][0]["attempts"] == 3 and "agent crash" in shown["tasks"][0]["reason"]
         health = next(r for r in labctl_json(lab, eng, "run", "list") if r["kind"] == "health")
         assert health["suite"]["id"] == "smoke"
         assert _wait_run(lab, health["id"])["verdict"] == "pass"

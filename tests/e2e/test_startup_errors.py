@@ -130,3 +130,14 @@ def test_agent_work_dir_held_by_a_running_agent(labd: Labd, start_agent: Any) ->
     assert line == (f"lab-agent: --work-dir {first.work_dir} is in use by another running lab-agent "
                     f"(pid {first.proc.pid}); stop it or give this agent its own --work-dir")
     assert first.proc.poll() is None
+
+
+def test_agent_refuses_a_name_or_tag_that_could_forge_log_lines(tmp_path: Path) -> None:
+    base = [str(AGENT_BIN), "--lab", "127.0.0.1:1", "--token", "x", "--class", "robot", "--work-dir",
+            str(tmp_path / "w")]
+    line = _run([*base, "--name", "dev\n2026-12-01 INFO labd: forged"])
+    assert line.startswith("lab-agent: device name 'dev\\n2026-12-01 INFO ...' has the control character '\\n'")
+    line = _run([*base, "--name", "dev", "--tag", "site=\x1b[31mred"])
+    assert line == ("lab-agent: tag 'site' has a value with the control character '\\x1b'; "
+                    "use at most 128 printable characters")
+    assert not (tmp_path / "w").exists()  # refused before anything was written

@@ -1,5 +1,6 @@
 """Token lifecycle against a real labd: create with limits, list without secrets, revoke (a connected agent whose
-agent token is revoked is cut off within a heartbeat), expiry and use limits; lab-agent --token-file."""
+agent token is revoked is cut off within a heartbeat), expiry and use limits; lab-agent --token-file; the audit log
+of it all (`labctl audit list`, admins only)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,29 @@ def test_create_list_revoke(labd: Labd, tmp_path) -> None:  # type: ignore[no-un
         # The connected agent, whose credential was issued with the revoked token, is cut off within a heartbeat.
         assert agent.wait(20) == 3
         assert "this token was revoked on" in (tmp_path / "tf1.log").read_text()
-        revoked = next(t for t in labctl_json(labd, admin, "token", "list") if t["id"] == made["id"])
+        tokens = labctl_json(labd, admin, "token", "list")
+        revoked = next(t for t in tokens if t["id"] == made["id"])
         assert revoked["revoked"].endswith("Z")
+
+        # Every action above is in the audit log, newest first, with who did it.
+        assert labctl(labd, admin, "devices", "drain", "tf1").returncode == 0
+        admin_id = next(t["id"] for t in tokens if t["role"] == "admin")
+        log = labctl_json(labd, admin, "audit", "list")
+        assert all(set(e) == {"time", "actor", "role", "action", "target", "detail"} for e in log)
+        assert all(e["time"].endswith("Z") for e in log) and log[0]["time"] >= log[-1]["time"]
+        assert [(e["actor"], e["role"], e["action"], e["target"]) for e in log] == [
+            (admin_id, "admin", "device.drain", "tf1"),
+            (admin_id, "admin", "token.revoke", made["id"]),
+            (made["id"], "agent", "device.enrol", "tf1"),
+            (admin_id, "admin", "token.create", made["id"]),
+            ("labd", "system", "token.create", admin_id)]  # the admin token, at labd's first start
+        assert log[3]["detail"] == "role agent, expires in 3600 s, at most 1 enrolment"
+        assert log[4]["detail"] == f"role admin, written to {labd.data_dir / 'admin.token'}"
+        assert log[2]["detail"] == "class robot, region none"
+        mine = labctl_json(labd, admin, "audit", "list", "--target", made["id"])
+        assert [e["action"] for e in mine] == ["token.revoke", "token.create"]
+        table = labctl(labd, admin, "audit", "list")
+        assert table.returncode == 0 and "device.enrol" in table.stdout and "tf1" in table.stdout
     finally:
         if agent.poll() is None:
             agent.terminate()
@@ -63,6 +85,9 @@ def test_expired_and_revoked_user_tokens_are_refused(labd: Labd) -> None:
 
     eng = labctl_json(labd, admin, "token", "create", "--role", "engineer")
     assert labctl(labd, eng["token"], "devices", "list").returncode == 0
+    p = labctl(labd, eng["token"], "audit", "list", "--json")  # admins only
+    assert p.returncode == 3 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
+    assert "an engineer token may not read the audit log; it needs a token of role admin" in p.stderr
     assert labctl(labd, admin, "token", "revoke", eng["id"]).returncode == 0
     p = labctl(labd, eng["token"], "devices", "list")
     assert p.returncode == 3 and "this token was revoked on" in p.stderr and "ask an admin" in p.stderr

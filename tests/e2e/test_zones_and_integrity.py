@@ -1,6 +1,7 @@
-"""Issue 12, items 3 and 5 against a real labd: ArtifactService serves a device only what its running assignment
-needs, inside the data zone; a result batch after TaskFinished (or out of its window) is refused without closing
-the session, and the report pulled right after the run verifies."""
+"""Issue 12 against a real labd: ArtifactService serves a device only what its running assignment needs, inside the
+data zone; a corrupt file in the lab's own store ends the run in error as the lab's fault, never the device's; a
+result batch after TaskFinished (or out of its window) is refused without closing the session, and the report pulled
+right after the run verifies."""
 
 from __future__ import annotations
 
@@ -126,3 +127,27 @@ def test_zones_at_the_artifact_door_and_a_late_batch_is_refused(tmp_path: Path) 
     assert "is outside 0..1000000" in log and "arrays of unequal lengths" in log
     assert "zone: refused" in log and zoned_sha in log and "us-east" in log
     assert "zone: allowed model" in log
+
+
+def test_a_corrupt_file_in_the_labs_own_store_is_the_labs_fault_not_the_devices(labd: Labd, start_agent) -> None:  # type: ignore[no-untyped-def]
+    start_agent(labd, "dev1")
+    eng = make_token(labd, "engineer")
+    model_sha = hashlib.sha256(MODEL.read_bytes()).hexdigest()
+    stored = labd.data_dir / "artifacts" / model_sha
+    good = stored.read_bytes()
+    stored.write_bytes(bytes([good[0] ^ 0xFF]) + good[1:])  # same size: only its digest tells
+    got = hashlib.sha256(stored.read_bytes()).hexdigest()
+
+    for _ in range(2):  # the second run finds the same bad copy: the same reason, not another log line
+        p = labctl(labd, eng, "run", "submit", "--suite", "smoke", "--device", "dev1", "--wait", "--json")
+        assert p.returncode == 3, p.stdout + p.stderr
+        run = json.loads(p.stdout)
+        assert run["status"] == "error"
+        assert (f"the lab's stored artifact {model_sha} (model digits-logreg) is corrupt (expected sha256 "
+                f"{model_sha}, got {got})") in run["reason"] and "restore" in run["reason"]
+        [task] = labctl_json(labd, eng, "run", "show", run["id"])["tasks"]
+        assert task["attempts"] == 1  # not retried
+    [dev] = labctl_json(labd, labd.admin_token, "devices", "list")
+    assert (dev["state"], dev["infra_errors"], dev["status"]) == ("active", 0, "online")
+    log = labd.log.read_text()
+    assert log.count(f"stored artifact {model_sha} (model digits-logreg) is corrupt") == 1, log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -139,6 +140,13 @@ def test_report_json_carries_the_contract_keys(issued: Issued, parts: Parts) -> 
     assert t["metrics"]["validity"] == {"valid": True, "reasons": []}  # the real agent complies with its assignment
     for path in t["samples"].values():
         assert (issued.root / path).is_file()
+    # Who authorised it: the lab, by its key, named by the sha256 of the PEM `labctl lab pubkey` prints.
+    fingerprint = hashlib.sha256(issued.pubkey.read_bytes()).hexdigest()
+    assert r["lab"]["public_key_sha256"] == fingerprint
+    assert {k: r["authorised_by"][k] for k in ("name", "key_id", "public_key_sha256")} == {
+        "name": "PilotLab test lab", "key_id": r["lab"]["key_id"], "public_key_sha256": fingerprint}
+    # The runner measured without a meter: the report says why energy is unavailable.
+    assert t["metrics"]["energy"]["source"] == "unavailable" and t["figure_notes"]["energy"].startswith("the ")
 
 
 def test_settings_are_the_effective_ones_and_observations_stand_apart(issued: Issued) -> None:

@@ -1,8 +1,11 @@
-"""Issue 12, items 3 and 5 at the handler level: artifacts go only to a device whose running assignment needs them,
-inside their data zone; late, out-of-window and malformed result batches are refused and change nothing stored."""
+"""Issue 12 at the handler level: artifacts go only to a device whose running assignment needs them, inside their
+data zone, and only while the lab's own copy hashes to its digest (a corrupt or missing copy is the lab's fault, never
+the device's); late, out-of-window and malformed result batches are refused and change nothing stored."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +13,11 @@ import numpy as np
 import pytest
 
 from evalsuites import load_suite
+from labd import stored_artifacts
 from labd.catalog import register_suite
+from labd.events import RunEvents
 from labd.handlers import agents, artifacts
+from labd.scheduler.dispatcher import Dispatcher
 from labd.scheduler.plan import SubmitOptions, new_run
 from pilotlab import domain as d
 from tests.e2e.conftest import make_suite
@@ -142,3 +148,117 @@ def test_a_dataset_outside_its_zone_is_refused_even_to_an_assigned_device(parts:
     assert any("refused dataset" in m and spec.dataset.sha256 in m and "sensitive" in m and "us1" in m
                and "us-east" in m for m in lines)
     assert any("allowed model" in m and spec.model.sha256 in m and "us1" in m for m in lines)
+
+
+# --- the lab's own copies of artifacts --------------------------------------------------------------------------
+def _corrupt(path: str) -> None:
+    with open(path, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+
+
+def _model(parts: Parts) -> d.ArtifactRecord:
+    return parts.store.get_artifact(parts.suite.artifacts[parts.suite.tasks[0].model].sha256)
+
+
+def test_a_stored_file_is_hashed_once_per_version(tmp_path: Path) -> None:
+    path = tmp_path / "a"
+    path.write_bytes(b"x" * 1000)
+    memo = stored_artifacts.DigestMemo(racy_ns=0)
+    good = memo.digest(str(path))[0]
+    for _ in range(3):
+        assert memo.digest(str(path)) == (good, False)
+    assert memo.hashed == 1
+    with path.open("ab") as f:  # another version: hashed again
+        f.write(b"y")
+    bad, fresh = memo.digest(str(path))
+    assert fresh and bad != good and memo.hashed == 2
+    assert memo.digest(str(path), force=True)[1] and memo.hashed == 3
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        memo.digest(str(path))
+    # A file changed within the last 2 s is hashed every time: a second write in the same clock tick (same size,
+    # same times) would not show in its stat.
+    path.write_bytes(b"x" * 1000)
+    racy = stored_artifacts.DigestMemo()
+    assert racy.digest(str(path)) == (good, True)
+    _corrupt(str(path))
+    assert racy.digest(str(path)) == (stored_artifacts.sha256_file(path), True)
+
+
+def test_a_corrupt_or_missing_stored_artifact_is_the_labs_fault_at_the_door(parts: Parts,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    dev = parts.enrol("r1")
+    _running(parts, dev)
+    model = _model(parts)
+    assert artifacts.artifact_for_device(parts.store, dev.id, model.sha256).sha256 == model.sha256
+    caplog.set_level("ERROR", logger="labd.artifacts")
+    _corrupt(model.path)
+    got = stored_artifacts.sha256_file(model.path)
+    for _ in range(3):
+        with pytest.raises(d.LabFault, match=rf"stored artifact {model.sha256} \(model .*\) is corrupt \(expected "
+                                             rf"sha256 {model.sha256}, got {got}\).*restore"):
+            artifacts.artifact_for_device(parts.store, dev.id, model.sha256)
+    assert [r.getMessage() for r in caplog.records if "is corrupt" in r.getMessage()] == [
+        f"stored artifact {model.sha256} (model {model.name}) is corrupt: expected sha256 {model.sha256}, got {got} "
+        f"({model.path}); {stored_artifacts.RESTORE}"]  # one line, however often it is asked for
+    os.unlink(model.path)
+    with pytest.raises(d.LabFault, match=rf"stored artifact {model.sha256} .* is missing"):
+        artifacts.artifact_for_device(parts.store, dev.id, model.sha256)
+
+
+def test_a_task_whose_stored_artifact_is_corrupt_is_not_dispatched_retried_or_counted(parts: Parts) -> None:
+    dev, other = parts.enrol("r1"), parts.enrol("r2")
+    session = parts.connect(dev)
+    parts.connect(other)
+    _corrupt(_model(parts).path)
+    run = parts.queue(dev, other)
+
+    asyncio.run(Dispatcher(parts.store, parts.sessions, parts.leases, RunEvents(), parts.metrics,
+                           parts.clock).dispatch_once())
+    assert session.outbox.empty() and not session.running  # the device never sees the task
+    ended = parts.store.get_run(run.id)
+    assert ended.status == d.Status.ERROR and "is corrupt (expected sha256" in ended.reason
+    assert [(t.status, t.attempts) for t in ended.tasks] == [(d.Status.ERROR, 1)] * 2  # not retried anywhere
+    for dv in (dev, other):
+        assert (parts.store.get_device(dv.id).state, parts.store.get_device(dv.id).infra_errors) == ("active", 0)
+
+
+@pytest.mark.parametrize("lab_copy_bad", [True, False])
+def test_a_download_the_device_refused_is_the_labs_fault_only_when_the_labs_copy_is_bad(parts: Parts,
+                                                                                        lab_copy_bad: bool) -> None:
+    dev = parts.enrol("r1")
+    att = _running(parts, dev)
+    model = _model(parts)
+    assert not stored_artifacts.fault(model)  # checked while intact
+    if lab_copy_bad:
+        _corrupt(model.path)
+    reason = (f"artifact fetch failed: could not fetch artifact {model.sha256[:12]} after 3 tries: digest "
+              f"0123456789ab does not match {model.sha256[:12]}")
+    run, ack = agents.finish(parts.store, parts.leases, parts.health, parts.clock, dev.id,
+                             d.AttemptFinish(att.id, d.Outcome.ERROR, reason=reason))
+    assert ack and run is not None
+    [task] = run.tasks
+    if lab_copy_bad:  # the lab's fault: ended, not requeued, not counted
+        assert task.status == d.Status.ERROR and "is corrupt (expected sha256" in task.reason
+        assert run.status == d.Status.ERROR and parts.store.get_device(dev.id).infra_errors == 0
+        assert task.history[0].reason == reason  # what the device said stays on its attempt
+    else:  # the device's (or the network's): requeued and counted
+        assert task.status == d.Status.QUEUED and parts.store.get_device(dev.id).infra_errors == 1
+
+
+def test_a_quarantined_devices_health_check_does_not_fail_it_for_the_labs_fault(parts: Parts) -> None:
+    dev = parts.enrol("r1", device_class="smart-terminal")
+    session = parts.connect(dev)
+    for _ in range(3):
+        parts.health.after_attempt(dev.id, infra_error=True)
+    assert parts.store.get_device(dev.id).state == "quarantined"
+    _corrupt(_model(parts).path)
+    asyncio.run(Dispatcher(parts.store, parts.sessions, parts.leases, RunEvents(), parts.metrics,
+                           parts.clock).dispatch_once())
+    assert session.outbox.empty()
+    check = [r for r in parts.store.list_runs() if r.kind == "health"]
+    assert [r.status for r in check] == [d.Status.ERROR] and "is corrupt" in check[0].reason
+    after = parts.store.get_device(dev.id)
+    assert (after.state, after.infra_errors) == ("quarantined", 3)  # not one more error, and no verdict on it

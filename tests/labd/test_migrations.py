@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from labd.state import migrate as m
+from labd.state.base import AuditEntry
 from labd.state.factory import open_store
 from labd.state.sql import SqlStore
 from pilotlab import domain as d
@@ -227,12 +228,45 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
         command.downgrade(m.alembic_config(conn), m.BASELINE)
         assert m.current(conn) == m.BASELINE
         drift = m.schema_drift(conn)
-        # compare_metadata: ("add_index", Index) and ("add_column", schema, table, Column)
+        # compare_metadata: ("add_index", Index), ("add_column", schema, table, Column) and ("add_table", Table)
         assert sorted((op[0], op[-1].name) for op in drift) == [
             ("add_column", "expires_ms"), ("add_column", "issued_by"), ("add_column", "max_uses"),
             ("add_column", "observations_json"), ("add_column", "revoked_ms"), ("add_column", "uses"),
-            ("add_index", "ix_tasks_expiry"), ("add_index", "ix_tokens_issued_by")]
+            ("add_index", "ix_audit_log_target"), ("add_index", "ix_tasks_expiry"),
+            ("add_index", "ix_tokens_issued_by"), ("add_table", "audit_log")]
     assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
+    with m.connect(db_url) as conn:
+        assert m.schema_drift(conn) == []
+
+
+def test_audit_log_revision_adds_an_append_only_table_and_removes_it_whole(db_url: str) -> None:
+    """0005 adds audit_log (empty: earlier actions were not recorded) whose triggers refuse UPDATE and DELETE; its
+    downgrade drops table, index and triggers and leaves every other row as it was."""
+    m.migrate(db_url)
+    store = SqlStore(db_url)
+    try:
+        fill(store)
+        store.append_audit(AuditEntry(NOW, "tok-adm", "admin", "run.cancel", "run-0", "wrong suite"))
+        rows = dump(store.engine)
+    finally:
+        store.close()
+    with m.connect(db_url) as conn:
+        command.downgrade(m.alembic_config(conn), "0004_token_lifecycle")
+        assert not inspect(conn).has_table("audit_log")
+        assert sorted((op[0], op[-1].name) for op in m.schema_drift(conn)) == [
+            ("add_index", "ix_audit_log_target"), ("add_table", "audit_log")]
+    assert m.migrate(db_url) == m.Migration(before="0004_token_lifecycle", after=m.head(), adopted=False)
+    store = SqlStore(db_url)
+    try:
+        assert dump(store.engine) == rows and store.list_audit() == []
+        store.append_audit(AuditEntry(NOW + 1, "labd", "system", "device.quarantine", "bench-1", "3 errors"))
+        for statement in ("UPDATE audit_log SET detail = ''", "DELETE FROM audit_log"):
+            with pytest.raises(Exception, match="the audit log is append-only"), store.engine.begin() as conn:
+                conn.execute(text(statement))
+        assert [(e.actor, e.action, e.target, e.detail) for e in store.list_audit()] == [
+            ("labd", "device.quarantine", "bench-1", "3 errors")]
+    finally:
+        store.close()
     with m.connect(db_url) as conn:
         assert m.schema_drift(conn) == []
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import MetaData, select
+from sqlalchemy import MetaData, select, text
 
-from labd.state.base import Store, TokenRecord
+from labd.state.base import AuditEntry, Store, TokenRecord
 from pilotlab import domain as d
 from tests.labd.conftest import spec_of
 
@@ -118,9 +118,12 @@ def test_token_lookup_by_hash_only(store: Store) -> None:
 
 def test_token_lifecycle(store: Store) -> None:
     agent = store.create_token(d.Role.AGENT, "a" * 64, expires_ms=5_000, max_uses=2)
-    dev = enrol(store, "tok-life")
-    cred = store.create_token(d.Role.DEVICE, "b" * 64, device_id=dev.id)
-    store.set_token_issuer("b" * 64, agent)
+    dev = store.enrol_device("tok-life", "robot", "eu", {}, caps(), b"", NOW, credential_hash="b" * 64,
+                             issued_by=agent)
+    cred_rec = store.find_token("b" * 64)
+    assert cred_rec is not None and cred_rec.device_id == dev.id and cred_rec.role is d.Role.DEVICE
+    cred = cred_rec.id
+    assert cred_rec.issued_by == agent  # written with the credential, in the enrolment's transaction
     assert store.use_token(agent) == 1 and store.use_token(agent) == 2
     with pytest.raises(d.Unauthenticated, match="used 2 times, its limit"):
         store.use_token(agent)
@@ -607,3 +610,85 @@ def test_finish_keeps_observations_apart_from_settings(store: Store) -> None:
                          task_status=d.Status.COMPLETED, verdict=d.Verdict.PASS, metrics={}, reason="", now_ms=NOW)
     got = store.get_attempt(att.id)
     assert got.observations == obs and got.effective_settings == {"repeats": 1}
+
+
+# --- audit log --------------------------------------------------------------------------------------------
+def entry(action: str, target: str, at: int, actor: str = "tok-adm", role: str = "admin",
+          detail: str = "") -> AuditEntry:
+    return AuditEntry(time_ms=at, actor=actor, role=role, action=action, target=target, detail=detail)
+
+
+def shown(entries: list[AuditEntry]) -> list[tuple[str, str, str, str, str, int]]:
+    return [(e.actor, e.role, e.action, e.target, e.detail, e.time_ms) for e in entries]
+
+
+def test_audit_appends_and_lists_newest_first(store: Store) -> None:
+    assert store.list_audit() == []
+    store.append_audit(entry("run.submit", "run-1", NOW, "tok-eng", "engineer", "s@1.0.0 on r1"))
+    store.append_audit(entry("device.quarantine", "r1", NOW + 5, "labd", "system", "3 consecutive errors"))
+    store.append_audit(entry("run.cancel", "run-1", NOW + 5, "tok-eng", "engineer", "wrong device"))
+    store.append_audit(entry("report.pull", "run-1", NOW + 60_000, "tok-cert", "certifier"))
+
+    listed = store.list_audit()
+    assert shown(listed) == [
+        ("tok-cert", "certifier", "report.pull", "run-1", "", NOW + 60_000),
+        ("tok-eng", "engineer", "run.cancel", "run-1", "wrong device", NOW + 5),
+        ("labd", "system", "device.quarantine", "r1", "3 consecutive errors", NOW + 5),
+        ("tok-eng", "engineer", "run.submit", "run-1", "s@1.0.0 on r1", NOW)]
+    seqs = [e.seq for e in listed]
+    assert all(seqs) and seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 4  # appending order, same ms too
+    assert [e.action for e in store.list_audit("run-1")] == ["report.pull", "run.cancel", "run.submit"]
+    assert [e.action for e in store.list_audit("r1")] == ["device.quarantine"]
+    assert store.list_audit("nobody") == []
+    assert [e.action for e in store.list_audit(limit=2)] == ["report.pull", "run.cancel"]
+    assert [e.action for e in store.list_audit("run-1", since_ms=NOW + 1, until_ms=NOW + 5)] == ["run.cancel"]
+    assert [e.action for e in store.list_audit(since_ms=NOW + 5)] == ["report.pull", "run.cancel",
+                                                                     "device.quarantine"]
+
+
+def test_audit_log_is_append_only(store: Store) -> None:
+    assert not [m for m in dir(store) if "audit" in m and m not in ("append_audit", "list_audit")]
+    store.append_audit(entry("token.create", "tok-1", NOW))
+    engine = store.engine  # type: ignore[attr-defined]
+    for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    assert shown(store.list_audit()) == [("tok-adm", "admin", "token.create", "tok-1", "", NOW)]
+
+
+def test_actions_store_their_audit_entry_in_the_same_transaction(store: Store) -> None:
+    agent = store.create_token(d.Role.AGENT, "a" * 64, audit=entry("token.create", "", NOW, detail="role agent"))
+    assert shown(store.list_audit(agent)) == [("tok-adm", "admin", "token.create", agent, "role agent", NOW)]
+
+    enrolled = entry("device.enrol", "r1", NOW + 1, agent, "agent", "class robot, region eu")
+    dev = store.enrol_device("r1", "robot", "eu", {}, caps(), b"", NOW + 1, credential_hash="c" * 64,
+                             issued_by=agent, audit=enrolled)
+    cred = store.find_token("c" * 64)
+    assert cred is not None and cred.device_id == dev.id and cred.issued_by == agent
+    with pytest.raises(d.Conflict):  # a taken name: no device, no credential, no entry
+        store.enrol_device("r1", "robot", "eu", {}, caps(), b"", NOW + 2, credential_hash="d" * 64,
+                           issued_by=agent, audit=entry("device.enrol", "r1", NOW + 2, agent, "agent"))
+    assert store.find_token("d" * 64) is None
+    store.set_device_state(dev.id, "quarantined", audit=entry("device.quarantine", "r1", NOW + 3, "labd", "system"))
+    assert [(e.action, e.time_ms) for e in store.list_audit("r1")] == [("device.quarantine", NOW + 3),
+                                                                      ("device.enrol", NOW + 1)]
+    with pytest.raises(d.NotFound):
+        store.set_device_state("dev-nope", "active", audit=entry("device.release", "nope", NOW))
+
+    run = d.Run(id="run-audited", suite_id="s", suite_version="1.0.0", suite_digest="sha256:abc",
+                status=d.Status.QUEUED, submitted_ms=NOW, submitted_by="tok-eng",
+                tasks=[d.Task(id="run-audited-t0", run_id="run-audited", name="t0", device_id=dev.id,
+                              device_name=dev.name, status=d.Status.QUEUED, spec=spec_of("t0", 0))])
+    store.create_run(run, audit=entry("run.submit", run.id, NOW + 4, "tok-eng", "engineer"))
+    store.cancel_run(run.id, "stop", NOW + 5, audit=entry("run.cancel", run.id, NOW + 5, "tok-eng", "engineer",
+                                                          "stop"))
+    with pytest.raises(d.Conflict):  # already ended: nothing cancelled, nothing recorded
+        store.cancel_run(run.id, "again", NOW + 6, audit=entry("run.cancel", run.id, NOW + 6, "tok-eng", "engineer"))
+    assert [(e.action, e.detail) for e in store.list_audit(run.id)] == [("run.cancel", "stop"), ("run.submit", "")]
+
+    store.revoke_token(agent, NOW + 7, audit=entry("token.revoke", agent, NOW + 7))
+    with pytest.raises(d.NotFound):
+        store.revoke_token("tok-nope", NOW + 8, audit=entry("token.revoke", "tok-nope", NOW + 8))
+    assert [e.action for e in store.list_audit(agent)] == ["token.revoke", "token.create"]
+    assert store.list_audit("nope") == [] and store.list_audit("tok-nope") == []
+    assert len(store.list_audit()) == 6

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from labd.auth import Authenticator, hash_token, new_token
-from labd.handlers import tokens
+from labd.auth import Authenticator, hash_token
+from labd.handlers import agents, tokens
 from pilotlab import domain as d
 from tests.labd.conftest import Parts
 
@@ -16,12 +16,9 @@ def auth_of(parts: Parts, **kw: object) -> Authenticator:
 
 
 def enrol_with(parts: Parts, who: d.Principal, name: str) -> str:
-    """What the Enrol RPC does around the enrol handler: count the use, enrol, link the credential."""
+    """What the Enrol RPC does: count the use, then enrol (device and credential issued with who's token)."""
     tokens.take_enrolment(parts.store, who)
-    dev = parts.enrol(name)
-    credential = new_token(d.Role.DEVICE)
-    parts.store.create_token(d.Role.DEVICE, hash_token(credential), device_id=dev.id)
-    tokens.link_credential(parts.store, credential, who)
+    _, credential = agents.enrol(parts.store, parts.clock, name, "robot", "eu", {}, d.Capabilities(), b"", who)
     return credential
 
 
@@ -83,3 +80,52 @@ def test_unknown_tokens_cache_is_bounded(parts: Parts) -> None:
         with pytest.raises(d.Unauthenticated, match="does not know this token"):
             auth.resolve(f"plt_bad_{i}")
     assert len(auth._unknown) == 3
+
+
+def test_enrolment_writes_credential_issuer_and_audit_entry_in_one_transaction(parts: Parts) -> None:
+    """Nothing is written between creating the credential and recording its issuer: a crash cannot leave a credential
+    that outlives the revocation of its agent token."""
+    agent = tokens.create_token(parts.store, parts.clock, "agent")
+    who = auth_of(parts).resolve(agent.token)
+    writes: list[str] = []
+    store = parts.store
+    for method in ("create_token", "enrol_device", "append_audit", "revoke_token", "set_device_state"):
+        original = getattr(store, method)
+
+        def spy(*args: object, _name: str = method, _original: object = original, **kw: object) -> object:
+            writes.append(_name)
+            return _original(*args, **kw)  # type: ignore[operator]
+
+        setattr(store, method, spy)
+    credential = enrol_with(parts, who, "one-tx")
+    assert writes == ["enrol_device"]
+    rec = parts.store.find_token(hash_token(credential))
+    dev = parts.store.get_device_by_name("one-tx")
+    assert rec is not None and rec.issued_by == agent.id and rec.device_id == dev.id and rec.role is d.Role.DEVICE
+    [enrolled] = parts.store.list_audit("one-tx")
+    assert (enrolled.actor, enrolled.role, enrolled.action, enrolled.detail) == (
+        agent.id, "agent", "device.enrol", "class robot, region eu")
+
+
+def test_failed_enrolment_stores_no_credential_and_no_entry(parts: Parts) -> None:
+    who = auth_of(parts).resolve(tokens.create_token(parts.store, parts.clock, "agent").token)
+    enrol_with(parts, who, "taken")
+    with pytest.raises(d.Conflict):
+        enrol_with(parts, who, "taken")
+    assert [t.device_name for t in parts.store.list_tokens() if t.role is d.Role.DEVICE] == ["taken"]
+    assert [e.action for e in parts.store.list_audit("taken")] == ["device.enrol"]
+
+
+def test_token_actions_are_audited_with_the_admin_who_did_them(parts: Parts) -> None:
+    admin = d.Principal(d.Role.ADMIN, "tok-admin")
+    minted = tokens.create_token(parts.store, parts.clock, "agent", expires_in_s=3600, max_uses=5, who=admin)
+    parts.clock.advance(1_000)
+    tokens.revoke_token(parts.store, parts.clock, minted.id, who=admin)
+    assert [(e.actor, e.role, e.action, e.target, e.detail, e.time_ms) for e in parts.store.list_audit(minted.id)] == [
+        ("tok-admin", "admin", "token.revoke", minted.id, "refused from now on, with the credentials it issued",
+         parts.clock.now_ms()),
+        ("tok-admin", "admin", "token.create", minted.id, "role agent, expires in 3600 s, at most 5 enrolments",
+         parts.clock.now_ms() - 1_000)]
+    with pytest.raises(d.NotFound):
+        tokens.revoke_token(parts.store, parts.clock, "tok-nope", who=admin)
+    assert parts.store.list_audit("tok-nope") == []

@@ -1,13 +1,14 @@
 """The SQL store: SQLModel over SQLite (one file, WAL) or PostgreSQL (several labd replicas), one module per
-concern (fleet, runs, results) sharing one engine."""
+concern (fleet, runs, results, audit) sharing one engine."""
 
 from labd.state.base import Store
+from labd.state.sql.audit import AuditSql
 from labd.state.sql.fleet import FleetSql
 from labd.state.sql.results import ResultsSql
 from labd.state.sql.runs import RunsSql
 
 
-class SqlStore(FleetSql, RunsSql, ResultsSql, Store):
+class SqlStore(FleetSql, RunsSql, ResultsSql, AuditSql, Store):
     """The Store contract over SQL; see labd/state/base.py for what each method MUST do."""
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from labd.state import rows
-from labd.state.base import TokenRecord
+from labd.state.base import AuditEntry, TokenRecord
 from labd.state.sql.engine import SqlEngine, new_id
 from labd.state.tables import ArtifactRow, DeviceRow, SuiteRow, TokenRow
 from pilotlab import domain as d
@@ -24,12 +25,13 @@ def _semver_key(v: str) -> tuple[int, ...]:
 class FleetSql(SqlEngine):
     # --- tokens -------------------------------------------------------------------------------------------
     def create_token(self, role: d.Role, token_hash: str, device_id: str | None = None, *, expires_ms: int = 0,
-                     max_uses: int = 0, issued_by: str | None = None) -> str:
+                     max_uses: int = 0, issued_by: str | None = None, audit: AuditEntry | None = None) -> str:
         tid = new_id("tok")
         with self._tx() as s:
             s.add(TokenRow(id=tid, hash=token_hash, role=role.value, device_id=device_id,
                            created_ms=self.clock.now_ms(), expires_ms=expires_ms, max_uses=max_uses,
                            issued_by=issued_by))
+            rows.add_audit(s, replace(audit, target=tid) if audit else None)
         return tid
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
@@ -48,7 +50,7 @@ class FleetSql(SqlEngine):
             names = {i: n for i, n in s.execute(select(DeviceRow.id, DeviceRow.name)).all()}
         return [rows.token(r, by_id.get(r.issued_by or ""), names.get(r.device_id or "", "")) for r in found]
 
-    def revoke_token(self, token_id: str, now_ms: int) -> TokenRecord:
+    def revoke_token(self, token_id: str, now_ms: int, audit: AuditEntry | None = None) -> TokenRecord:
         with self._tx() as s:
             row = s.get(TokenRow, token_id)
             if row is None:
@@ -56,11 +58,8 @@ class FleetSql(SqlEngine):
             if not row.revoked_ms:
                 row.revoked, row.revoked_ms = True, now_ms
                 s.add(row)
+            rows.add_audit(s, audit)
             return rows.token(row, None)
-
-    def set_token_issuer(self, token_hash: str, issued_by: str) -> None:
-        with self._tx() as s:
-            s.execute(update(TokenRow).where(TokenRow.hash == token_hash).values(issued_by=issued_by))
 
     def use_token(self, token_id: str, delta: int = 1) -> int:
         with self._tx() as s:
@@ -78,7 +77,8 @@ class FleetSql(SqlEngine):
 
     # --- devices ------------------------------------------------------------------------------------------
     def enrol_device(self, name: str, device_class: str, region: str, tags: dict[str, str],
-                     capabilities: d.Capabilities, public_key: bytes, now_ms: int) -> d.Device:
+                     capabilities: d.Capabilities, public_key: bytes, now_ms: int, *, credential_hash: str = "",
+                     issued_by: str | None = None, audit: AuditEntry | None = None) -> d.Device:
         row = DeviceRow(id=new_id("dev"), name=name, device_class=device_class, region=region,
                         tags_json=json.dumps(tags, sort_keys=True),
                         capabilities_json=json.dumps(capabilities.to_dict(), sort_keys=True),
@@ -89,6 +89,10 @@ class FleetSql(SqlEngine):
                     raise d.Conflict(f"a device named {name!r} is already enrolled; pick another --name, "
                                      "or reuse the agent's --work-dir that holds its credential")
                 s.add(row)
+                if credential_hash:
+                    s.add(TokenRow(id=new_id("tok"), hash=credential_hash, role=d.Role.DEVICE.value, device_id=row.id,
+                                   created_ms=self.clock.now_ms(), issued_by=issued_by))
+                rows.add_audit(s, audit)
         except IntegrityError as e:
             raise d.Conflict(f"a device named {name!r} is already enrolled") from e
         return rows.device(row)
@@ -179,7 +183,7 @@ class FleetSql(SqlEngine):
             s.execute(update(DeviceRow).where(DeviceRow.id.in_(device_ids))  # type: ignore[attr-defined]
                       .values(last_seen_ms=now_ms, status="online"))
 
-    def set_device_state(self, device_id: str, state: str) -> d.Device:
+    def set_device_state(self, device_id: str, state: str, audit: AuditEntry | None = None) -> d.Device:
         with self._tx() as s:
             row = s.get(DeviceRow, device_id)
             if row is None:
@@ -188,6 +192,7 @@ class FleetSql(SqlEngine):
             if state == "active":
                 row.infra_errors = 0
             s.add(row)
+            rows.add_audit(s, audit)
             return rows.device(row)
 
     def note_outcome(self, device_id: str, infra_error: bool) -> int:

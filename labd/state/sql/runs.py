@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from labd.state import rows
+from labd.state.base import AuditEntry
 from labd.state.sql.engine import SqlEngine, new_id
 from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow
 from pilotlab import domain as d
@@ -16,7 +17,7 @@ from pilotlab import domain as d
 
 class RunsSql(SqlEngine):
     # --- runs and tasks -----------------------------------------------------------------------------------
-    def create_run(self, run: d.Run) -> d.Run:
+    def create_run(self, run: d.Run, audit: AuditEntry | None = None) -> d.Run:
         with self._tx() as s:
             s.add(RunRow(id=run.id, suite_id=run.suite_id, suite_version=run.suite_version,
                          suite_digest=run.suite_digest, status=run.status.value, priority=run.priority,
@@ -33,6 +34,7 @@ class RunsSql(SqlEngine):
                               spec_json=json.dumps(t.spec.to_json(), sort_keys=True),
                               priority=run.priority, queued_ms=run.submitted_ms, queue_ns=base_ns + i,
                               queue_deadline_ms=deadline, health=run.kind == "health"))
+            rows.add_audit(s, audit)
             s.flush()
             rows.refresh_run_status(s, run.id, run.submitted_ms)
         return self.get_run(run.id)
@@ -49,7 +51,8 @@ class RunsSql(SqlEngine):
             q = select(RunRow).order_by(RunRow.submitted_ms.desc(), RunRow.id).limit(limit)  # type: ignore[attr-defined]
             return [rows.load_run(s, r, history=False) for r in s.execute(q).scalars()]
 
-    def cancel_run(self, run_id: str, reason: str, now_ms: int) -> tuple[d.Run, list[d.Attempt]]:
+    def cancel_run(self, run_id: str, reason: str, now_ms: int,
+                   audit: AuditEntry | None = None) -> tuple[d.Run, list[d.Attempt]]:
         running: list[d.Attempt] = []
         with self._tx() as s:
             run = s.get(RunRow, run_id)
@@ -69,6 +72,7 @@ class RunsSql(SqlEngine):
                 s.add(t)
             run.status, run.reason, run.finished_ms = d.Status.CANCELLED.value, reason, now_ms
             s.add(run)
+            rows.add_audit(s, audit)
         return self.get_run(run_id), running
 
     def claim_next_task(self, device_id: str, now_ms: int, lease_ms: int) -> tuple[d.Task, d.Attempt] | None:
