@@ -11,7 +11,7 @@ from aiohttp import web
 
 from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
-from labd.web import catalog, fleet, live, login, runs
+from labd.web import catalog, fleet, live, login, runs, tokens
 from labd.web.access import CONSOLE, Console, current_session
 from labd.web.render import SECURITY_HEADERS, STATIC, TIMINGS, page
 from pilotlab import domain as d
@@ -96,6 +96,9 @@ def make_app(lab: Lab, dispatcher: Dispatcher, secure: bool) -> web.Application:
     r.add_get("/runs/{run_id}/bundle.zip", runs.bundle_zip)
     r.add_get("/suites", catalog.suites_page)
     r.add_get("/audit", catalog.audit_page)
+    r.add_get("/tokens", tokens.tokens_page)
+    r.add_post("/tokens", tokens.create)
+    r.add_post("/tokens/revoke", tokens.revoke)
     r.add_static("/static", STATIC, append_version=False)
 
     async def closing(app: web.Application) -> None:

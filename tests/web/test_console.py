@@ -16,7 +16,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from pilotlab.v1 import common_pb2
 from tests.e2e.conftest import labctl
@@ -210,6 +210,38 @@ def test_certifier_cannot_cancel(console: Console, browser: Any, shots: Path) ->
     d.find_element(By.ID, "cancel").click()
     assert flash(d) == f"Run {run['id']} cancelled."
     run_status(d, "cancelled")
+    sign_out(d)
+
+
+def test_admin_makes_and_revokes_a_token_that_others_may_not_touch(console: Console, browser: Any,
+                                                                   shots: Path) -> None:
+    d: WebDriver = browser
+    sign_in(d, console, console.lab.admin_token)
+    d.get(console.base + "/tokens")
+    Select(d.find_element(By.ID, "role")).select_by_visible_text("certifier")
+    d.find_element(By.ID, "expires_in").send_keys("3600")
+    d.find_element(By.CSS_SELECTOR, "#create-form button[type=submit]").click()
+    secret = wait(d).until(ec.presence_of_element_located((By.ID, "minted-secret"))).text
+    token_id = d.find_element(By.CSS_SELECTOR, "#minted h2").text.split()[-1]
+    assert secret.startswith("plt_certifier_") and token_id.startswith("tok-"), (secret, token_id)
+    full_page(d, shots / "tokens.png")
+    d.get(console.base + "/tokens")  # shown once: not on the page again, anywhere
+    assert secret not in d.page_source and token_id in d.find_element(By.ID, "tokens").text
+
+    http = Http(console.base)  # the new token works, but not here: tokens are for admins
+    csrf = http.sign_in(secret)
+    assert http.request("/tokens")[0] == 403
+    status, body, _ = http.request("/tokens", {"csrf": csrf, "role": "admin"})
+    assert status == 403 and "certifier token may not create tokens" in body, (status, body[-300:])
+    assert http.request("/tokens/revoke", {"csrf": csrf, "id": token_id})[0] == 403
+
+    d.find_element(By.CSS_SELECTOR, f"#tok-row-{token_id} button[value='{token_id}']").click()
+    assert flash(d) == f"Token {token_id} (certifier) is revoked: refused from now on."
+    assert "revoked" in d.find_element(By.ID, f"tok-row-{token_id}").text
+    status, _, headers = http.request("/devices")  # its console session ended with it
+    assert status == 303 and headers["Location"].startswith("/login"), headers
+    actions = [(e.action, e.target) for e in console.rpc("ListAudit", target=token_id).entries]
+    assert actions == [("token.revoke", token_id), ("token.create", token_id)], actions
     sign_out(d)
 
 
