@@ -12,8 +12,8 @@ from pathlib import Path
 from agents import AGENT_VERSION
 from agents.config import AgentConfig
 from pilotlab.domain import DEVICE_CLASSES, Invalid
-from pilotlab.names import check_device
 from pilotlab.instance import DirUnusable, claim_dir
+from pilotlab.names import check_device
 from pilotlab.tls import ClientTls, TlsError
 
 
