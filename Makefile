@@ -92,5 +92,13 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy pilotlab labd agents labctl evalsuites
 
+# Property-based fuzzing (tests/fuzz) past what `make test` runs: random seeds and about FUZZ_SECONDS in all; a
+# failure found is kept in build/hypothesis and tried first the next time.
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) HYPOTHESIS_STORAGE_DIRECTORY=$(CURDIR)/build/hypothesis \
+	  $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) demo-report build *.egg-info .pytest_cache
