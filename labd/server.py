@@ -25,6 +25,7 @@ from labd.lab import Lab, ensure_admin_token
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.agent import AgentServicer
 from labd.servicers.artifacts import ArtifactServicer
+from labd.servicers.decoding import UndecodableRequests
 from labd.servicers.lab import LabServicer
 from labd.state import Store, open_store
 from pilotlab.instance import DirUnusable, claim_dir
@@ -152,7 +153,7 @@ async def serve(config: LabConfig) -> None:
 
         check_web_listen(config)
         _check_bindable(config.web_listen, "--web-listen")
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[UndecodableRequests()])
     # Held from here on: no second labd can take the port while this one starts.
     port = _bind(server, config.listen, credentials)
     lab = build_lab(config)

@@ -165,13 +165,33 @@ def finish_to_pb(f: d.AttemptFinish) -> agent_pb2.TaskFinished:
     )
 
 
+def _object(text: str, field: str) -> dict[str, Any]:
+    """A JSON object field of a device's message; Invalid, saying which field, when it is anything else."""
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        raise d.Invalid(f"TaskFinished.{field} is not valid JSON; send a JSON object") from None
+    if not isinstance(doc, dict):
+        raise d.Invalid(f"TaskFinished.{field} must be a JSON object, not a JSON {type(doc).__name__}")
+    return doc
+
+
 def finish_from_pb(m: agent_pb2.TaskFinished) -> d.AttemptFinish:
+    """A device's TaskFinished; Invalid when one of its JSON fields is not a JSON object of the expected shape."""
+    try:
+        observations = d.Observations.from_dict(_object(m.observations_json, "observations_json"))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise d.Invalid(f"TaskFinished.observations_json has the wrong shape ({type(e).__name__}: {e}); send "
+                        "session_options, energy and executor as objects, windows and system as lists of "
+                        "objects") from None
     return d.AttemptFinish(
         attempt_id=m.attempt_id, outcome=_OUTCOME_FROM_PB.get(m.outcome, d.Outcome.ERROR), reason=m.reason,
-        batches=m.batches, effective_settings=_loads(m.effective_settings_json),
-        environment=_loads(m.environment_json), execution_provider=m.execution_provider,
-        providers_used=list(m.providers_used), phases=_loads(m.phases_json),
-        observations=d.Observations.from_dict(_loads(m.observations_json)),
+        batches=m.batches, effective_settings=_object(m.effective_settings_json, "effective_settings_json"),
+        environment=_object(m.environment_json, "environment_json"), execution_provider=m.execution_provider,
+        providers_used=list(m.providers_used), phases=_object(m.phases_json, "phases_json"),
+        observations=observations,
     )
 
 

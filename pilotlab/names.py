@@ -7,9 +7,10 @@ wrong and what to do."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from pilotlab.domain import Invalid
+from pilotlab.domain import Capabilities, Invalid
 
 NAME_MAX = 64
 TAG_VALUE_MAX = 128
@@ -75,6 +76,31 @@ def one_line(text: str) -> str:
     """text with every line break shown escaped (a newline as \\n): a message that quotes what a caller sent, or a
     suite's own keys, stays one line however hostile they are."""
     return "".join(_ESCAPED.get(c, c) for c in text) if any(c in _ESCAPED for c in text) else text
+
+
+# What a device may report about itself: far above any real device (a CPU lists about 150 features), and small
+# enough that a thousand devices' listing stays well under a gRPC message's 16 MiB.
+CAPABILITY_LIMITS = {"providers": (64, 128), "cpu_flags": (1024, 64), "energy_sensors": (64, 256)}
+CAPABILITY_TEXT_MAX = 256
+CAPABILITIES_MAX_BYTES = 64 << 10
+
+
+def check_capabilities(caps: Capabilities) -> None:
+    """The capabilities a device reports, bounded: so many entries, each so long, so many bytes in all."""
+    for key, (most, longest) in CAPABILITY_LIMITS.items():
+        items = getattr(caps, key)
+        if len(items) > most:
+            raise Invalid(f"capabilities.{key} lists {len(items)} entries; report at most {most}")
+        for item in items:
+            text = item if isinstance(item, str) else repr(item)
+            if len(text) > longest:
+                raise Invalid(f"capabilities.{key} has an entry {len(text)} characters long; use at most {longest}")
+    for key, value in vars(caps).items():
+        if isinstance(value, str) and len(value) > CAPABILITY_TEXT_MAX:
+            raise Invalid(f"capabilities.{key} is {len(value)} characters long; use at most {CAPABILITY_TEXT_MAX}")
+    size = len(json.dumps(caps.to_dict(), default=str))
+    if size > CAPABILITIES_MAX_BYTES:
+        raise Invalid(f"capabilities take {size} bytes; report at most {CAPABILITIES_MAX_BYTES}")
 
 
 def check_device(name: str, region: str, tags: Mapping[str, str]) -> None:

@@ -22,7 +22,7 @@ from pilotlab import domain as d
 from pilotlab import messages as msg
 from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Reported
-from pilotlab.names import check_device
+from pilotlab.names import check_capabilities, check_device
 from pilotlab.samples import batch_signing_bytes
 
 MAX_BATCH_SEQ = 1_000_000  # no attempt sends more batches than this; a seq beyond it is refused
@@ -41,6 +41,7 @@ def enrol(store: Store, clock: Clock, name: str, device_class: str, region: str,
     if device_class not in d.DEVICE_CLASSES:
         raise d.Invalid(f"unknown device class {device_class!r}; use one of {', '.join(d.DEVICE_CLASSES)}")
     check_device(name, region, tags)
+    check_capabilities(caps)
     token, now = new_token(d.Role.DEVICE), clock.now_ms()
     audit = AuditEntry.by(who, "device.enrol", name, f"class {device_class}, region {region or 'none'}", now)
     dev = store.enrol_device(name, device_class, region, tags, caps, public_key, now, credential_hash=hash_token(token),
@@ -59,7 +60,8 @@ def own_attempt(store: Store, device_id: str, attempt_id: str) -> d.Attempt:
 def session_opened(store: Store, leases: Leases, clock: Clock, device_id: str, caps: d.Capabilities,
                    still_running: set[str]) -> list[str]:
     """Mark the device online; attempts the lab thinks run there but the agent no longer has are requeued.
-    Returns the run ids that changed."""
+    Returns the run ids that changed. Capabilities beyond pilotlab.names' bounds are refused (Invalid)."""
+    check_capabilities(caps)
     store.update_device(device_id, status="online", now_ms=clock.now_ms(), capabilities=caps)
     changed = []
     for att in store.running_attempts(device_id):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from labd.clock import Clock
 from labd.scheduler.placement import pick_one, targets
 from labd.scheduler.plan import SubmitOptions, load_suite, new_run
@@ -12,8 +14,14 @@ from pilotlab import domain as d
 __all__ = ["SubmitOptions", "cancel_run", "submit_run"]
 
 
+MAX_QUEUE_TIMEOUT_S = 366 * 86_400  # a run that waits a year for its device has waited long enough
+
+
 def submit_run(store: Store, sessions: SessionRegistry, clock: Clock, who: d.Principal, o: SubmitOptions) -> d.Run:
     """Store a run of the suite on its target devices (one of them, connected and idle first, for --any)."""
+    if not (math.isfinite(o.queue_timeout_s) and 0 <= o.queue_timeout_s <= MAX_QUEUE_TIMEOUT_S):
+        raise d.Invalid(f"the queue timeout must be 0 (the lab's default) to {MAX_QUEUE_TIMEOUT_S} seconds, "
+                        f"not {o.queue_timeout_s}")
     suite = load_suite(store, o.suite_id, o.version)
     devices = targets(store, suite, o.device, o.select)
     if o.any_device:

@@ -11,6 +11,8 @@ from labd.clock import Clock
 from labd.state import AuditEntry, Store, TokenRecord
 from pilotlab import domain as d
 
+MAX_EXPIRES_IN_S = 10 * 366 * 86_400  # ten years; a longer life is "never" (leave --expires-in out)
+
 
 class Minted(NamedTuple):
     token: str  # shown once
@@ -28,8 +30,9 @@ def create_token(store: Store, clock: Clock, role_name: str, expires_in_s: int =
         role = None
     if role is None or role not in d.USER_ROLES:
         raise d.Invalid(f"unknown role {role_name!r}; use one of {', '.join(r.value for r in d.USER_ROLES)}")
-    if expires_in_s < 0:
-        raise d.Invalid(f"--expires-in must be a positive number of seconds, not {expires_in_s}")
+    if expires_in_s < 0 or expires_in_s > MAX_EXPIRES_IN_S:
+        raise d.Invalid(f"--expires-in must be a number of seconds from 1 to {MAX_EXPIRES_IN_S} (ten years), "
+                        f"not {expires_in_s}; leave it out for a token that never expires")
     if max_uses < 0 or (max_uses and role != d.Role.AGENT):
         raise d.Invalid("--max-uses must be 1 or more and applies to agent tokens only (the devices it may enrol)")
     token, now = new_token(role), clock.now_ms()

@@ -42,7 +42,8 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
     async def Get(self, request: artifact_pb2.GetArtifactRequest,
                   context: grpc.aio.ServicerContext) -> AsyncIterator[artifact_pb2.ArtifactChunk]:
         art = await self._artifact(context, request.sha256, request.offset)
-        chunk = min(request.chunk_size or self.lab.config.chunk_size, MAX_CHUNK)
+        # 0 or a negative size asks for the default; more than MAX_CHUNK gets MAX_CHUNK.
+        chunk = min(request.chunk_size if request.chunk_size > 0 else self.lab.config.chunk_size, MAX_CHUNK)
         offset = request.offset
         while offset < art.size:
             data = await asyncio.to_thread(h.read_chunk, art.path, offset, chunk)

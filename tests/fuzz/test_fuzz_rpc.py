@@ -32,8 +32,6 @@ from tests.fuzz.wire import (
     bearer,
     call,
     enrol,
-    huge_capabilities,
-    known,
     request_class,
     seed,
     submit,
@@ -130,21 +128,6 @@ def _hints(s: Seeded, name: str) -> dict[str, SearchStrategy[Any]]:
     return {**text, **by_method.get(name, {})}
 
 
-# Inputs that hit bugs whose fix belongs to files other sessions are editing (see the xfail tests at the end): the
-# broad properties skip them so that they keep watching for new bugs; the xfail tests turn red once they are fixed.
-def known_bug(name: str, request: Any) -> str | None:
-    if name == "CreateToken" and request.expires_in_s > 9_000_000_000_000:
-        return "CreateToken: expires_in_s overflows the stored expiry"
-    if name == "Enrol" and (why := huge_capabilities(request.capabilities)):
-        return why
-    if name == "Get" and request.chunk_size < -1:
-        return "Get: a chunk_size below -1 is passed to file.read"
-    if name == "SubmitRun" and not (math.isfinite(request.queue_timeout_s)
-                                    and abs(request.queue_timeout_s) < 9_000_000_000_000):
-        return "SubmitRun: queue_timeout_s infinite, NaN or too large for the stored deadline"
-    return None
-
-
 @pytest.mark.parametrize("name", sorted(METHODS))
 @fuzz_settings(30)
 @given(data=st.data())
@@ -155,9 +138,6 @@ def test_rpc_with_random_requests(lab: Seeded, name: str, data: st.DataObject) -
     request = data.draw(st.one_of(random, random.map(lambda r: _near(_good(lab, name), r))), label="request")
     who = data.draw(st.sampled_from(_callers(name)), label="caller")
     metadata = data.draw(bad_tokens, label="metadata") if who == "bad" else bearer(lab.tokens[who])
-    if (bug := known_bug(name, request)) is not None:
-        event(f"known bug, not sent: {bug}")
-        return
     outcome = call(lab.channel, m, request, metadata)
     event(outcome.code.name)  # `--hypothesis-show-statistics` shows how far the calls got
     what = (name, str(request)[:300], metadata[:1])
@@ -169,7 +149,7 @@ def test_rpc_with_random_requests(lab: Seeded, name: str, data: st.DataObject) -
 @fuzz_settings(16)
 @given(data=st.data())
 def test_rpc_with_raw_bytes(lab: Seeded, name: str, data: st.DataObject) -> None:
-    """Bytes as the serialized request: most do not decode as the request type (and those are a known bug, see
+    """Bytes as the serialized request: most do not decode as the request type (INVALID_ARGUMENT, see
     test_undecodable_request_is_invalid_argument), the rest must be handled like any request."""
     lab.lab.new_log()
     m = METHODS[name]
@@ -177,16 +157,13 @@ def test_rpc_with_raw_bytes(lab: Seeded, name: str, data: st.DataObject) -> None
     role = data.draw(st.sampled_from(ROLES), label="role")
     try:
         request = request_class(m).FromString(raw)
-    except Exception:  # noqa: BLE001 - any decoding failure: the known bug of test_undecodable_request_...
+    except Exception:  # noqa: BLE001 - any decoding failure: INVALID_ARGUMENT, see test_undecodable_request_...
         request = None
-    if request is not None and (bug := known_bug(name, request)) is not None:
-        event(f"known bug, not sent: {bug}")
-        return
     outcome = call(lab.channel, m, raw, bearer(lab.tokens[role]))
     event(f"{outcome.code.name}, {'decodes' if request is not None else 'does not decode'}")
     if request is None:
-        assert outcome.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN), outcome
-        lab.lab.new_log()
+        assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, outcome
+        lab.lab.assert_log_clean((name, raw[:100]))
         return
     outcome.check((name, raw[:100]))
     lab.lab.assert_log_clean((name, raw[:100]))
@@ -242,9 +219,7 @@ def test_rpc_with_huge_strings(lab: Seeded, name: str, text: str) -> None:
     lab.lab.assert_log_clean((name, len(text)))
 
 
-# --- known bugs whose fix is in files this work may not edit ----------------------------------------------------------
-@known("labd/handlers/tokens.py create_token: expires_in_s is not bounded, now_ms + expires_in_s * 1000 overflows "
-       "SQLite's INTEGER (OverflowError -> UNKNOWN, a traceback in labd's log)")
+# --- bugs the fuzzing found, each kept as a case ---------------------------------------------------------------------
 def test_token_expiry_out_of_range_is_invalid_argument(lab: Seeded) -> None:
     outcome = call(lab.channel, METHODS["CreateToken"], lab_pb2.CreateTokenRequest(role="engineer", expires_in_s=2**62),
                    bearer(lab.tokens["admin"]))
@@ -252,8 +227,6 @@ def test_token_expiry_out_of_range_is_invalid_argument(lab: Seeded) -> None:
     assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, outcome
 
 
-@known("labd/handlers/runs.py submit_run (or labd/scheduler/plan.py new_run): queue_timeout_s is not checked, "
-       "int(inf * 1000) raises OverflowError, int(nan) ValueError, 1e300 overflows SQLite's INTEGER (-> UNKNOWN)")
 @pytest.mark.parametrize("timeout", [math.inf, math.nan, 1e300])
 def test_queue_timeout_out_of_range_is_invalid_argument(lab: Seeded, timeout: float) -> None:
     outcome = call(lab.channel, METHODS["SubmitRun"],
@@ -263,8 +236,6 @@ def test_queue_timeout_out_of_range_is_invalid_argument(lab: Seeded, timeout: fl
     assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, outcome
 
 
-@known("labd/servicers/artifacts.py Get: chunk_size is not checked, min(chunk_size or default, MAX_CHUNK) passes a "
-       "negative size to file.read (below -1: ValueError -> UNKNOWN; -1: the rest of the file in one message)")
 def test_negative_chunk_size_is_invalid_argument_or_the_default(lab: Seeded) -> None:
     outcome = call(lab.channel, METHODS["Get"], request_class(METHODS["Get"])(sha256=lab.sha256s[0], chunk_size=-2),
                    bearer(lab.tokens["device"]))
@@ -272,9 +243,6 @@ def test_negative_chunk_size_is_invalid_argument_or_the_default(lab: Seeded) -> 
     assert outcome.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK), outcome
 
 
-@known("labd/server.py: a request that does not decode as its message type ends UNKNOWN ('Unexpected DecodeError', "
-       "a traceback in labd's log): gRPC decodes it before any servicer runs; a server interceptor that decodes and "
-       "aborts INVALID_ARGUMENT is needed")
 @pytest.mark.parametrize("name", ["GetRun", "WatchRun", "Enrol", "Session"])
 def test_undecodable_request_is_invalid_argument(lab: Seeded, name: str) -> None:
     garbage = b"\xff\xff\xff\xff"

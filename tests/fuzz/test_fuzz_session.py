@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from labd.handlers.agents import MAX_BATCH_SEQ, SAMPLE_KINDS
-from pilotlab import convert
 from pilotlab.v1 import agent_pb2, common_pb2, lab_pb2
 from tests.fuzz.conftest import FuzzedLab, fuzz_settings
 from tests.fuzz.strategies import hostile_text, message
@@ -32,8 +31,6 @@ from tests.fuzz.wire import (
     Seeded,
     bearer,
     enrol,
-    huge_capabilities,
-    known,
     path_of,
     seed,
     submit,
@@ -163,7 +160,7 @@ def test_session_with_random_messages(lab: Seeded, data: st.DataObject) -> None:
     queued = data.draw(st.integers(0, 3), label="with a queued run") > 0
     if queued:
         submit(lab, device)
-    first = data.draw(hellos.filter(lambda m: m is None or known_bug(m) is None), label="first message")
+    first = data.draw(hellos, label="first message")
     stream = RawStream(lab.channel, bearer(token) if token else [])
     try:
         attempt = None
@@ -176,8 +173,7 @@ def test_session_with_random_messages(lab: Seeded, data: st.DataObject) -> None:
                     break
                 got = stream.next(timeout=1)
         event("assigned" if attempt else "no assignment")
-        sent = [m for m in data.draw(st.lists(agent_messages(attempt), max_size=8), label="messages")
-                if known_bug(m) is None]
+        sent = data.draw(st.lists(agent_messages(attempt), max_size=8), label="messages")
         for m in sent:
             stream.send(m)
     finally:  # the stream ends with the example, also when hypothesis stops drawing half-way
@@ -204,26 +200,6 @@ def _status(s: Seeded, device: str) -> str:
 _JSON_FIELDS = ("effective_settings_json", "environment_json", "phases_json", "observations_json")
 
 
-def known_bug(m: agent_pb2.AgentMessage) -> str | None:
-    """A message that pilotlab.convert cannot turn into a domain event, or turns into one with a JSON field that is
-    not an object (the grading then fails on it): the fix is convert.py's (see the xfail below)."""
-    try:
-        convert.agent_event_from_pb(m)
-    except Exception as e:  # noqa: BLE001 - whatever it raises, the reader fails with it
-        return f"{type(e).__name__}: {e}"
-    if m.WhichOneof("msg") == "hello" and (why := huge_capabilities(m.hello.capabilities)):
-        return why
-    if m.WhichOneof("msg") == "finished":
-        for name in _JSON_FIELDS:
-            if (text := getattr(m.finished, name)) and not isinstance(json.loads(text), dict):
-                return f"{name} is not a JSON object"
-    return None
-
-
-@known("pilotlab/convert.py finish_from_pb: a TaskFinished whose JSON fields are not JSON objects (or whose "
-       "observations are of the wrong shape) raises JSONDecodeError, TypeError, AttributeError (or IndexError later, "
-       "grading) in the session's reader: the session ends INTERNAL with a traceback in labd's log, where it should "
-       "be refused as INVALID_ARGUMENT in one line")
 @pytest.mark.parametrize(("field", "text"), [
     ("effective_settings_json", "not json"), ("observations_json", "not json"), ("environment_json", "not json"),
     ("effective_settings_json", "[1, 2]"),  # IndexError in pilotlab/compliance.py _settings, grading the finish
@@ -247,9 +223,6 @@ def test_finish_with_malformed_json_is_refused_in_one_line(lab: Seeded, field: s
     assert "Traceback" not in log, log
 
 
-@known("labd/handlers/agents.py session_opened and enrol (the check could live in pilotlab/names.py): the "
-       "capabilities a device reports are stored unbounded; a few hellos with thousands of long providers or CPU "
-       "flags make ListDevices (labctl devices list) larger than a client's 4 MiB receive limit for everyone")
 def test_huge_capabilities_are_refused(lab: Seeded) -> None:
     lab.lab.new_log()
     _, credential = fresh_device(lab)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -140,23 +139,6 @@ class DeviceSession:
     def close(self) -> None:
         self._stop.set()
         self.out.put(None)
-
-
-def known(reason: str) -> pytest.MarkDecorator:
-    """Marks the test of a bug that is still there, whose fix belongs to a file other work is changing: it turns red
-    (strict) the day the fix lands, to drop the mark and the matching case of the fuzz tests' known_bug."""
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
-
-
-# A device may report capabilities of any size and the lab stores them (a known bug: see
-# test_huge_capabilities_are_refused); the fuzzing stays under this, so the fleet listing stays under 16 MiB.
-MAX_CAPABILITIES_BYTES = 16 << 10
-
-
-def huge_capabilities(caps: common_pb2.Capabilities) -> str | None:
-    if caps.ByteSize() > MAX_CAPABILITIES_BYTES:
-        return f"capabilities of {caps.ByteSize()} bytes (the lab stores them whole)"
-    return None
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
