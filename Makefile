@@ -69,8 +69,11 @@ system-deps:
 
 test: test-main test-agent-oldest
 
+# Two workers (pytest-xdist), a test file each at a time, its tests in order: most tests wait on real processes
+# (labd, agents, a browser) rather than use a core. TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 2
 test-main: install system-deps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # The agent's own tests under the oldest supported onnxruntime, then one smoke run end to end: labd from .venv,
 # lab-agent from the oldest venv (PILOTLAB_AGENT_BIN), as on a device that brings its own runtime.
