@@ -83,6 +83,10 @@ def _save(out_dir: Path, sets: list[tuple[str, dict[str, np.ndarray]]]) -> list[
 
 def run(plan: dict[str, Any], ch: Channel) -> dict[str, Any]:
     """One repeat as the plan says; returns the result document (sample sets saved beside it)."""
+    if plan["scenario"] == "generative":  # a KV-cache decoder: prompts and tokens, not feeds and queries
+        from agents.generative_run import run_generative
+
+        return run_generative(plan, ch)
     from agents.backends.onnxruntime import Refusal, open_session, preload_feeds, profile_summary
     from agents.harness.accuracy import decoder, run_accuracy
     from agents.harness.conformance import golden_outputs

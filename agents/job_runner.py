@@ -257,6 +257,7 @@ class JobRunner:
         executor: dict[str, Any] = {**limits.to_dict(), "processes": len(results),
                                     "affinity": first["affinity"], "agent_affinity": sorted(os.sched_getaffinity(0)),
                                     "peak_rss_mb": [x["peak_rss_mb"] for x in results],
+                                    "session_create_ms": [x["phases"].get("session_create_ms") for x in results],
                                     "thermal_baseline": around.thermal_baseline}
         hint = sysstat.likely_cause(system) if len(system) > 1 else None
         if hint:

@@ -12,7 +12,8 @@ import numpy as np
 from agents.harness.scheduled import periodic_schedule, poisson_schedule, query_count, run_scheduled
 from agents.harness.single_stream import Cancelled, SingleStreamSettings, run_single_stream
 
-SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
+# generative runs in agents/generative_run.py (prompts and tokens), the others through performance() below
+SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic", "generative")
 RawSet = tuple[str, dict[str, np.ndarray]]
 
 

@@ -22,8 +22,29 @@ _LEVEL_KEYS = ("name", "criteria", "description")
 _BOUND_OPS = {"max_abs_err": ("<=", "<"), "max_rel_err": ("<=", "<"), "top1_agreement": (">=", ">")}
 
 
+def check_generative(base: str, task: s.TaskSpec, add: Add) -> None:
+    """A generative task: prompts from a dataset; golden (a reference decode, reference log-likelihoods) without
+    [tasks.conformance]; perplexity windows need that golden; no operator profile."""
+    if task.dataset is None:
+        add(f"{base}.dataset", 'a generative task needs a dataset of prompts (input_ids); set dataset = "<artifact>"')
+    if task.conformance is not None:
+        add(f"{base}.conformance", "[tasks.conformance] compares float outputs; a generative task's conformance is "
+                                   f"its golden decode, graded with metric = \"{s.TOKEN_AGREEMENT}\"")
+    if task.settings.get("perplexity_windows", 0) and task.golden is None:
+        add(f"{base}.settings.perplexity_windows", "perplexity compares with reference log-likelihoods; set "
+                                                   'golden = "<artifact holding log_likelihoods>"')
+    if task.accuracy is not None:
+        add(f"{base}.accuracy", "a generative task's quality is its golden decode (conformance.token_agreement) and "
+                                "perplexity; remove [tasks.accuracy]")
+    if task.settings.get("profile") is True:
+        add(f"{base}.settings.profile", "the generative scenario records no operator profile; remove profile")
+
+
 def check_task_golden(base: str, task: s.TaskSpec, add: Add) -> None:
     """golden and [tasks.conformance] come together, and conformance needs the dataset the golden came from."""
+    if task.scenario == "generative":
+        check_generative(base, task, add)
+        return
     if task.golden is not None and task.conformance is None:
         add(f"{base}.golden", "golden outputs are only used by [tasks.conformance]; add it or remove golden")
     if task.conformance is not None:
@@ -43,6 +64,14 @@ def check_criterion_fit(base: str, metric: str, threshold: float | None, task: s
         return
     if metric == "accuracy" and task.accuracy is None:
         add(f"{base}.metric", f"task {task.name!r} measures no accuracy; add [tasks.accuracy] to it")
+    if metric == s.TOKEN_AGREEMENT:
+        if task.scenario != "generative" or task.golden is None:
+            add(f"{base}.metric", f"{metric} needs a generative task with a golden decode; task {task.name!r} "
+                                  + ("has no golden" if task.scenario == "generative" else f"is {task.scenario}"))
+        return
+    if metric.startswith("perplexity.") and task.scenario == "generative" and \
+            not task.settings.get("perplexity_windows", 0):
+        add(f"{base}.metric", f"{metric} needs settings.perplexity_windows >= 1 on task {task.name!r}")
     for prefix, need in s.METRIC_NEEDS.items():
         if not metric.startswith(prefix):
             continue

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from evalsuites.schema import Problem, Suite, TaskSpec
+from evalsuites.schema import TOKEN_AGREEMENT, Problem, Suite, TaskSpec
+from pilotlab import genai
+from pilotlab.tasks import SCENARIO_SETTINGS
 
 # onnxruntime's type strings for the tensor element types a dataset array can carry.
 _ORT_DTYPES = {
@@ -69,6 +71,11 @@ def check_model_fit(suite: Suite) -> list[Problem]:
             problems.append(Problem(f"artifacts.{name}.source", None, f"{what}: {_first_line(e)}"))
     for i, task in enumerate(suite.tasks):
         if task.model not in models:
+            continue
+        if task.scenario == "generative":
+            problems += generative_problems(i, task, models[task.model], datasets.get(task.dataset or ""),
+                                            datasets.get(task.golden or ""),
+                                            any(c.metric == TOKEN_AGREEMENT for c in suite.criteria_for(task.name)))
             continue
         problems += _batch_problems(i, task, models[task.model][0])
         data = datasets.get(task.dataset) if task.dataset is not None else None
@@ -171,4 +178,67 @@ def _task_problems(i: int, dataset: str, accuracy: dict[str, Any] | None, model:
         if output not in names:
             out.append(Problem(f"tasks[{i}].accuracy.output", None,
                                f"model has no output {output!r}; its outputs are {', '.join(names)}"))
+    return out
+
+
+def generative_problems(i: int, task: TaskSpec, model: tuple[list[Any], list[Any]], data: dict[str, np.ndarray] | None,
+                        golden: dict[str, np.ndarray] | None, agreement_graded: bool) -> list[Problem]:
+    """A generative task: the model is a KV-cache decoder (pilotlab.genai), the dataset holds its prompts as token
+    ids, and the golden holds a reference decode covering every generated token and/or reference log-likelihoods
+    for the scored windows."""
+    try:
+        spec = genai.decoder_spec(*model)
+    except genai.NotADecoder as e:
+        return [Problem(f"tasks[{i}].model", None, str(e))]
+    defaults = SCENARIO_SETTINGS["generative"]
+    setting = {k: int(task.settings.get(k, defaults[k].default))
+               for k in ("max_new_tokens", "perplexity_windows", "perplexity_tokens")}
+    if data is None:
+        return []
+    ids = data.get(genai.INPUT_IDS)
+    field = f"tasks[{i}].dataset"
+    if ids is None or ids.ndim != 2 or ids.dtype != np.int64 or 0 in ids.shape:
+        have = ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in sorted(data.items())) or "none"
+        return [Problem(field, None, f"dataset {task.dataset!r} must hold {genai.INPUT_IDS!r} int64 [prompts, length] "
+                                     f"(the prompts as token ids); it holds {have}")]
+    out: list[Problem] = []
+    if ids.min() < 0 or ids.max() >= spec.vocab:
+        out.append(Problem(field, None, f"token ids run from {ids.min()} to {ids.max()}, outside the model's "
+                                        f"vocabulary of {spec.vocab}"))
+    prompts, length = ids.shape
+    windows, tokens = setting["perplexity_windows"], setting["perplexity_tokens"] or length
+    if windows > prompts:
+        out.append(Problem(f"tasks[{i}].settings.perplexity_windows", None,
+                           f"{windows} windows, but dataset {task.dataset!r} holds {prompts} rows"))
+    if windows and not 2 <= tokens <= length:
+        out.append(Problem(f"tasks[{i}].settings.perplexity_tokens", None,
+                           f"scores {tokens} tokens of windows of {length}; use 2..{length} (0: all)"))
+    if golden is None:
+        return out
+    gfield = f"tasks[{i}].golden"
+    unknown = sorted(set(golden) - set(genai.GOLDEN_ARRAYS))
+    if unknown:
+        out.append(Problem(gfield, None, f"golden {task.golden!r} holds {', '.join(unknown)}; a generative golden "
+                                         f"holds {' and/or '.join(genai.GOLDEN_ARRAYS)}"))
+    ref = golden.get(genai.GENERATED_IDS)
+    if ref is not None:
+        if ref.ndim != 2 or not np.issubdtype(ref.dtype, np.integer):
+            out.append(Problem(gfield, None, f"{genai.GENERATED_IDS!r} must be integer [prompts, tokens], got "
+                                             f"{ref.dtype}{list(ref.shape)}"))
+        elif ref.shape[0] > prompts or ref.shape[1] < setting["max_new_tokens"]:
+            out.append(Problem(gfield, None, f"{genai.GENERATED_IDS!r} is {list(ref.shape)}: it must cover every "
+                                             f"generated token, at most {prompts} prompts of at least max_new_tokens "
+                                             f"{setting['max_new_tokens']}"))
+    elif agreement_graded:
+        out.append(Problem(gfield, None, f"{TOKEN_AGREEMENT} is graded, but golden {task.golden!r} holds no "
+                                         f"{genai.GENERATED_IDS!r}"))
+    ll = golden.get(genai.LOG_LIKELIHOODS)
+    if ll is not None and (ll.ndim != 2 or not np.issubdtype(ll.dtype, np.floating) or ll.shape[1] != length - 1
+                           or ll.shape[0] > prompts):
+        out.append(Problem(gfield, None, f"{genai.LOG_LIKELIHOODS!r} must be float [windows <= {prompts}, "
+                                         f"{length - 1}], got {ll.dtype}{list(ll.shape)}"))
+    elif windows and (ll is None or ll.shape[0] < windows):
+        have = "none" if ll is None else f"{ll.shape[0]} windows"
+        out.append(Problem(gfield, None, f"perplexity_windows = {windows} needs {genai.LOG_LIKELIHOODS!r} for as "
+                                         f"many windows; golden {task.golden!r} has {have}"))
     return out

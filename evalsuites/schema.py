@@ -13,7 +13,7 @@ from pilotlab.domain import DEVICE_CLASSES
 from pilotlab.names import one_line
 
 FORMAT_VERSION = 1
-SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
+SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic", "generative")
 ARTIFACT_KINDS = ("model", "dataset", "golden")
 CLASSIFICATIONS = ("public", "personal", "important", "sensitive")
 METRICS = (
@@ -21,11 +21,21 @@ METRICS = (
     "conformance.max_abs_err", "conformance.max_rel_err", "conformance.top1_agreement",
     "periodic.deadline_miss_rate", "periodic.release_jitter_us_p99", "periodic.completion_jitter_us_p99",
     "offline.best_throughput_per_s", "server.p99_within_bound", "repeats.spread_p50",
+    # generative tasks: latency_ms above is each prompt's end-to-end latency (issue to last token)
+    "ttft_ms.p50", "ttft_ms.p90", "ttft_ms.p99", "ttft_ms.mean", "tpot_ms.p50", "tpot_ms.p90", "tpot_ms.p99",
+    "tpot_ms.mean", "decode_tokens_per_s", "prefill_tokens_per_s", "model_load_ms", "peak_rss_mb",
+    "conformance.token_agreement", "perplexity.value", "perplexity.ratio",
 )
 # Metrics that are fractions in 0..1 (their thresholds must be too).
-FRACTION_METRICS = ("accuracy", "conformance.top1_agreement", "periodic.deadline_miss_rate", "server.p99_within_bound")
+FRACTION_METRICS = ("accuracy", "conformance.top1_agreement", "periodic.deadline_miss_rate", "server.p99_within_bound",
+                    "conformance.token_agreement")
 # Metrics only some tasks produce: metric prefix -> what the task needs ("conformance" or a scenario).
-METRIC_NEEDS = {"conformance.": "conformance", "periodic.": "periodic", "offline.": "offline", "server.": "server"}
+METRIC_NEEDS = {"conformance.": "conformance", "periodic.": "periodic", "offline.": "offline", "server.": "server",
+                "ttft_ms.": "generative", "tpot_ms.": "generative", "decode_tokens_per_s": "generative",
+                "prefill_tokens_per_s": "generative", "model_load_ms": "generative", "peak_rss_mb": "generative",
+                "perplexity.": "generative"}
+# Generative quality: greedy-decode conformance needs a golden decode, perplexity its scored windows.
+TOKEN_AGREEMENT = "conformance.token_agreement"
 CONFORMANCE_TOLERANCES = ("max_abs_err", "max_rel_err", "top1_agreement")
 OPS = ("<=", ">=", "<", ">")
 RULES = ("point", "ci95_lower", "ci95_upper")

@@ -134,7 +134,8 @@ def _read_samples(root: Path, task: dict[str, Any], subjects: dict[str, str], ke
                 problems.append(f"task {name}: {rel} batch {seq} does not match the device's signature "
                                 "(forged or altered samples)")
         if not altered:
-            keep = _KEEP.get(parse_kind(kind)[0], _ALL)
+            # generative figures join each request's latency row to its tokens by index: keep every column
+            keep = _ALL if task.get("scenario") == "generative" else _KEEP.get(parse_kind(kind)[0], _ALL)
             samples[kind] = {c: _own(column(records, c)) for c in keep}
         del records, data
     return samples

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from evalsuites import builtin_suites_dir
+from labd.blobs import BlobStore, FsBlobs
 from labd.catalog import check_suite_dirs, load_catalog
 from labd.clock import SYSTEM_CLOCK, Clock
 from labd.config import LabConfig, StartupError
@@ -63,7 +64,7 @@ SERVICES = [
 
 def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = _open_store(config.db_url, clock)
+    store = _open_store(config.db_url, clock, FsBlobs(config.data_dir / "blobs"))  # result batches: DATA_DIR/blobs
     key = load_or_create_signing_key(config.data_dir)
     ensure_admin_token(config, store, clock)
     load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir,
@@ -80,12 +81,12 @@ def claim_data_dir(data_dir: Path) -> int:
         raise StartupError(str(e)) from None
 
 
-def _open_store(url: str, clock: Clock) -> Store:
+def _open_store(url: str, clock: Clock, blobs: BlobStore) -> Store:
     from sqlalchemy import make_url
     from sqlalchemy.exc import OperationalError
 
     try:
-        return open_store(url, clock)
+        return open_store(url, clock, blobs)
     except OperationalError as e:
         reason = " ".join(str(e.orig or e).split("\n")[0].split())
         shown = make_url(url).render_as_string(hide_password=True)

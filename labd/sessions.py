@@ -5,14 +5,16 @@ not yet acknowledged."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from pilotlab.messages import LabEvent
 
+T = TypeVar("T")
 MAX_BATCHES_IN_FLIGHT = 8
 MAX_BYTES_IN_FLIGHT = 32 << 20
 
@@ -72,6 +74,54 @@ class BatchWindow:
         if self.full:
             self.stats.pauses += 1
             await self._room.wait()
+
+
+class ThreadBatch(Generic[T]):
+    """Small blocking jobs from many sessions (a heartbeat's credential check and lease renewal), run together: one
+    worker-thread trip per `delay` for all jobs submitted meanwhile, instead of one trip each (the trip costs the
+    event loop more than the job). Each submitter gets its own job's result or exception."""
+
+    def __init__(self, run: Callable[[T], None], delay: float = 0.02) -> None:
+        self._run, self.delay = run, delay
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Future[None] | None = None
+
+    async def submit(self, job: T) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, fut))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        jobs: list[tuple[T, asyncio.Future[None]]] = []
+        try:
+            await asyncio.sleep(self.delay)  # the jobs of other sessions that arrive meanwhile go along
+            jobs, self._pending, self._flusher = self._pending, [], None
+            outcomes = await asyncio.to_thread(self._run_all, [j for j, _ in jobs])
+        except BaseException:  # cancelled (labd stopping): so are the submitters
+            if self._flusher is asyncio.current_task():
+                jobs, self._pending, self._flusher = self._pending, [], None
+            for _, fut in jobs:
+                fut.cancel()
+            raise
+        for (_, fut), outcome in zip(jobs, outcomes, strict=True):
+            if fut.done():
+                continue
+            if outcome is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(outcome)
+
+    def _run_all(self, jobs: list[T]) -> list[Exception | None]:
+        out: list[Exception | None] = []
+        for job in jobs:
+            try:
+                self._run(job)
+                out.append(None)
+            except Exception as e:  # noqa: BLE001 - handed to that job's submitter
+                out.append(e)
+        return out
 
 
 @dataclass(eq=False)

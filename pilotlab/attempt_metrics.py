@@ -10,6 +10,7 @@ from pilotlab import conformance
 from pilotlab.domain import Observations
 from pilotlab.energy import energy_metrics
 from pilotlab.figures import accuracy_metrics, latency_metrics
+from pilotlab.genai_metrics import generative_metrics
 from pilotlab.stats import early_stopping, nearest_rank
 from pilotlab.tasks import COMMON_SETTINGS
 
@@ -186,6 +187,11 @@ def compute_metrics(scenario: str, settings: dict[str, Any], samples: Samples, l
             out["conformance"] = {"n": int(c.pop("n")), **c}
     except ValueError as e:  # malformed evidence grades as invalid, never as conforming
         reasons.append(f"conformance: {e}")
+    if scenario == "generative":
+        latency_sets = {r: a for (_, r), a in perf.items()}
+        figures, genai_reasons = generative_metrics(settings, samples, latency_sets, obs.executor)
+        out.update(figures)
+        reasons += genai_reasons
     audit, audit_reasons = _audits(samples, (out.get("latency_ms") or {}).get("p50"))
     if audit:
         out["audit"] = audit

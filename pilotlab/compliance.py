@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pilotlab import conformance
+from pilotlab import conformance, genai
 from pilotlab.attempt_metrics import Samples, compute_metrics, parse_kind
 from pilotlab.domain import Observations
 from pilotlab.tasks import TaskSpec, effective
@@ -67,10 +67,20 @@ def required_sets(a: Assigned) -> dict[str, str]:
             out["perf-prediction"] = "the lab assigned the TEST01 audit"
     if a.accuracy:
         out["prediction"] = "the lab assigned an accuracy run"
-    if a.golden:
+    if a.scenario == "generative":
+        out |= {kind: f"the lab assigned {timed} of generated tokens" for kind in token_kinds(s)}
+        if int(s["perplexity_windows"]):
+            why = f"the lab assigned perplexity over {s['perplexity_windows']} windows"
+            out |= {genai.LL_KIND: why, genai.LL_REFERENCE_KIND: why}
+    elif a.golden:
         why = "the lab assigned a conformance check against golden outputs"
         out |= {conformance.RECORD_KIND: why, conformance.PEAK_KIND: why}
     return out
+
+
+def token_kinds(settings: Mapping[str, Any]) -> list[str]:
+    """The token sets of a generative task, one beside each latency set (pilotlab.genai)."""
+    return [genai.TOKEN_KIND + kind[len("latency"):] for kind in latency_kinds("generative", settings)]
 
 
 def _canon(v: Any) -> str:
@@ -134,7 +144,25 @@ def check(assigned: Assigned, reported: Reported, samples: Samples) -> list[str]
     for kind in latency_kinds(assigned.scenario, assigned.settings):
         if kind in present:
             reasons += _window(assigned.scenario, kind, samples[kind], windows.get(kind))
+    if assigned.scenario == "generative":
+        for kind, latency in zip(token_kinds(assigned.settings), latency_kinds("generative", assigned.settings),
+                                 strict=True):
+            if kind in present and latency in present:
+                reasons += _token_window(kind, samples[kind], windows.get(latency))
     return reasons
+
+
+def _token_window(kind: str, a: Mapping[str, np.ndarray], w: Mapping[str, Any] | None) -> list[str]:
+    """Every token of a timed run was produced inside that run's performance window."""
+    if w is None:
+        return []  # the latency set's check names the missing window
+    try:
+        start, end = int(w["start_ns"]), int(w["end_ns"])
+    except (KeyError, TypeError, ValueError):
+        return []  # and a malformed one
+    t = a["t_ns"]
+    outside = int(np.count_nonzero((t < start) | (t > end)))
+    return [f"{outside} samples of '{kind}' lie outside the reported performance window"] if outside else []
 
 
 def graded_metrics(assigned: Assigned, reported: Reported, samples: Samples,

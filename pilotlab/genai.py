@@ -34,6 +34,7 @@ TOKEN_KIND = "token"
 LL_KIND = "log-likelihood"
 LL_REFERENCE_KIND = "log-likelihood-reference"
 REFERENCE_NONE = -1
+GENERATIVE_KINDS = (TOKEN_KIND, LL_KIND, LL_REFERENCE_KIND)  # besides latency: what labd accepts
 
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
 

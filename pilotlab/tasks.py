@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic")
+SCENARIOS = ("single-stream", "offline", "multi-stream", "server", "periodic", "generative")
 GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
 
 # What each kind of value must be, as a problem message says it.
@@ -74,6 +74,19 @@ SCENARIO_SETTINGS: dict[str, dict[str, Setting]] = {
     "periodic": {
         "rate_hz": Setting("positive", "release rate of the periodic loop"),
         "deadline_ms": Setting("positive", "completion deadline after each release (default one period)"),
+    },
+    # A query is one prompt: prefill, then greedy decoding of exactly max_new_tokens tokens. The common counts keep
+    # their meaning with defaults that fit a language model (a prompt takes tenths of a second to seconds).
+    "generative": {
+        "warmup_queries": Setting("count", "untimed prompts generated before measuring (default 1)", 1),
+        "min_query_count": Setting("count", "prompts generated in the timed run, the dataset's in order, wrapping "
+                                   "around (default 6)", 6),
+        "min_duration_ms": Setting("count", "and for at least this long (default 0)", 0),
+        "max_new_tokens": Setting("positive_int", "tokens greedily decoded after each prompt (default 32)", 32),
+        "perplexity_windows": Setting("count", "dataset rows scored for perplexity against the golden "
+                                      "log_likelihoods, in the first repeat (default 0: none)", 0),
+        "perplexity_tokens": Setting("count", "tokens of each window scored, from its start (default 0: the whole "
+                                     "window)", 0),
     },
 }
 
@@ -153,9 +166,18 @@ class PeriodicSettings(CommonSettings):
     deadline_ms: float | None = None
 
 
+@dataclass(frozen=True)
+class GenerativeSettings(CommonSettings):
+    """A language model's prompts, each prefilled and then greedily decoded token by token, timed per token."""
+
+    max_new_tokens: int | None = None
+    perplexity_windows: int | None = None
+    perplexity_tokens: int | None = None
+
+
 SETTINGS_TYPES: dict[str, type[CommonSettings]] = {
     "single-stream": SingleStreamSettings, "offline": OfflineSettings, "multi-stream": MultiStreamSettings,
-    "server": ServerSettings, "periodic": PeriodicSettings,
+    "server": ServerSettings, "periodic": PeriodicSettings, "generative": GenerativeSettings,
 }
 SCENARIO_OF: dict[type[CommonSettings], str] = {v: k for k, v in SETTINGS_TYPES.items()}
 
@@ -224,6 +246,9 @@ class EffectiveSettings:
     seed: int = SCENARIO_SETTINGS["server"]["seed"].default
     rate_hz: float = 0.0
     deadline_ms: float = 0.0
+    max_new_tokens: int = 0  # generative only (its default is in SCENARIO_SETTINGS); 0 elsewhere
+    perplexity_windows: int = 0
+    perplexity_tokens: int = 0
     audit: bool = True
     audit_queries: int = AUDIT_QUERIES
 

@@ -8,6 +8,7 @@ import jinja2
 
 from labd.evidence import present
 from labd.evidence.charts import latency_cdf_svg, power_trace_svg, throughput_bars_svg
+from labd.evidence.genai_charts import section as genai_section
 from labd.evidence.int8 import INT8_FLAGS, int8_relevant, x86_without_vnni
 from pilotlab.samples import column, read_samples_npy
 
@@ -104,7 +105,7 @@ def render_html(report: dict[str, Any], files: dict[str, bytes]) -> str:
             window = _window(task, files)
             charts[task["id"] + ":power"] = power_trace_svg(trace["t_ns"], trace["fvalue"],
                                                             energy.get("quantity", "power"), window)
-    return _env.get_template("report.html.j2").render(r=report, charts=charts)
+    return _env.get_template("report.html.j2").render(r=report, charts=charts, genai=genai_section(report, files))
 
 
 def _window(task: dict[str, Any], files: dict[str, bytes]) -> tuple[int, int] | None:

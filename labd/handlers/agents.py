@@ -3,9 +3,9 @@ attempt. Each function takes the parts of the lab it uses and runs off the event
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -17,17 +17,20 @@ from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession
 from labd.state import AuditEntry, Store
+from labd.state.batches import SignedBatch
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
 from pilotlab import messages as msg
 from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Reported
+from pilotlab.genai import GENERATIVE_KINDS
 from pilotlab.names import check_capabilities, check_device
-from pilotlab.samples import batch_signing_bytes
 
 MAX_BATCH_SEQ = 1_000_000  # no attempt sends more batches than this; a seq beyond it is refused
 SAMPLE_KINDS = ("latency", "prediction", "perf-prediction", "audit-same", "audit-varied", "conformance",
-                "conformance-peak", "power")
+                "conformance-peak", "power", *GENERATIVE_KINDS)
+BATCH_COLUMNS = ("index", "sample_index", "t_ns", "value", "aux", "fvalue")
+OPTIONAL_COLUMNS = ("aux", "fvalue")  # may be left empty: zeros
 
 log = logging.getLogger("labd.agents")
 
@@ -86,16 +89,18 @@ def progress(store: Store, device_id: str, p: msg.Progress) -> str:
     return store.set_progress(p.attempt_id, p.phase, p.fraction)
 
 
-def check_signature(public_key: bytes, batch: d.ResultBatch) -> None:
-    """A device that registered a key must sign every batch with it; a forged batch is refused."""
+@functools.lru_cache(maxsize=4096)
+def _device_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def check_signature(public_key: bytes, batch: SignedBatch) -> None:
+    """A device that registered a key must sign every batch with it; a forged batch is refused. Checked once, on
+    the bytes the lab keeps."""
     if not public_key:
         return
-    arrays: dict[str, Sequence[Any]] = {"index": batch.index, "sample_index": batch.sample_index,
-                                        "t_ns": batch.t_ns, "value": batch.value, "aux": batch.aux,
-                                        "fvalue": batch.fvalue}
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(
-            batch.signature, batch_signing_bytes(batch.attempt_id, batch.seq, batch.kind, arrays))
+        _device_key(public_key).verify(batch.signature, batch.payload)
     except (InvalidSignature, ValueError):
         raise d.Denied(f"result batch {batch.seq} of attempt {batch.attempt_id} does not carry this device's "
                        "signature") from None
@@ -106,39 +111,48 @@ class BatchRefused(d.Invalid):
     is logged and dropped, never acknowledged, and changes nothing stored."""
 
 
+def check_shape(attempt_id: str, seq: int, lengths: dict[str, int]) -> None:
+    """The batch's seq lies in the expected window and its parallel arrays (index, sample_index, t_ns, value, and
+    aux and fvalue unless empty) have one length."""
+    if not 0 <= seq <= MAX_BATCH_SEQ:
+        raise BatchRefused(f"result batch seq {seq} of attempt {attempt_id} is outside 0..{MAX_BATCH_SEQ}")
+    shown = {k: n for k, n in lengths.items() if n or k not in OPTIONAL_COLUMNS}
+    if len(set(shown.values())) > 1:
+        listed = ", ".join(f"{k}={n}" for k, n in shown.items())
+        raise BatchRefused(f"result batch {seq} of attempt {attempt_id} has arrays of unequal lengths ({listed})")
+
+
 def check_batch_shape(batch: d.ResultBatch) -> None:
-    """The batch's seq lies in the expected window and its parallel arrays have one length (aux and fvalue may
-    be empty)."""
-    if not 0 <= batch.seq <= MAX_BATCH_SEQ:
-        raise BatchRefused(f"result batch seq {batch.seq} of attempt {batch.attempt_id} is outside 0..{MAX_BATCH_SEQ}")
-    lengths = {"index": len(batch.index), "sample_index": len(batch.sample_index), "t_ns": len(batch.t_ns),
-               "value": len(batch.value)}
-    lengths |= {k: len(v) for k, v in (("aux", batch.aux), ("fvalue", batch.fvalue)) if v}  # optional columns
-    if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{k}={n}" for k, n in lengths.items())
-        raise BatchRefused(f"result batch {batch.seq} of attempt {batch.attempt_id} has arrays of unequal "
-                           f"lengths ({shown})")
+    check_shape(batch.attempt_id, batch.seq, {c: len(getattr(batch, c)) for c in BATCH_COLUMNS})
 
 
-def ingest(store: Store, metrics: LabMetrics, clock: Clock, device_id: str, batch: d.ResultBatch,
+def ingest(store: Store, metrics: LabMetrics, clock: Clock, device_id: str, batch: d.ResultBatch | SignedBatch,
            public_key: bytes = b"") -> bool:
     """Store a result batch of one of the device's attempts; False when it was stored before (a resend).
     Denied for another device's attempt or a forged signature; BatchRefused for a seq outside the window,
-    arrays of unequal lengths, or a new batch for an attempt that is no longer running."""
-    att = own_attempt(store, device_id, batch.attempt_id)
-    check_batch_shape(batch)
-    if att.status != d.Status.RUNNING:
-        if batch.seq in store.batch_seqs(att.id):
+    arrays of unequal lengths, or a new batch for an attempt that is no longer running. A SignedBatch comes with
+    its shape checked (check_shape) by the caller, which built it from the wire."""
+    owner, status = store.attempt_owner(batch.attempt_id)
+    if owner != device_id:
+        raise d.Denied(f"attempt {batch.attempt_id} was not assigned to this device")
+    if isinstance(batch, d.ResultBatch):
+        check_batch_shape(batch)
+        batch = SignedBatch.from_domain(batch)
+    elif not 0 <= batch.seq <= MAX_BATCH_SEQ:
+        check_shape(batch.attempt_id, batch.seq, {})
+    if status != d.Status.RUNNING:
+        if batch.seq in store.batch_seqs(batch.attempt_id):
             metrics.batches_duplicate.inc()  # a resend of a batch stored while it ran: changes nothing
             return False
         raise BatchRefused(f"result batch {batch.seq} of attempt {batch.attempt_id} came after the attempt "
-                           f"ended ({att.status.value}); results of an ended attempt are closed")
+                           f"ended ({status.value}); results of an ended attempt are closed")
     check_signature(public_key, batch)
-    if parse_kind(batch.kind)[0] not in SAMPLE_KINDS:
+    base = parse_kind(batch.kind)[0]
+    if base not in SAMPLE_KINDS:
         raise BatchRefused(f"result batch kind {batch.kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
-    stored = store.add_result_batch(batch, clock.now_ms())
+    stored = store.add_signed_batch(batch, clock.now_ms())
     if stored:
-        metrics.results_ingested.labels(parse_kind(batch.kind)[0]).inc(len(batch.value))
+        metrics.results_ingested.labels(base).inc(batch.n)
     else:
         metrics.batches_duplicate.inc()
     return stored

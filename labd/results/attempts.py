@@ -22,7 +22,8 @@ def dataset_labels(path: str) -> np.ndarray | None:
 
 
 def attempt_samples(store: Store, attempt_id: str) -> Samples:
-    return {kind: store.samples(attempt_id, kind) for kind in store.sample_kinds(attempt_id)}
+    """Every kind of raw sample of an attempt as whole numpy columns, read from its batches' blobs at once."""
+    return store.all_samples(attempt_id)
 
 
 def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:

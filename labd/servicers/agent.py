@@ -18,7 +18,8 @@ from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.errors import abort, streaming, unary
 from labd.servicers.tokens import call_token
-from labd.sessions import AgentSession
+from labd.sessions import AgentSession, ThreadBatch
+from labd.state.batches import SignedBatch
 from pilotlab import convert
 from pilotlab import domain as d
 from pilotlab import messages as msg
@@ -32,6 +33,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.lab = lab
         self.dispatcher = dispatcher
         self._background: set[asyncio.Future[None]] = set()
+        self._heartbeats: ThreadBatch[tuple[str | None, AgentSession, tuple[str, ...]]] = ThreadBatch(self._heartbeat)
         lab.sessions.register_metrics(lab.metrics.registry)
 
     @unary
@@ -134,17 +136,19 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         pump = asyncio.create_task(self._pump(session, requests, inbox))
         try:
             while (m := await inbox.get()) is not None:
-                if m.WhichOneof("msg") == "results":  # up to the receive limit: decoded off the event loop
-                    event = await asyncio.to_thread(convert.agent_event_from_pb, m)
-                else:
-                    event = convert.agent_event_from_pb(m)
+                if m.WhichOneof("msg") == "results":  # checked, verified and stored in one trip off the event loop
+                    await self._results(session, m.results)
+                    continue
+                event = convert.agent_event_from_pb(m)
                 if event is None or isinstance(event, msg.Hello):
                     log.warning("ignoring session message %s from %s", m.WhichOneof("msg"), session.device_name)
                     continue
                 if isinstance(event, msg.Heartbeat):
                     # A credential revoked (or whose agent token was) while connected ends the session within one
-                    # heartbeat: the error closes it with UNAUTHENTICATED.
-                    await asyncio.to_thread(self.lab.auth.record, credential)
+                    # heartbeat: the error closes it with UNAUTHENTICATED. Checked, and the leases renewed, together
+                    # with the other sessions' heartbeats of the moment, in one worker-thread trip.
+                    await self._heartbeats.submit((credential, session, event.running))
+                    continue
                 await self._handle(session, event)
             await pump  # a failed read ends the session
         finally:
@@ -159,50 +163,70 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         except Exception as e:
             if (full := self.lab.leases.storage.noted(e)) is None:
                 raise
-            await self._storage_full(session, event, str(full))
+            if isinstance(event, d.AttemptFinish):
+                await self._storage_full(session, event.attempt_id, None, str(full))
 
-    async def _storage_full(self, session: AgentSession, event: msg.AgentEvent, why: str) -> None:
-        """The lab's storage is full: the attempt whose results or finish cannot be stored ends in error (the lab's
-        fault), its batch is answered with an Ack carrying the reason and the device told to stop it; heartbeats
-        and progress wait for space. The session goes on."""
+    async def _storage_full(self, session: AgentSession, attempt_id: str, seq: int | None, why: str) -> None:
+        """The lab's storage is full: the attempt whose results (seq) or finish (None) cannot be stored ends in error
+        (the lab's fault), its batch is answered with an Ack carrying the reason and the device told to stop it;
+        heartbeats and progress wait for space. The session goes on."""
         lab = self.lab
-        if not isinstance(event, d.ResultBatch | d.AttemptFinish):
-            return
-        run = await asyncio.to_thread(lab.leases.storage_full, session.device_id, event.attempt_id, why)
+        run = await asyncio.to_thread(lab.leases.storage_full, session.device_id, attempt_id, why)
         if run is not None:
-            log.warning("attempt %s on %s ended: %s", event.attempt_id, session.device_name, why)
+            log.warning("attempt %s on %s ended: %s", attempt_id, session.device_name, why)
             await lab.events.notify(run.id)
-        if isinstance(event, d.ResultBatch):
-            session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq, error=why))
+        if seq is not None:
+            session.send(msg.Ack(attempt_id=attempt_id, seq=seq, error=why))
             if run is not None:
-                session.send(msg.Cancel(attempt_id=event.attempt_id, reason=why))
+                session.send(msg.Cancel(attempt_id=attempt_id, reason=why))
         else:
-            session.running.discard(event.attempt_id)
-            session.send(msg.Ack(attempt_id=event.attempt_id, finished=True))
+            session.running.discard(attempt_id)
+            session.send(msg.Ack(attempt_id=attempt_id, finished=True))
             self.dispatcher.kick()
 
-    def _ingest(self, session: AgentSession, batch: d.ResultBatch) -> None:
+    def _heartbeat(self, job: tuple[str | None, AgentSession, tuple[str, ...]]) -> None:
+        """One heartbeat, in a worker thread: its credential must still be live; then the leases of what the device
+        runs are renewed (while the storage is full, they wait for space: the error is noted, not raised)."""
+        credential, session, running = job
+        self.lab.auth.record(credential)
+        if not running:  # an idle device's heartbeat renews nothing
+            return
+        try:
+            h.heartbeat(self.lab.leases, session, running)
+        except Exception as e:
+            if self.lab.leases.storage.noted(e) is None:
+                raise
+
+    def _ingest(self, session: AgentSession, r: agent_pb2.ResultBatch) -> None:
+        """Check, verify and store one result batch straight from the wire: its columns go from the message into the
+        bytes the device signed (numpy, no per-sample Python objects), verified once and kept whole."""
         self.lab.leases.storage.check()  # once the storage is full, no attempt keeps part of its results
+        h.check_shape(r.attempt_id, r.seq, {c: len(getattr(r, c)) for c in h.BATCH_COLUMNS})
+        batch = SignedBatch.of(r.attempt_id, r.seq, r.kind, {c: getattr(r, c) for c in h.BATCH_COLUMNS},
+                               r.signature)
         h.ingest(self.lab.store, self.lab.metrics, self.lab.clock, session.device_id, batch, session.public_key)
+
+    async def _results(self, session: AgentSession, r: agent_pb2.ResultBatch) -> None:
+        try:
+            await asyncio.to_thread(self._ingest, session, r)
+        except h.BatchRefused as e:
+            # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it from its
+            # outbox; the session goes on (closing it would only make the agent resend the batch).
+            log.warning("refused a result batch from %s: %s", session.device_name, e)
+            session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq, error=str(e)))
+            return
+        except Exception as e:
+            if (full := self.lab.leases.storage.noted(e)) is None:
+                raise
+            await self._storage_full(session, r.attempt_id, r.seq, str(full))
+            return
+        session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq))
 
     async def _handle_event(self, session: AgentSession, event: msg.AgentEvent) -> None:
         lab = self.lab
-        if isinstance(event, msg.Heartbeat):
-            if event.running:  # an idle device's heartbeat renews nothing: no worker thread for it
-                await asyncio.to_thread(h.heartbeat, lab.leases, session, event.running)
-        elif isinstance(event, msg.Progress):
+        if isinstance(event, msg.Progress):
             run_id = await asyncio.to_thread(h.progress, lab.store, session.device_id, event)
             await lab.events.notify(run_id)
-        elif isinstance(event, d.ResultBatch):
-            try:
-                await asyncio.to_thread(self._ingest, session, event)
-            except h.BatchRefused as e:
-                # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it from its
-                # outbox; the session goes on (closing it would only make the agent resend the batch).
-                log.warning("refused a result batch from %s: %s", session.device_name, e)
-                session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq, error=str(e)))
-                return
-            session.send(msg.Ack(attempt_id=event.attempt_id, seq=event.seq))
         elif isinstance(event, d.AttemptFinish):
             run, ack = await asyncio.to_thread(h.finish, lab.store, lab.leases, lab.health, lab.clock,
                                                session.device_id, event)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from labd.state.batches import SignedBatch
 from pilotlab import domain as d
 
 
@@ -187,6 +188,12 @@ class Store(ABC):
     def get_attempt(self, attempt_id: str) -> d.Attempt:
         """MUST raise NotFound."""
 
+    def attempt_owner(self, attempt_id: str) -> tuple[str, d.Status]:
+        """(device id, status) of an attempt, read now; NotFound. What every result batch is checked against, so a
+        backend should read just these two columns."""
+        att = self.get_attempt(attempt_id)
+        return att.device_id, att.status
+
     @abstractmethod
     def running_attempts(self, device_id: str | None = None) -> list[d.Attempt]:
         """Attempts still running, for one device or all."""
@@ -210,6 +217,12 @@ class Store(ABC):
         MUST store nothing."""
 
     @abstractmethod
+    def add_signed_batch(self, batch: SignedBatch, now_ms: int) -> bool:
+        """A batch as its device signed it: MUST keep batch.payload whole and unchanged (a blob addressed by
+        batch.sha256, or inline) and its index (attempt, seq, kind, n, signature); idempotent on (attempt_id, seq)
+        exactly as add_result_batch, which is this with the batch's signed bytes built from its arrays."""
+
+    @abstractmethod
     def batch_seqs(self, attempt_id: str) -> set[int]:
         """Sequence numbers received for an attempt."""
 
@@ -217,6 +230,10 @@ class Store(ABC):
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
         """Raw samples of one kind: int64 arrays index, sample_index, t_ns, value, aux, seq (the batch each
         came in) and float64 fvalue, ordered by index."""
+
+    def all_samples(self, attempt_id: str) -> dict[str, dict[str, np.ndarray]]:
+        """samples() of every kind of an attempt, by kind (a backend may read them at once)."""
+        return {kind: self.samples(attempt_id, kind) for kind in self.sample_kinds(attempt_id)}
 
     @abstractmethod
     def batches(self, attempt_id: str) -> list[tuple[int, str, int, bytes]]:

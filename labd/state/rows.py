@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,31 +11,6 @@ from labd.state.base import AuditEntry, TokenRecord
 from labd.state.tables import AttemptRow, AuditRow, DeviceRow, RunRow, TaskRow, TokenRow
 from pilotlab import domain as d
 from pilotlab.tasks import TaskSpec
-
-INT_COLUMNS = ("index", "sample_index", "t_ns", "value", "aux")
-
-
-def pack_samples(batch: d.ResultBatch) -> bytes:
-    n = len(batch.value)
-    cols = [batch.index, batch.sample_index, batch.t_ns, batch.value, batch.aux or [0] * n]
-    ints = np.asarray(cols, dtype="<i8").reshape(5, n)
-    fv = np.asarray(batch.fvalue or [0.0] * n, dtype="<f8")
-    return ints.tobytes() + fv.tobytes()
-
-
-def unpack_samples(batches: list[tuple[int, int, bytes]]) -> dict[str, np.ndarray]:
-    """Concatenate batches (seq, n, data) into columns ordered by index."""
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in (*INT_COLUMNS, "seq", "fvalue")}
-    for seq, n, data in batches:
-        ints = np.frombuffer(data, dtype="<i8", count=5 * n).reshape(5, n)
-        for j, c in enumerate(INT_COLUMNS):
-            parts[c].append(ints[j])
-        parts["fvalue"].append(np.frombuffer(data, dtype="<f8", offset=40 * n, count=n))
-        parts["seq"].append(np.full(n, seq, dtype=np.int64))
-    out = {c: (np.concatenate(v) if v else np.zeros(0)).astype(np.float64 if c == "fvalue" else np.int64)
-           for c, v in parts.items()}
-    order = np.argsort(out["index"], kind="stable")
-    return {c: v[order] for c, v in out.items()}
 
 
 def token(r: TokenRow, issuer: TokenRow | None, device_name: str = "") -> TokenRecord:

@@ -138,8 +138,11 @@ class ResultBatchRow(SQLModel, table=True):
     n: int
     received_ms: int = _big(default=0)  # type: ignore[assignment]
     signature: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
-    # The batch's raw samples, column by column: index, sample_index, t_ns, value, aux as little-endian int64,
-    # then fvalue as float64 (n values each). One row per batch keeps ingest and reads fast at fleet scale.
+    # The sha256 of the blob holding the batch exactly as the device signed it (labd.state.batches; revision 0006).
+    # '' for a batch stored inline in data: those written before 0006, or by a store opened without blobs.
+    sha256: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    # Inline batches only: index, sample_index, t_ns, value, aux as little-endian int64, then fvalue as float64
+    # (n values each); empty when the batch is a blob.
     data: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
 
 

@@ -1,5 +1,6 @@
 """Every shipped suite runs on a local agent: graded against its criteria, with a grade from its own table;
-the accelerator suite's strict execution provider is refused on a CPU-only device, with the reason."""
+the accelerator suite's strict execution provider is refused on a CPU-only device, with the reason. terminal-genai is
+listed here and run end to end in test_genai.py (once: a language model is the slowest suite to run)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def test_shipped_suites_on_local_agents(labd, start_agent, tmp_path) -> None:  #
         start_agent(labd, cls, device_class=cls)
     eng = make_token(labd, "engineer")
     assert {s["id"] for s in labctl_json(labd, eng, "suites", "list")} == {
-        "smoke", "terminal-vision", "robot-control", "accelerator-throughput"}
+        "smoke", "terminal-vision", "robot-control", "accelerator-throughput", "terminal-genai"}
 
     for suite, device in (("robot-control", "robot"), ("terminal-vision", "smart-terminal")):
         p = labctl(labd, eng, "run", "submit", "--suite", suite, "--device", device, "--wait", "--json",

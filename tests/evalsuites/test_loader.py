@@ -156,7 +156,7 @@ def test_missing_suite_file(tmp_path: Path) -> None:
 
 def test_discover_sorts_and_names_the_bad_suite(tmp_path: Path, smoke_copy: Path, edit: Callable[..., str]) -> None:
     assert [s.id for s in discover_suites([builtin_suites_dir()])] == [
-        "accelerator-throughput", "robot-control", "smoke", "terminal-vision"]
+        "accelerator-throughput", "robot-control", "smoke", "terminal-genai", "terminal-vision"]
     root = smoke_copy.parent
     newer = root / "smoke-1.1"
     newer.mkdir()

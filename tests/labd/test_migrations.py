@@ -16,6 +16,7 @@ from sqlalchemy import MetaData, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from labd.blobs import FsBlobs
 from labd.state import migrate as m
 from labd.state.base import AuditEntry
 from labd.state.factory import open_store
@@ -145,6 +146,11 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
                 for name, t in baseline().tables.items()}
 
 
+def unblobbed(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """A dump without result_batches.data (inline samples, or empty for a blob: revision 0006 changes which)."""
+    return {**rows, "result_batches": [r[:-1] for r in rows["result_batches"]]}
+
+
 def schema(engine: Engine) -> dict[str, Any]:
     insp = inspect(engine)
     return {t: ([(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
@@ -231,7 +237,8 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
         # compare_metadata: ("add_index", Index), ("add_column", schema, table, Column) and ("add_table", Table)
         assert sorted((op[0], op[-1].name) for op in drift) == [
             ("add_column", "expires_ms"), ("add_column", "issued_by"), ("add_column", "max_uses"),
-            ("add_column", "observations_json"), ("add_column", "revoked_ms"), ("add_column", "uses"),
+            ("add_column", "observations_json"), ("add_column", "revoked_ms"), ("add_column", "sha256"),
+            ("add_column", "uses"),
             ("add_index", "ix_audit_log_target"), ("add_index", "ix_tasks_expiry"),
             ("add_index", "ix_tokens_issued_by"), ("add_table", "audit_log")]
     assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
@@ -254,11 +261,12 @@ def test_audit_log_revision_adds_an_append_only_table_and_removes_it_whole(db_ur
         command.downgrade(m.alembic_config(conn), "0004_token_lifecycle")
         assert not inspect(conn).has_table("audit_log")
         assert sorted((op[0], op[-1].name) for op in m.schema_drift(conn)) == [
-            ("add_index", "ix_audit_log_target"), ("add_table", "audit_log")]
+            ("add_column", "sha256"), ("add_index", "ix_audit_log_target"), ("add_table", "audit_log")]
     assert m.migrate(db_url) == m.Migration(before="0004_token_lifecycle", after=m.head(), adopted=False)
     store = SqlStore(db_url)
     try:
-        assert dump(store.engine) == rows and store.list_audit() == []
+        # Going down through 0006 put the result batches' samples inline; every other value is as it was.
+        assert unblobbed(dump(store.engine)) == unblobbed(rows) and store.list_audit() == []
         store.append_audit(AuditEntry(NOW + 1, "labd", "system", "device.quarantine", "bench-1", "3 errors"))
         for statement in ("UPDATE audit_log SET detail = ''", "DELETE FROM audit_log"):
             with pytest.raises(Exception, match="the audit log is append-only"), store.engine.begin() as conn:
@@ -269,6 +277,53 @@ def test_audit_log_revision_adds_an_append_only_table_and_removes_it_whole(db_ur
         store.close()
     with m.connect(db_url) as conn:
         assert m.schema_drift(conn) == []
+
+
+def test_result_blobs_revision_reads_old_rows_and_its_downgrade_puts_blobs_inline(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0006 moves no data: batches stored inline before it are read as they are, beside new ones stored as blobs.
+    Its downgrade puts each blob's samples back inline (from PILOTLAB_BLOB_DIR), and refuses, changing nothing,
+    when a blob cannot be read."""
+    m.migrate(db_url)
+    blobs = FsBlobs(tmp_path / "blob-store")
+    store = SqlStore(db_url, blobs=blobs)
+    try:
+        before = fill(store)  # three batches, each a blob
+        att = before["attempt"]
+        with store.engine.connect() as conn:
+            kept = conn.execute(text("SELECT seq, sha256, data FROM result_batches ORDER BY seq")).all()
+        assert [(len(h), len(bytes(b))) for _, h, b in kept] == [(64, 0)] * 3
+    finally:
+        store.close()
+
+    # A blob that cannot be read stops the downgrade, which changes nothing.
+    digest = kept[0][1]
+    blob = tmp_path / "blob-store" / digest[:2] / digest[2:]
+    saved = blob.read_bytes()
+    blob.unlink()
+    monkeypatch.setenv("PILOTLAB_BLOB_DIR", str(tmp_path / "blob-store"))
+    with m.connect(db_url) as conn, pytest.raises(RuntimeError, match="PILOTLAB_BLOB_DIR"):
+        command.downgrade(m.alembic_config(conn), "0005_audit_log")
+    with m.connect(db_url) as conn:
+        assert m.current(conn) == m.head()
+    blob.write_bytes(saved)
+
+    with m.connect(db_url) as conn:
+        command.downgrade(m.alembic_config(conn), "0005_audit_log")
+        rows = conn.execute(text("SELECT seq, n, data FROM result_batches ORDER BY seq")).all()
+        assert [(s, len(bytes(b))) for s, n, b in rows] == [(s, 48 * n) for s, n, _ in rows]
+    assert m.migrate(db_url).before == "0005_audit_log"
+    store = SqlStore(db_url, blobs=FsBlobs(tmp_path / "elsewhere"))  # old rows need no blob
+    try:
+        assert view(store, before)["samples"] == before["samples"]
+        assert store.batches(att.id) == before["batches"]
+        # A new batch beside the old inline ones is a blob, read together with them.
+        new = d.ResultBatch(attempt_id=att.id, seq=3, kind="latency", index=[12], sample_index=[0], t_ns=[1],
+                            value=[5])
+        assert store.add_result_batch(new, NOW) is True
+        assert store.samples(att.id, "latency")["index"].tolist() == before["samples"]["index"] + [12]
+    finally:
+        store.close()
 
 
 def test_failed_migration_changes_nothing(db_url: str) -> None:

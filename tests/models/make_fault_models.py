@@ -8,6 +8,9 @@ can pair it with the digits dataset. Run `python tests/models/make_fault_models.
 - crash_standin.onnx: a plain ArgMax of the input, a well-behaved model with bytes of its own: the sandbox tests
   make its executor die by a signal (PILOTLAB_TEST_EXECUTOR_SIGNAL=SIGSEGV@<its sha256>), the reproducible
   stand-in for an onnxruntime crash.
+- decoder_unknown_op.onnx: a KV-cache decoder of the generative scenario's interface (pilotlab.genai) whose logits
+  come from MatMulNBits in a vendor domain no onnxruntime has: a model needing an operator the device's runtime lacks
+  (as SmolLM2's com.microsoft MatMulNBits on a runtime built without contrib ops).
 """
 
 from __future__ import annotations
@@ -71,9 +74,29 @@ def crash_standin() -> None:
                             "crash_standin", [x], [y]), "crash_standin.onnx")
 
 
+def decoder_unknown_op() -> None:
+    f = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "s"]),
+              helper.make_tensor_value_info("logits_to_keep", TensorProto.INT64, [1])]
+    inputs += [helper.make_tensor_value_info(f"past_key_values.0.{k}", f, [1, 1, "p", 2]) for k in ("key", "value")]
+    outputs = [helper.make_tensor_value_info("logits", f, [1, "k", 8])]
+    outputs += [helper.make_tensor_value_info(f"present.0.{k}", f, [1, 1, "t", 2]) for k in ("key", "value")]
+    nodes = [helper.make_node("Cast", ["input_ids"], ["x"], to=f),
+             helper.make_node("MatMulNBits", ["x"], ["logits"], domain="com.example.npu", K=1, N=8, bits=4,
+                              block_size=32),
+             helper.make_node("Identity", ["past_key_values.0.key"], ["present.0.key"]),
+             helper.make_node("Identity", ["past_key_values.0.value"], ["present.0.value"])]
+    graph = helper.make_graph(nodes, "decoder_unknown_op", inputs, outputs)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.example.npu", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="pilotlab-tests")
+    model.ir_version = 8
+    (HERE / "decoder_unknown_op.onnx").write_bytes(model.SerializeToString())
+
+
 if __name__ == "__main__":
     hang()
     alloc40g()
     crash_standin()
+    decoder_unknown_op()
     for p in sorted(HERE.glob("*.onnx")):
         print(p.name, p.stat().st_size)

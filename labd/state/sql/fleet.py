@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from labd.state import rows
@@ -13,6 +13,19 @@ from labd.state.base import AuditEntry, TokenRecord
 from labd.state.sql.engine import SqlEngine, new_id
 from labd.state.tables import ArtifactRow, DeviceRow, SuiteRow, TokenRow
 from pilotlab import domain as d
+
+_TOKENS: Table = TokenRow.__table__  # type: ignore[attr-defined]
+_ISSUER = _TOKENS.alias("issuer")
+_DEVICE = DeviceRow.__table__  # type: ignore[attr-defined]
+_RESET_ERRORS = (update(_DEVICE).where(_DEVICE.c.id == bindparam("device"), _DEVICE.c.infra_errors != 0)
+                 .values(infra_errors=0))
+_COUNT_ERROR = (update(_DEVICE).where(_DEVICE.c.id == bindparam("device"))
+                .values(infra_errors=_DEVICE.c.infra_errors + 1).returning(_DEVICE.c.infra_errors))
+_FIND_TOKEN = (select(_TOKENS.c.id, _TOKENS.c.role, _TOKENS.c.device_id, _TOKENS.c.revoked, _TOKENS.c.created_ms,
+                      _TOKENS.c.expires_ms, _TOKENS.c.revoked_ms, _TOKENS.c.uses, _TOKENS.c.max_uses,
+                      _TOKENS.c.issued_by, _ISSUER.c.revoked_ms)
+               .select_from(_TOKENS.outerjoin(_ISSUER, _ISSUER.c.id == _TOKENS.c.issued_by))
+               .where(_TOKENS.c.hash == bindparam("hash")))
 
 
 def _semver_key(v: str) -> tuple[int, ...]:
@@ -35,12 +48,16 @@ class FleetSql(SqlEngine):
         return tid
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._read() as s:
-            row = s.execute(select(TokenRow).where(TokenRow.hash == token_hash)).scalars().first()
-            if row is None:
-                return None
-            issuer = s.get(TokenRow, row.issued_by) if row.issued_by else None
-            return rows.token(row, issuer)
+        # Checked on every call and every device heartbeat: one prepared statement, no ORM objects.
+        with self._core_read() as c:
+            row = c.execute(_FIND_TOKEN, {"hash": token_hash}).first()
+        if row is None:
+            return None
+        tid, role, device_id, revoked, created, expires, revoked_ms, uses, max_uses, issued_by, issuer_revoked = row
+        times = [x for x in (revoked_ms, issuer_revoked) if x]
+        return TokenRecord(id=tid, role=d.Role(role), device_id=device_id, revoked=bool(times) or bool(revoked),
+                           created_ms=created, expires_ms=expires, revoked_ms=min(times, default=0), uses=uses,
+                           max_uses=max_uses, issued_by=issued_by)
 
     def list_tokens(self) -> list[TokenRecord]:
         with self._read() as s:
@@ -196,11 +213,10 @@ class FleetSql(SqlEngine):
             return rows.device(row)
 
     def note_outcome(self, device_id: str, infra_error: bool) -> int:
-        with self._tx() as s:
-            row = s.get(DeviceRow, device_id)
-            if row is None:
+        with self._core_tx() as c:  # after every attempt: one prepared UPDATE (a success usually changes nothing)
+            if not infra_error:
+                c.execute(_RESET_ERRORS, {"device": device_id})
                 return 0
-            row.infra_errors = row.infra_errors + 1 if infra_error else 0
-            s.add(row)
-            return row.infra_errors
+            count = c.execute(_COUNT_ERROR, {"device": device_id}).scalar()
+            return int(count or 0)
 

@@ -1,58 +1,97 @@
-"""The SQL store's results and evidence: raw sample batches (idempotent on attempt and seq), reports and the
-append-only evidence log."""
+"""The SQL store's results and evidence: the index of result batches (idempotent on attempt and seq; each batch a
+blob, labd.blobs), reports and the append-only evidence log."""
 
 from __future__ import annotations
 
-import numpy as np
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from typing import Any
 
-from labd.state import rows
+import numpy as np
+from sqlalchemy import Table, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from labd.blobs import BlobMissing
+from labd.state import batches
+from labd.state.batches import ROW_BYTES, SignedBatch
 from labd.state.sql.engine import SqlEngine
 from labd.state.tables import LogRow, ReportRow, ResultBatchRow
 from pilotlab import domain as d
+
+# Prepared Core statements (compiled once, cached by SQLAlchemy): no ORM objects on the results' hot paths.
+_BATCHES: Table = ResultBatchRow.__table__  # type: ignore[attr-defined]
+_C = _BATCHES.c
+_ROW: dict[str, Any] = {c: bindparam(c) for c in ("attempt_id", "seq", "kind", "n", "received_ms", "signature",
+                                                 "sha256", "data")}
+_INSERT_SQLITE = (sqlite_insert(_BATCHES).values(_ROW).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
+                  .returning(_C.seq))
+_INSERT_PG = (pg_insert(_BATCHES).values(_ROW).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
+              .returning(_C.seq))
+_OF_ATTEMPT = _C.attempt_id == bindparam("a")
+_SEQS = select(_C.seq).where(_OF_ATTEMPT)
+_BATCH_DATA = select(_C.seq, _C.kind, _C.n, _C.sha256, _C.data).where(_OF_ATTEMPT).order_by(_C.seq)
+_BATCH_DATA_OF_KIND = _BATCH_DATA.where(_C.kind == bindparam("k"))
+_INDEX = select(_C.seq, _C.kind, _C.n, _C.signature).where(_OF_ATTEMPT).order_by(_C.seq)
+_KINDS = select(_C.kind).where(_OF_ATTEMPT).distinct()
 
 
 class ResultsSql(SqlEngine):
     # --- results ------------------------------------------------------------------------------------------
     def add_result_batch(self, batch: d.ResultBatch, now_ms: int) -> bool:
-        n = len(batch.value)
-        try:
-            with self._tx() as s:
-                if s.get(ResultBatchRow, (batch.attempt_id, batch.seq)) is not None:
-                    return False
-                s.add(ResultBatchRow(attempt_id=batch.attempt_id, seq=batch.seq, kind=batch.kind, n=n,
-                                     received_ms=now_ms, signature=batch.signature, data=rows.pack_samples(batch)))
-        except IntegrityError:
-            # A concurrent sender (PostgreSQL) committed the same (attempt, seq) first: a duplicate, rolled back.
-            if batch.seq in self.batch_seqs(batch.attempt_id):
-                return False
-            raise
-        return True
+        return self.add_signed_batch(SignedBatch.from_domain(batch), now_ms)
+
+    def add_signed_batch(self, batch: SignedBatch, now_ms: int) -> bool:
+        """The blob first (content-addressed, so a resend finds it there), then its index row, inserted only when
+        (attempt, seq) is new: one prepared statement, no ORM object, no read before the write. A crash between
+        the two leaves an unreferenced blob, never a row without its blob."""
+        if self.blobs is not None:
+            self.blobs.put(batch.payload, batch.sha256)
+            digest, data = batch.sha256, b""
+        else:  # no blob store: inline, as rows were before revision 0006
+            digest, data = "", batch.payload[len(batch.payload) - ROW_BYTES * batch.n:]
+        params = {"attempt_id": batch.attempt_id, "seq": batch.seq, "kind": batch.kind, "n": batch.n,
+                  "received_ms": now_ms, "signature": batch.signature, "sha256": digest, "data": data}
+        with self._core_tx() as c:
+            # A duplicate (attempt, seq), even one committed concurrently, inserts nothing and returns no row.
+            return c.execute(_INSERT_SQLITE if self.is_sqlite else _INSERT_PG, params).first() is not None
 
     def batch_seqs(self, attempt_id: str) -> set[int]:
-        with self._read() as s:
-            q = select(ResultBatchRow.seq).where(ResultBatchRow.attempt_id == attempt_id)
-            return {int(x) for x in s.execute(q).scalars()}
+        with self._core_read() as c:
+            return {int(x) for x in c.execute(_SEQS, {"a": attempt_id}).scalars()}
+
+    def _read_batches(self, attempt_id: str, kind: str | None) -> dict[str, list[tuple[int, int, bytes]]]:
+        """(seq, n, column bytes) of an attempt's batches by kind, in seq order: blobs read and checked (digest and
+        framing), inline rows as they are."""
+        with self._core_read() as c:
+            if kind is None:
+                found = c.execute(_BATCH_DATA, {"a": attempt_id}).all()
+            else:
+                found = c.execute(_BATCH_DATA_OF_KIND, {"a": attempt_id, "k": kind}).all()
+        out: dict[str, list[tuple[int, int, bytes]]] = {}
+        for seq, k, n, digest, data in found:
+            if digest:
+                if self.blobs is None:
+                    raise BlobMissing(f"result batch {seq} of attempt {attempt_id} is blob {digest}, and this store "
+                                      "was opened without its blob folder")
+                signed = SignedBatch(attempt_id, int(seq), str(k), int(n), self.blobs.get(digest), sha256=digest)
+                signed.check_framing()
+                data = signed.payload
+            out.setdefault(str(k), []).append((int(seq), int(n), bytes(data)))
+        return out
 
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:
-        with self._read() as s:
-            q = (select(ResultBatchRow.seq, ResultBatchRow.n, ResultBatchRow.data)
-                 .where(ResultBatchRow.attempt_id == attempt_id, ResultBatchRow.kind == kind)
-                 .order_by(ResultBatchRow.seq))
-            found = s.execute(q).all()
-        return rows.unpack_samples([(int(seq), int(n), bytes(data)) for seq, n, data in found])
+        return batches.concat(self._read_batches(attempt_id, kind).get(kind, []))
+
+    def all_samples(self, attempt_id: str) -> dict[str, dict[str, np.ndarray]]:
+        return {k: batches.concat(v) for k, v in sorted(self._read_batches(attempt_id, None).items())}
 
     def batches(self, attempt_id: str) -> list[tuple[int, str, int, bytes]]:
-        with self._read() as s:
-            q = (select(ResultBatchRow.seq, ResultBatchRow.kind, ResultBatchRow.n, ResultBatchRow.signature)
-                 .where(ResultBatchRow.attempt_id == attempt_id).order_by(ResultBatchRow.seq))
-            return [(int(a), str(b), int(c), bytes(sig or b"")) for a, b, c, sig in s.execute(q).all()]
+        with self._core_read() as c:
+            found = c.execute(_INDEX, {"a": attempt_id}).all()
+        return [(int(a), str(b), int(n), bytes(sig or b"")) for a, b, n, sig in found]
 
     def sample_kinds(self, attempt_id: str) -> list[str]:
-        with self._read() as s:
-            q = select(ResultBatchRow.kind).where(ResultBatchRow.attempt_id == attempt_id).distinct()
-            return sorted(str(k) for k in s.execute(q).scalars())
+        with self._core_read() as c:
+            return sorted(str(k) for k in c.execute(_KINDS, {"a": attempt_id}).scalars())
 
     def latest_report(self, run_id: str) -> d.ReportRecord | None:
         with self._read() as s:

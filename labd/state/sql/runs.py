@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 
 from labd.state import rows
 from labd.state.base import AuditEntry
 from labd.state.sql.engine import SqlEngine, new_id
 from labd.state.tables import AttemptRow, DeviceRow, RunRow, TaskRow
 from pilotlab import domain as d
+
+_ATTEMPT_OWNER = select(AttemptRow.device_id, AttemptRow.status).where(AttemptRow.id == bindparam("id"))
+_RENEW = (update(AttemptRow)
+          .where(AttemptRow.device_id == bindparam("device"),
+                 AttemptRow.id.in_(bindparam("ids", expanding=True)),  # type: ignore[attr-defined]
+                 AttemptRow.status == d.Status.RUNNING.value)
+          .values(lease_expires_ms=bindparam("until")))
 
 
 class RunsSql(SqlEngine):
@@ -37,7 +44,9 @@ class RunsSql(SqlEngine):
             rows.add_audit(s, audit)
             s.flush()
             rows.refresh_run_status(s, run.id, run.submitted_ms)
-        return self.get_run(run.id)
+            stored = s.get(RunRow, run.id)
+            assert stored is not None
+            return rows.load_run(s, stored)  # read in the same transaction, not once more after it
 
     def get_run(self, run_id: str) -> d.Run:
         with self._read() as s:
@@ -137,6 +146,13 @@ class RunsSql(SqlEngine):
                 raise d.NotFound(f"no attempt {attempt_id}")
             return rows.attempt(row, "")
 
+    def attempt_owner(self, attempt_id: str) -> tuple[str, d.Status]:
+        with self._core_read() as c:  # every result batch asks: one prepared statement, two columns
+            row = c.execute(_ATTEMPT_OWNER, {"id": attempt_id}).first()
+        if row is None:
+            raise d.NotFound(f"no attempt {attempt_id}")
+        return str(row[0]), d.Status(row[1])
+
     def running_attempts(self, device_id: str | None = None) -> list[d.Attempt]:
         with self._read() as s:
             q = select(AttemptRow).where(AttemptRow.status == d.Status.RUNNING.value)
@@ -147,13 +163,8 @@ class RunsSql(SqlEngine):
     def renew_leases(self, device_id: str, attempt_ids: list[str], until_ms: int) -> None:
         if not attempt_ids:
             return
-        with self._tx() as s:
-            q = select(AttemptRow).where(AttemptRow.device_id == device_id,
-                                         AttemptRow.id.in_(attempt_ids),  # type: ignore[attr-defined]
-                                         AttemptRow.status == d.Status.RUNNING.value)
-            for a in s.execute(q).scalars():
-                a.lease_expires_ms = until_ms
-                s.add(a)
+        with self._core_tx() as c:  # every busy device's heartbeat: one prepared UPDATE, no rows loaded
+            c.execute(_RENEW, {"device": device_id, "ids": list(attempt_ids), "until": until_ms})
 
     def set_progress(self, attempt_id: str, phase: str, fraction: float) -> str:
         with self._tx() as s:
@@ -207,8 +218,9 @@ class RunsSql(SqlEngine):
                     t.phase, t.progress = "done", 1.0
                 s.add(t)
             rows.refresh_run_status(s, t.run_id, now_ms)
-            run_id = t.run_id
-        return self.get_run(run_id)
+            run_row = s.get(RunRow, t.run_id)
+            assert run_row is not None
+            return rows.load_run(s, run_row)  # read in the same transaction, not once more after it
 
 
     def count_tasks(self) -> dict[str, int]:

@@ -1,0 +1,84 @@
+"""terminal-genai end to end: real labd and lab-agent processes run the suite (SmolLM2 built by make install) on the
+CPU, the lab grades it from the raw per-token timestamps, and the certifier's verifier recomputes every figure.
+
+This is the one end-to-end run of terminal-genai (test_shipped_suites.py leaves it out): the shipped suite with
+repeats = 1, its models, data, settings and criteria otherwise unchanged, so the CI run stays well under 2 minutes on
+2 cores (`--wait` gives it 4 at most, for a loaded machine). `labctl suites validate` checks the shipped suite itself,
+deep.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evalsuites import builtin_suites_dir
+from labctl.verify import recompute, verify_bundle
+from tests.e2e.conftest import Labd, labctl, make_token
+
+GENAI = builtin_suites_dir() / "terminal-genai"
+CI_ID = "terminal-genai-ci"
+
+
+def ci_suite(root: Path) -> Path:
+    """The shipped suite as terminal-genai-ci with one repeat per task; models/ and data/ link to the shipped files."""
+    dest = root / CI_ID
+    dest.mkdir(parents=True)
+    for sub in ("models", "data"):
+        (dest / sub).symlink_to(GENAI / sub)
+    toml = (GENAI / "suite.toml").read_text()
+    toml = toml.replace('id = "terminal-genai"', f'id = "{CI_ID}"', 1).replace("repeats = 3", "repeats = 1")
+    (dest / "suite.toml").write_text(toml)
+    return root
+
+
+def test_terminal_genai_runs_grades_and_verifies(tmp_path: Path, start_agent) -> None:  # type: ignore[no-untyped-def]
+    check = labctl("127.0.0.1:1", None, "suites", "validate", str(GENAI))
+    assert check.returncode == 0 and "valid" in check.stdout, check.stdout + check.stderr
+    lab = Labd(tmp_path / "lab", extra=["--suites", str(ci_suite(tmp_path / "suites"))]).start()
+    try:
+        start_agent(lab, "terminal", device_class="smart-terminal")
+        eng = make_token(lab, "engineer")
+        p = labctl(lab, eng, "run", "submit", "--suite", CI_ID, "--device", "terminal", "--wait", "--json",
+                   timeout=240)
+        run = json.loads(p.stdout)
+        assert run["status"] == "completed", (run, p.stderr)
+        out = tmp_path / "report"
+        assert labctl(lab, eng, "report", "pull", run["id"], "--out", str(out)).returncode == 0
+        assert labctl(lab, eng, "report", "verify", str(out)).returncode == 0
+    finally:
+        lab.stop()
+    assert verify_bundle(out, None)[0] == []
+
+    report = json.loads((out / "report.json").read_text())
+    tasks = {t["name"]: t for t in report["tasks"]}
+    assert set(tasks) == {"chat-40", "chat-128", "chat-512", "perplexity-256"}
+    for name, t in tasks.items():
+        m = t["metrics"]
+        assert t["scenario"] == "generative" and m["validity"]["valid"], (name, m["validity"])
+        for key in ("ttft_ms", "tpot_ms"):
+            assert {"p50", "p90", "p99", "n"} <= set(m[key]) and m[key]["p50"] <= m[key]["p90"] <= m[key]["p99"]
+        assert m["decode_tokens_per_s"] > 0 and m["prefill_tokens_per_s"] > 0 and m["latency_ms"]["n"] >= 2
+        assert 100 < m["peak_rss_mb"] < t["settings"]["memory_mb"] and m["model_load_ms"] > 0
+        assert {s.split(";")[0] for s in t["samples"]} >= {"latency", "token"}
+    for length in (40, 128, 512):
+        m = tasks[f"chat-{length}"]["metrics"]
+        assert m["ttft_ms"]["n"] == 6 and m["tpot_ms"]["n"] == 6 * 31
+        assert m["generative"]["by_prompt_length"][0]["prompt_tokens"] == length
+        assert m["conformance"]["n"] == 6 * 32 and m["conformance"]["token_agreement"] >= 0.95, m["conformance"]
+    ppl = tasks["perplexity-256"]["metrics"]["perplexity"]
+    assert ppl["windows"] == 4 and ppl["n"] == 4 * 255 and abs(ppl["ratio"] - 1) < 1e-3, ppl
+    # The level reached depends on the machine (and its load); the verdict follows from every criterion.
+    assert report["grade"]["scheme"].startswith("PilotLab terminal-genai levels")
+    assert [lv["name"] for lv in report["grade"]["levels"]] == ["GA-1 basic", "GA-2 interactive", "GA-3 fluent"]
+    assert (run["verdict"] == "pass") == all(c["verdict"] == "pass" for t in tasks.values() for c in t["criteria"]
+                                            if c.get("required", True))
+
+    html = (out / "report.html").read_text()
+    assert 'id="genai"' in html and "Time to first token, CDF per task" in html
+    assert "Tokens per second by prompt length" in html and 'id="genai-quality"' in html
+
+    # A figure edited after the fact does not recompute from the raw per-token timestamps.
+    tasks["chat-128"]["metrics"]["ttft_ms"]["p90"] *= 0.5
+    problems = recompute(out, report)
+    assert any("chat-128: metric ttft_ms.p90 does not recompute" in p for p in problems), problems
