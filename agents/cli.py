@@ -38,7 +38,8 @@ class TokenError(Exception):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab-agent", description="PilotLab device agent")
     p.add_argument("--version", action="version", version=f"lab-agent {AGENT_VERSION}")
-    p.add_argument("--lab", required=True, help="the lab's HOST:PORT")
+    p.add_argument("--lab", required=True,
+                   help="the lab's HOST:PORT; several labd replicas: IP:PORT,IP:PORT… or dns:///NAME:PORT")
     token = p.add_mutually_exclusive_group()
     token.add_argument("--token", help="enrolment token (role agent); needed for the first enrolment only")
     token.add_argument("--token-file", type=Path,

@@ -1,19 +1,26 @@
 """Immutable blobs addressed by their sha256: where labd keeps each result batch exactly as its device signed it.
 
-One interface (BlobStore) so that a lab could keep them in object storage; the filesystem backend (FsBlobs, the
-default: DATA_DIR/blobs/ab/cdef…) writes each blob atomically (a temporary file, fsync, rename, fsync of the
-folder), so a blob that exists is whole. A full disk surfaces as the OSError (ENOSPC) that labd.storage recognises.
+One interface (BlobStore), two backends, chosen by open_blobs (labd serve --blobs):
+- FsBlobs, the default (DATA_DIR/blobs/ab/cdef…), writes each blob atomically (a temporary file, fsync, rename,
+  fsync of the folder), so a blob that exists is whole. A full disk surfaces as the OSError (ENOSPC) that
+  labd.storage recognises.
+- S3Blobs (s3://BUCKET/PREFIX, the `s3` extra: boto3) keeps them as objects PREFIX/ab/cdef… in an S3-compatible
+  object store, endpoint and credentials from the standard AWS_* environment variables. An S3 PUT is atomic, and
+  each carries the blob's sha256 (x-amz-checksum-sha256) for the server to check the bytes it stores.
+Both check every blob read whole against its name.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NoReturn, cast
 
 from pilotlab import domain as d
 
@@ -22,6 +29,11 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 class BlobMissing(d.LabError):
     """A blob the store names is absent or does not hash to its name: the lab's fault, never the device's."""
+
+
+class BlobStoreError(d.LabError):
+    """The blob store cannot be used as configured, or not now (unreachable, refused, no such bucket). Its message is
+    one line: what is wrong and what to do."""
 
 
 def digest_of(data: bytes | memoryview) -> str:
@@ -116,9 +128,171 @@ class FsBlobs(BlobStore):
             raise BlobMissing(f"blob {digest} is missing from {self.root}") from None
 
 
-def open_blobs(where: Path | str) -> BlobStore:
-    """The blob store at where: a folder (the filesystem backend). Object storage (s3://) is not built yet."""
-    text = str(where)
+class S3Blobs(BlobStore):
+    """Blobs as objects PREFIX/ab/cdef… in BUCKET of an S3-compatible object store (boto3).
+
+    The endpoint, region and credentials come from the standard environment variables (env, default os.environ):
+    AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3; unset: AWS itself), AWS_REGION (or AWS_DEFAULT_REGION; default
+    us-east-1), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or anything else boto3's credential chain finds:
+    AWS_PROFILE, a role), AWS_MAX_ATTEMPTS (tries per request, default 3). Addressing is path-style with an
+    endpoint (what S3-compatible servers accept), AWS's default without one.
+
+    put is one unconditional PUT: atomic on the server, idempotent because the key is the content's sha256 (the same
+    bytes again make the same object; a damaged object is replaced whole), with the sha256 sent along for the server
+    to check the bytes it stores. get checks the bytes it reads against the name. Errors that are not "absent" or
+    "corrupt" (BlobMissing) are BlobStoreError, one line naming the endpoint and what to check."""
+
+    def __init__(self, bucket: str, prefix: str = "", env: Mapping[str, str] | None = None,
+                 client: Any = None) -> None:
+        if not bucket:
+            raise ValueError("an s3:// blob store needs a bucket: s3://BUCKET/PREFIX")
+        env = os.environ if env is None else env
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+        self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.client = client if client is not None else self._client(env)
+
+    def _client(self, env: Mapping[str, str]) -> Any:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            raise BlobStoreError("s3:// blobs need boto3: install the lab with its s3 extra "
+                                 "(pip install 'pilotlab[lab,s3]')") from None
+        config = Config(connect_timeout=5, read_timeout=60, max_pool_connections=32,
+                        retries={"mode": "standard", "total_max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 3)},
+                        s3={"addressing_style": "path" if self.endpoint else "auto"},
+                        # labd sends the sha256 itself (put) and checks every read whole (get): no CRC32 on top
+                        request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required")
+        session = boto3.session.Session(aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+                                        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+                                        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+                                        region_name=self.region)
+        return session.client("s3", endpoint_url=self.endpoint or None, config=config)
+
+    @classmethod
+    def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> S3Blobs:
+        """s3://BUCKET or s3://BUCKET/PREFIX."""
+        if not url.startswith("s3://"):
+            raise ValueError(f"not an s3:// URL: {url!r}")
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not bucket or "?" in url or "#" in url:
+            raise ValueError(f"bad blob store URL {url!r}: give s3://BUCKET/PREFIX (the endpoint and credentials "
+                             "come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)")
+        return cls(bucket, prefix, env)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" + (f" at {self.endpoint}" if self.endpoint else "")
+
+    def key(self, digest: str) -> str:
+        if not _DIGEST.match(digest):
+            raise ValueError(f"not a sha256 digest: {digest!r}")
+        return f"{self.prefix}{digest[:2]}/{digest[2:]}"
+
+    def check(self) -> None:
+        """That the bucket is there and this lab may write and read it (labd's start-up): the empty blob is put
+        and read back, so a key that may only read is found now, not at the first result batch."""
+        self._call("open", "", self.client.head_bucket, Bucket=self.bucket)
+        empty = self.put(b"")
+        self.get(empty)
+
+    def put(self, data: bytes | memoryview, digest: str = "") -> str:
+        digest = digest or digest_of(data)
+        body = data.tobytes() if isinstance(data, memoryview) else data
+        self._call("store", digest, self.client.put_object, Bucket=self.bucket, Key=self.key(digest), Body=body,
+                   ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
+                   ContentType="application/octet-stream")
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        body = self._get(digest)
+        try:
+            data = cast(bytes, self._call("read", digest, body.read))
+        finally:
+            body.close()
+        if digest_of(data) != digest:
+            raise BlobMissing(f"blob {digest} in {self.describe()} is corrupt: it hashes to {digest_of(data)}")
+        return data
+
+    def open(self, digest: str) -> BinaryIO:
+        return cast(BinaryIO, self._get(digest))  # botocore's StreamingBody: an io.IOBase with read(n), close
+
+    def exists(self, digest: str) -> bool:
+        try:
+            self._call("look up", digest, self.client.head_object, Bucket=self.bucket, Key=self.key(digest))
+        except BlobMissing:
+            return False
+        return True
+
+    def _get(self, digest: str) -> Any:
+        return self._call("read", digest, self.client.get_object, Bucket=self.bucket, Key=self.key(digest))["Body"]
+
+    def _call(self, what: str, digest: str, fn: Callable[..., Any], **kw: Any) -> Any:
+        """fn(**kw), its errors as BlobMissing or one-line BlobStoreError; what: a verb (store, read, look up, open),
+        of blob digest, or of the bucket when digest is ''."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kw)
+        except ClientError as e:
+            self._client_error(e, what, digest)
+        except BotoCoreError as e:
+            self._transport_error(e, what, digest)
+
+    def _subject(self, digest: str) -> str:
+        return f"blob {digest}" if digest else f"bucket {self.bucket!r}"
+
+    def _client_error(self, e: Any, what: str, digest: str) -> NoReturn:
+        err = e.response.get("Error", {})
+        code = str(err.get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "")
+        where = self.describe()
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and not digest):
+            raise BlobStoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint or 'AWS S3'}: create it, "
+                                 "or name an existing one in --blobs s3://BUCKET/PREFIX") from None
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise BlobMissing(f"blob {digest} is missing from {where}") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+                    "ExpiredToken", "AuthorizationHeaderMalformed", "AllAccessDisabled"):
+            raise BlobStoreError(f"{where} refused to {what} {self._subject(digest)} ({code}): check "
+                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that this key may read and write "
+                                 f"s3://{self.bucket}/{self.prefix}") from None
+        if code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"):
+            raise BlobStoreError(f"{where} refused blob {digest}: the bytes sent do not hash to it ({code})") from None
+        message = " ".join(str(err.get("Message") or e).split())
+        raise BlobStoreError(f"cannot {what} {self._subject(digest)} in {where} ({code}: {message}); the object "
+                             "store's own log says why") from None
+
+    def _transport_error(self, e: Exception, what: str, digest: str) -> NoReturn:
+        from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+        if isinstance(e, NoCredentialsError | PartialCredentialsError):
+            raise BlobStoreError(f"no S3 credentials for {self.describe()}: set AWS_ACCESS_KEY_ID and "
+                                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)") from None
+        reason = " ".join(str(e).split())
+        raise BlobStoreError(f"cannot {what} {self._subject(digest)} in {self.describe()} ({reason}): check "
+                             "AWS_ENDPOINT_URL and that the object store is running and reachable") from None
+
+
+def open_blobs(url: str | Path | None, data_dir: Path | str | None = None, *, check: bool = True,
+               env: Mapping[str, str] | None = None) -> BlobStore:
+    """The blob store labd serve --blobs names: None or '' for DATA_DIR/blobs (the default, data_dir), a folder
+    (or file:///folder), or s3://BUCKET/PREFIX with the endpoint and credentials from the AWS_* environment variables
+    (env, default os.environ). An s3:// store is checked now (check): bucket there, key may write and read it;
+    BlobStoreError says what is wrong when not, ValueError when the URL is not one of these."""
+    text = "" if url is None else str(url)
+    if not text:
+        if data_dir is None:
+            raise ValueError("no blob store given and no data dir to keep DATA_DIR/blobs in")
+        return FsBlobs(Path(data_dir) / "blobs")
+    if text.startswith("s3://"):
+        s3 = S3Blobs.from_url(text, env)
+        if check:
+            s3.check()
+        return s3
+    if text.startswith("file://"):
+        return FsBlobs(Path(text[len("file://"):]))
     if "://" in text:
-        raise ValueError(f"unsupported blob store {text!r}: give a folder (the filesystem backend)")
+        raise ValueError(f"unsupported blob store {text!r}: give a folder or s3://BUCKET/PREFIX")
     return FsBlobs(Path(text))

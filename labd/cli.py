@@ -36,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="require client certificates signed by this CA (mutual TLS)")
     s.add_argument("--insecure", action="store_true",
                    help="allow plaintext on a non-loopback --listen (tokens and results cross the network unread)")
+    s.add_argument("--blobs", default=None,
+                   help="where result batches are kept: a folder (default DATA_DIR/blobs; one shared by every "
+                        "replica) or s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL, "
+                        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)")
+    s.add_argument("--signing-key", type=Path, default=None,
+                   help="the lab's report signing key (default DATA_DIR/signing_key.pem); every replica of one lab "
+                        "needs the same key")
+    s.add_argument("--nats", default=None,
+                   help="NATS URL for wake-up hints between labd replicas on one PostgreSQL (e.g. "
+                        "nats://127.0.0.1:4222); without it replicas see each other's work within a second")
     s.add_argument("--log-level", default="INFO")
     return p
 
@@ -51,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
                        metrics_listen=args.metrics_listen, web_listen=args.web_listen, suite_dirs=args.suites,
-                       tls=tls, insecure=args.insecure,
+                       tls=tls, insecure=args.insecure, blobs=args.blobs, signing_key=args.signing_key,
+                       nats_url=args.nats,
                        lease_ms=int(args.lease_seconds * 1000),
                        heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
     # An unreachable PostgreSQL is a start-up error in seconds, not a hang (libpq reads this; --db may override).

@@ -27,6 +27,9 @@ class LabConfig:
     chunk_size: int = 1 << 20
     tls: ServerTls | None = None    # None: plaintext, allowed on loopback or with insecure
     insecure: bool = False
+    blobs: str | None = None        # where result batches go: a folder (default DATA_DIR/blobs) or s3://BUCKET/PREFIX
+    signing_key: Path | None = None  # the lab's signing key (default DATA_DIR/signing_key.pem); one for all replicas
+    nats_url: str | None = None     # wake-up hints between replicas on one PostgreSQL (labd.hints); None: polling
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

@@ -17,11 +17,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from evalsuites import builtin_suites_dir
-from labd.blobs import BlobStore, FsBlobs
+from labd.blobs import BlobStore, open_blobs
 from labd.catalog import check_suite_dirs, load_catalog
 from labd.clock import SYSTEM_CLOCK, Clock
 from labd.config import LabConfig, StartupError
-from labd.evidence.keys import load_or_create_signing_key
+from labd.evidence.keys import key_id, load_or_create_signing_key
+from labd.hints import HintHandlers, Hints, HintsUnavailable
 from labd.lab import Lab, ensure_admin_token
 from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.agent import AgentServicer
@@ -64,12 +65,43 @@ SERVICES = [
 
 def build_lab(config: LabConfig, clock: Clock = SYSTEM_CLOCK) -> Lab:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = _open_store(config.db_url, clock, FsBlobs(config.data_dir / "blobs"))  # result batches: DATA_DIR/blobs
-    key = load_or_create_signing_key(config.data_dir)
+    key = load_or_create_signing_key(config.data_dir, config.signing_key)
+    store = _open_store(config.db_url, clock, _blob_store(config))
+    signs_with = store.claim_meta("signing_key", key_id(key))  # the first labd on the database sets the lab's key
+    if signs_with != key_id(key):
+        store.close()  # type: ignore[attr-defined]
+        raise StartupError(f"this database's lab signs its reports with key {signs_with[:16]}…, and this labd's key "
+                           f"({config.signing_key or config.data_dir / 'signing_key.pem'}) is {key_id(key)[:16]}…: "
+                           "give every replica the lab's key with --signing-key")
     ensure_admin_token(config, store, clock)
     load_catalog(config.suite_dirs or [builtin_suites_dir()], store, config.artifacts_dir,
                  strict=bool(config.suite_dirs))
     return Lab.wire(config, store, key, clock)
+
+
+def _blob_store(config: LabConfig) -> BlobStore:
+    """Where result batches go: --blobs (a folder every replica shares, or s3://BUCKET/PREFIX) or DATA_DIR/blobs;
+    an object store is checked now (reachable, bucket there, key may write), one line when it is not."""
+    return open_blobs(config.blobs, config.data_dir)
+
+
+def claim_sqlite(db_url: str) -> int | None:
+    """Hold a SQLite database for this labd: SQLite serves one labd, and a second one on the same file (from
+    another --data-dir) is refused with a line saying so. None for other databases."""
+    from sqlalchemy import make_url
+
+    if not db_url.startswith("sqlite"):
+        return None
+    database = make_url(db_url).database
+    if not database or database == ":memory:":
+        return None
+    path = Path(database).resolve()
+    try:
+        return claim_dir(path.parent, f"{path.name}.labd.lock", "--db", "labd",
+                         "labd{pid}: a SQLite database serves one labd; stop that one, or run several replicas on "
+                         "PostgreSQL (--db postgresql+psycopg://…)")
+    except DirUnusable as e:
+        raise StartupError(str(e).replace(f"--db {path.parent} is", f"--db {path} is", 1)) from None
 
 
 def claim_data_dir(data_dir: Path) -> int:
@@ -144,6 +176,7 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
 
 async def serve(config: LabConfig) -> None:
     lock_fd = claim_data_dir(config.data_dir)
+    db_lock_fd = claim_sqlite(config.db_url)
     check_suite_dirs(config.suite_dirs)
     credentials = _server_credentials(config)
     _check_bindable(config.listen, "--listen")
@@ -158,7 +191,21 @@ async def serve(config: LabConfig) -> None:
     # Held from here on: no second labd can take the port while this one starts.
     port = _bind(server, config.listen, credentials)
     lab = build_lab(config)
-    dispatcher = Dispatcher(lab.store, lab.sessions, lab.leases, lab.events, lab.metrics, lab.clock)
+    hints = Hints(config.nats_url if lab.store.replicated else None, lab.store.namespace())
+    if config.nats_url and not lab.store.replicated:
+        log.warning("--nats ignored: a SQLite database serves one labd, which needs no hints")
+    dispatcher = Dispatcher(lab.store, lab.sessions, lab.leases, lab.events, lab.metrics, lab.clock, hints=hints)
+    try:
+        await hints.start(HintHandlers(work=dispatcher.kick, cancel=dispatcher.cancel_hinted,
+                                       run=lambda run_id: lab.events.notify(run_id, hinted=True)))
+    except HintsUnavailable as e:
+        raise StartupError(str(e)) from None
+    if hints.enabled:
+        lab.events.on_change = hints.run
+    if lab.store.replicated:
+        log.info("replica on PostgreSQL %s: dispatches to the agents connected here; expired leases and queue "
+                 "timeouts run on the replica that leads%s", lab.store.namespace(),
+                 "; hints over NATS" if hints.enabled else "; no --nats: other replicas' work seen by polling")
     # The generated registration functions are untyped (grpc_tools writes no stubs for them).
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(lab, dispatcher), server)  # type: ignore[no-untyped-call]
     artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(ArtifactServicer(lab), server)  # type: ignore[no-untyped-call]
@@ -209,11 +256,15 @@ async def serve(config: LabConfig) -> None:
     dispatch_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await dispatch_task
+    await hints.close()
+    await asyncio.to_thread(dispatcher.close)  # another replica takes the lead at once
     for sess in lab.sessions.all():
         sess.close()
     await server.stop(grace=5)
     lab.store.close()  # type: ignore[attr-defined]
     log.info("stopped")
+    if db_lock_fd is not None:
+        os.close(db_lock_fd)
     os.close(lock_fd)
 
 

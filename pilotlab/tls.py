@@ -9,6 +9,7 @@ failure later. cryptography is imported only when a file is checked: every extra
 from __future__ import annotations
 
 import ipaddress
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,10 @@ def host_of(address: str) -> str:
 
 
 def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost: traffic that never leaves the machine."""
+    """True for 127.0.0.0/8, ::1 and localhost: traffic that never leaves the machine (every address of a
+    comma-separated list)."""
+    if "," in address:
+        return all(is_loopback(a.strip()) for a in address.split(","))
     host = host_of(address)
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -164,6 +168,7 @@ class ClientTls:
         """Refuse to send tokens in plaintext off this machine unless --insecure says so."""
         if self.ca is None and (self.cert is not None or self.key is not None):
             raise TlsError("--tls-cert/--tls-key need --ca FILE too: the CA the lab's certificate chains to")
+        replica_target(address)  # several replicas: IP addresses of one family, or one DNS name
         if self.ca is None and not self.insecure and not is_loopback(address):
             raise TlsError(f"the lab at {address} is not on this machine and no --ca was given: pass --ca FILE "
                            "(the lab's CA certificate) to speak TLS, or --insecure to send tokens in plaintext")
@@ -172,9 +177,35 @@ class ClientTls:
         import grpc
 
         self.check_address(address)
+        target, extra = replica_target(address)
         if self.enabled:
-            return grpc.secure_channel(address, self.channel_credentials(), options=list(options))
-        return grpc.insecure_channel(address, options=list(options))
+            return grpc.secure_channel(target, self.channel_credentials(), options=[*options, *extra])
+        return grpc.insecure_channel(target, options=[*options, *extra])
+
+
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def replica_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target for a lab address, and the channel options it needs. Several labd replicas are given as
+    HOST:PORT,HOST:PORT… (IP addresses; for host names, one DNS name with an A record per replica, dns:///NAME:PORT):
+    calls are spread over the replicas that answer (gRPC's round_robin), and a session cut by a replica that dies is
+    opened again on another."""
+    parts = [a.strip() for a in address.split(",") if a.strip()]
+    if len(parts) <= 1:
+        extra = [("grpc.service_config", ROUND_ROBIN)] if address.startswith("dns:") else []
+        return address, extra
+    families = set()
+    for part in parts:
+        try:
+            families.add(ipaddress.ip_address(host_of(part)).version)
+        except ValueError:
+            raise TlsError(f"--lab {address}: several replicas are given by IP address (HOST:PORT,HOST:PORT); for "
+                           f"host names give one DNS name with an address per replica (dns:///NAME:PORT)") from None
+    if len(families) > 1:
+        raise TlsError(f"--lab {address}: give the replicas' addresses all IPv4 or all IPv6")
+    scheme = "ipv4" if families == {4} else "ipv6"
+    return f"{scheme}:{','.join(parts)}", [("grpc.service_config", ROUND_ROBIN)]
 
 
 def explain_unreachable(details: str, tls: bool) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 import uuid
 import zipfile
 from typing import Any
@@ -23,7 +22,6 @@ from pilotlab import dsse, merkle, transparency
 
 ATTESTATION = "attestation.dsse.json"
 TRANSPARENCY = "transparency.json"
-_issue_lock = threading.Lock()
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -96,7 +94,7 @@ def report_bundle(store: Store, issuer: Issuer, clock: Clock, run_id: str, amend
     """The run's current report (issued on first request), or a new one replacing it when amending. Recorded as
     report.pull by who; an amendment also as report.amend, before the new report is built, so that it names it."""
     run = store.get_run(run_id)
-    with _issue_lock:
+    with store.exclusive("evidence"):  # one issuer at a time, across every labd replica on the database
         existing = store.latest_report(run_id)
         if existing is not None and existing.bundle and not amend_reason:
             files = _unzip(existing.bundle)

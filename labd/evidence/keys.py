@@ -21,10 +21,20 @@ class Issuer:
     key: Ed25519PrivateKey
 
 
-def load_or_create_signing_key(data_dir: Path) -> Ed25519PrivateKey:
-    path = data_dir / KEY_FILE
+def load_or_create_signing_key(data_dir: Path, path: Path | None = None) -> Ed25519PrivateKey:
+    """The lab's Ed25519 signing key: the given file (labd --signing-key, which every replica of one lab is given),
+    else DATA_DIR/signing_key.pem, created on first start."""
+    given = path is not None
+    path = path or data_dir / KEY_FILE
+    if given and not path.exists():
+        raise ValueError(f"--signing-key {path} does not exist; give the lab's signing key (PEM, Ed25519), the "
+                         f"{KEY_FILE} of the labd that first started on this database")
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError, OSError) as e:
+            raise ValueError(f"{path} is not a readable unencrypted PEM private key ({e}); give the lab's signing "
+                             "key") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} holds no Ed25519 private key; move it away to let labd create one")
         return key
@@ -35,3 +45,11 @@ def load_or_create_signing_key(data_dir: Path) -> Ed25519PrivateKey:
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     return key
+
+
+def key_id(key: Ed25519PrivateKey) -> str:
+    """The public key's sha256, hex: how lab_meta records which key the lab signs with."""
+    import hashlib
+
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()

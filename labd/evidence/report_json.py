@@ -70,17 +70,25 @@ def _statement(c: dict[str, Any]) -> str:
     return f"{c['metric']} {what} {value} {c['op']} {c['threshold']}: {verdict}"
 
 
-def _samples(store: Store, task: d.Task, att: d.Attempt, files: dict[str, bytes]) -> dict[str, str]:
+def _samples(store: Store, task: d.Task, att: d.Attempt, files: dict[str, bytes], folder: str) -> dict[str, str]:
     out: dict[str, str] = {}
     labels = task_labels(store, task.spec) if task.spec is not None else None
     for kind, arrays in attempt_samples(store, att.id).items():
-        path = f"samples/{task.name}/{kind_filename(kind)}"
+        path = f"samples/{folder}/{kind_filename(kind)}"
         with_labels = None
         if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
             with_labels = labels[arrays["sample_index"]]
         files[path] = samples_npy(arrays, with_labels)
         out[kind] = path
     return out
+
+
+def _folder(run: d.Run, task: d.Task) -> str:
+    """Where a task's samples go in the bundle: samples/TASK/, or samples/TASK@DEVICE/ when the run gives the same
+    task to several devices (a run on a --select of several), so no device's samples overwrite another's."""
+    if sum(1 for t in run.tasks if t.name == task.name) > 1:
+        return f"{task.name}@{task.device_name}"
+    return task.name
 
 
 def _destinations(store: Store, task: d.Task) -> list[dict[str, str]]:
@@ -101,12 +109,12 @@ def _model_path(store: Store, sha256: str) -> Path | None:
 
 
 def _task(store: Store, task: d.Task, dev: d.Device | None, files: dict[str, bytes],
-          sigs: dict[str, Any]) -> dict[str, Any]:
+          sigs: dict[str, Any], folder: str = "") -> dict[str, Any]:
     spec, att = task.spec, _final_attempt(task)
     assert spec is not None, "a stored task always has its spec"
     samples = {}
     if att is not None and att.outcome == d.Outcome.OK.value:
-        samples = _samples(store, task, att, files)
+        samples = _samples(store, task, att, files, folder or task.name)
         sigs[att.id] = [{"seq": seq, "kind": kind, "n": n, "signature": base64.b64encode(sig).decode()}
                         for seq, kind, n, sig in store.batches(att.id)]
     criteria = grade(task.metrics, spec)[1] if task.metrics else []
@@ -189,7 +197,7 @@ def build(store: Store, issuer: Issuer, run: d.Run, report_id: str, amends: dict
     devices = {t.device_id: store.get_device(t.device_id) for t in run.tasks}
     first = devices[run.tasks[0].device_id] if run.tasks else None
     sigs: dict[str, Any] = {}
-    tasks = [_task(store, t, devices.get(t.device_id), files, sigs) for t in run.tasks]
+    tasks = [_task(store, t, devices.get(t.device_id), files, sigs, _folder(run, t)) for t in run.tasks]
     starts = [a.started_ms for t in run.tasks for a in t.history if a.started_ms]
     ends = [a.finished_ms for t in run.tasks for a in t.history if a.finished_ms]
     equipment = [{"device": dv.name, "kind": s.kind, "name": s.name, "readable": s.readable}

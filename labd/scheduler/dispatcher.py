@@ -1,7 +1,12 @@
 """Hands queued tasks to connected devices with free slots (none while the lab's storage is full; a task whose
 artifacts are corrupt or missing in the lab's store ends in error, the lab's fault, without reaching the device),
 tells devices to stop cancelled attempts, requeues attempts whose lease expired, and records the lab faults kept in
-memory while the store was full: one loop, woken by a kick or a timer."""
+memory while the store was full: one loop, woken by a kick, a hint from another replica, or a timer.
+
+With several labd replicas on one PostgreSQL, each dispatches only to the agents connected to it, claiming tasks
+with SELECT … FOR UPDATE SKIP LOCKED; the single-writer duties (expired leases, queue timeouts, devices of a
+vanished replica) run on the replica that holds the store's `reaper` leadership (an advisory lock). Cancels made on
+another replica reach this one's agents by hint (labd.hints) or, if the hint is lost, at the next poll."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 
 from labd.clock import Clock
 from labd.events import RunEvents
+from labd.hints import Hints
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession, SessionRegistry
 from labd.state import Store
@@ -23,6 +29,7 @@ from pilotlab.tasks import ArtifactRef
 log = logging.getLogger("labd.dispatcher")
 TOUCH_EVERY_MS = 10_000  # connected devices' last-seen time, written for all of them at once
 CANCEL_GRACE_S = 30.0  # how long a cancelled attempt may keep its device's slot before the lab frees it
+STALE_AFTER_MS = 3 * TOUCH_EVERY_MS  # a device shown online whose labd stopped touching it is offline
 
 
 def _artifact(ref: ArtifactRef | None) -> d.ArtifactRecord | None:
@@ -46,7 +53,7 @@ def assignment(task: d.Task, att: d.Attempt) -> d.Assignment:
 
 class Dispatcher:
     def __init__(self, store: Store, sessions: SessionRegistry, leases: Leases, events: RunEvents,
-                 metrics: LabMetrics, clock: Clock, poll_s: float = 1.0) -> None:
+                 metrics: LabMetrics, clock: Clock, poll_s: float = 1.0, hints: Hints | None = None) -> None:
         self._store = store
         self._sessions = sessions
         self._leases = leases
@@ -57,9 +64,20 @@ class Dispatcher:
         self._poll_s = poll_s
         self._next_reap = 0.0
         self._next_touch = 0
+        self._hints = hints
+        self._leader = store.leadership("reaper")
+        self.leading: bool | None = None  # None until the first check; False: another replica leads
+        self._told: set[str] = set()  # running attempts this replica told to stop
+        self._next_cancel_check = 0.0
 
-    def kick(self) -> None:
+    def kick(self, others: bool = False) -> None:
+        """Wake the loop; others: the work may be for agents of other replicas too (a hint wakes them)."""
         self._kick.set()
+        if others and self._hints is not None:
+            self._hints.work()
+
+    def close(self) -> None:
+        self._leader.release()
 
     async def run(self) -> None:
         while True:
@@ -68,6 +86,9 @@ class Dispatcher:
             self._kick.clear()
             try:
                 await self.dispatch_once()
+                if self._store.replicated and self._clock.monotonic() >= self._next_cancel_check:
+                    self._next_cancel_check = self._clock.monotonic() + self._poll_s
+                    await self.stop_cancelled()
                 if self._clock.monotonic() >= self._next_reap:
                     self._next_reap = self._clock.monotonic() + min(1.0, self._leases.lease_ms / 4000)
                     await self.reap_expired()
@@ -104,18 +125,46 @@ class Dispatcher:
 
     async def reap_expired(self) -> None:
         now = self._clock.now_ms()
-        for run_id in await asyncio.to_thread(self._store.expire_queued, now):
-            await self._events.notify(run_id)
-        if now >= self._next_touch:
+        if now >= self._next_touch:  # every replica, for its own agents
             self._next_touch = now + TOUCH_EVERY_MS
             await asyncio.to_thread(self._store.touch_devices, [s.device_id for s in self._sessions.all()], now)
+        leading = await asyncio.to_thread(self._leader.held)
+        if leading and self.leading is False:  # taken over: the last leader's agents get a lease to come here
+            self._leases.leading_since_ms = now
+        self.leading = leading
+        if not leading:
+            return
+        for run_id in await asyncio.to_thread(self._store.expire_queued, now):
+            await self._events.notify(run_id)
+        if self._store.replicated:
+            await asyncio.to_thread(self._store.mark_stale_offline, now - STALE_AFTER_MS)
         for att in await asyncio.to_thread(self._leases.lost):
             run = await asyncio.to_thread(self._leases.fail, att, "lease expired: the agent stopped heartbeating",
                                           None, True)
             self._metrics.lease_expiries.inc()
             log.warning("attempt %s lease expired; task requeued or ended", att.id)
             await self._events.notify(run.id)
-            self.kick()
+            self.kick(others=True)
+
+    async def stop_cancelled(self) -> None:
+        """Tell this replica's agents to stop the attempts another replica cancelled (on its hint, and at every
+        poll in case the hint was lost)."""
+        running = {a: s for s in self._sessions.all() for a in s.running}
+        self._told &= running.keys()
+        ask = [a for a in running if a not in self._told]
+        if not ask:
+            return
+        loop = asyncio.get_running_loop()
+        for att_id, reason in await asyncio.to_thread(self._store.cancelled_among, ask):
+            sess = running[att_id]
+            if att_id in sess.running and att_id not in self._told:
+                self._told.add(att_id)
+                sess.send(msg.Cancel(attempt_id=att_id, reason=reason))
+                loop.call_later(CANCEL_GRACE_S, self._force_free, sess, att_id, CANCEL_GRACE_S)
+                log.info("told %s to stop attempt %s, cancelled on another replica", sess.device_name, att_id)
+
+    async def cancel_hinted(self, run_id: str) -> None:
+        await self.stop_cancelled()
 
     async def run_cancelled(self, run: d.Run, running: list[d.Attempt], grace_s: float = CANCEL_GRACE_S) -> None:
         """Tell the devices of a cancelled run's running attempts to stop. Graceful: the agent stops at its next
@@ -125,8 +174,11 @@ class Dispatcher:
         for att in running:
             sess = self._sessions.get(att.device_id)
             if sess is not None:
+                self._told.add(att.id)
                 sess.send(msg.Cancel(attempt_id=att.id, reason=run.reason))
                 loop.call_later(grace_s, self._force_free, sess, att.id, grace_s)
+        if self._hints is not None:
+            self._hints.cancel(run.id)
         await self._events.notify(run.id)
         self.kick()
 

@@ -33,6 +33,7 @@ class Leases:
     lease_ms: int
     max_attempts: int
     started_ms: int = field(init=False)
+    leading_since_ms: int = 0  # when this labd took the reaper's lead (labd.scheduler.dispatcher)
     storage: StorageWatch = field(init=False)
 
     def __post_init__(self) -> None:
@@ -54,9 +55,10 @@ class Leases:
 
     def lost(self) -> list[d.Attempt]:
         """Running attempts whose lease ran out on a device with no session here. None while labd is in its
-        first lease after starting: agents heard no heartbeat yet and get one lease to reconnect."""
+        first lease after starting or after taking the lead from another replica: agents heard no heartbeat yet
+        and get one lease to reconnect."""
         now = self.clock.now_ms()
-        if now < self.started_ms + self.lease_ms:
+        if now < max(self.started_ms, self.leading_since_ms) + self.lease_ms:
             return []
         return [att for att in self.store.running_attempts()
                 if att.lease_expires_ms < now and self.sessions.get(att.device_id) is None]

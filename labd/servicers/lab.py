@@ -103,7 +103,7 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
         await asyncio.to_thread(self.lab.leases.storage.check)  # refused while the lab's storage is full
         run = await asyncio.to_thread(h.submit_run, self.lab.store, self.lab.sessions, self.lab.clock, who, opts)
         log.info("run %s submitted: %s@%s, %d tasks", run.id, run.suite_id, run.suite_version, len(run.tasks))
-        self.dispatcher.kick()
+        self.dispatcher.kick(others=True)
         return convert.run_to_pb(run)
 
     @unary
@@ -170,7 +170,7 @@ class LabServicer(lab_pb2_grpc.LabServiceServicer):
         dev = await asyncio.to_thread(devices.set_state, self.lab.store, request.name, request.state, who,
                                       self.lab.clock)
         log.info("device %s set %s by an admin", dev.name, dev.state)
-        self.dispatcher.kick()
+        self.dispatcher.kick(others=True)
         return convert.device_to_pb(dev)
 
     @unary

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labd.state.batches import SignedBatch
 from pilotlab import domain as d
+
+if TYPE_CHECKING:
+    from labd.state.sql.cluster import Leadership
 
 
 @dataclass(frozen=True)
@@ -282,3 +286,38 @@ class Store(ABC):
                    until_ms: int = 0) -> list[AuditEntry]:
         """MUST return at most limit entries, newest first (by seq, which keeps appending order), with their seq;
         only those about target when given, and only from since_ms up to until_ms (inclusive; 0: no bound)."""
+
+    # --- several labd replicas on one database -------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def replicated(self) -> bool:
+        """True when several labd may share this database (PostgreSQL); False when it serves one (SQLite)."""
+
+    @abstractmethod
+    def namespace(self) -> str:
+        """MUST name this database (server, database and schema, or file) the same for every labd on it and
+        differently from any other database: the prefix of its replicas' lock keys and wake-up hint subjects."""
+
+    @abstractmethod
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """MUST hold `name` against every labd on this database (and every thread of this one) until the block
+        ends, waiting its turn; a holder that dies MUST release it (PostgreSQL: a session advisory lock)."""
+
+    @abstractmethod
+    def leadership(self, name: str) -> Leadership:
+        """The single-writer duty `name`: its held() says whether this labd holds it now, taking it when free."""
+
+    @abstractmethod
+    def claim_meta(self, key: str, value: str) -> str:
+        """MUST store value under key unless a value is stored already, and return the stored one (first wins)."""
+
+    @abstractmethod
+    def cancelled_among(self, attempt_ids: list[str]) -> list[tuple[str, str]]:
+        """(attempt id, reason) of those of the given attempts that were cancelled: a replica's agents may run
+        attempts another replica cancelled."""
+
+    @abstractmethod
+    def mark_stale_offline(self, before_ms: int) -> int:
+        """Mark offline the devices shown online that no labd has seen since before_ms (their replica vanished);
+        returns how many."""

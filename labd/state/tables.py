@@ -179,3 +179,12 @@ class AuditRow(SQLModel, table=True):
     action: str
     target: str = Field(index=True)
     detail: str = Field(default="", sa_type=Text)
+
+
+class LabMetaRow(SQLModel, table=True):
+    """Facts about the lab every labd replica on this database must agree on (migration 0007), one row each: the
+    public key its reports are signed with (`signing_key`)."""
+
+    __tablename__ = "lab_meta"
+    key: str = Field(primary_key=True)
+    value: str = Field(default="", sa_type=Text)

@@ -72,6 +72,6 @@ async def set_state(request: web.Request) -> web.Response:
         v.session.flash("error", str(e))
         raise web.HTTPSeeOther(back) from None
     log.info("device %s set %s by an admin (web console)", dev.name, dev.state)
-    c.dispatcher.kick()
+    c.dispatcher.kick(others=True)
     v.session.flash("ok", f"Device {dev.name} is now {dev.state}.")
     raise web.HTTPSeeOther(back)

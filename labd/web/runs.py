@@ -122,7 +122,7 @@ async def submit(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/runs") from None
     log.info("run %s submitted from the web console: %s@%s, %d tasks", run.id, run.suite_id, run.suite_version,
              len(run.tasks))
-    c.dispatcher.kick()
+    c.dispatcher.kick(others=True)
     v.session.flash("ok", f"Run {run.id} submitted: {len(run.tasks)} task{'s' if len(run.tasks) != 1 else ''}.")
     raise web.HTTPSeeOther(f"/runs/{run.id}")
 

@@ -240,7 +240,7 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
             ("add_column", "observations_json"), ("add_column", "revoked_ms"), ("add_column", "sha256"),
             ("add_column", "uses"),
             ("add_index", "ix_audit_log_target"), ("add_index", "ix_tasks_expiry"),
-            ("add_index", "ix_tokens_issued_by"), ("add_table", "audit_log")]
+            ("add_index", "ix_tokens_issued_by"), ("add_table", "audit_log"), ("add_table", "lab_meta")]
     assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
     with m.connect(db_url) as conn:
         assert m.schema_drift(conn) == []
@@ -261,7 +261,8 @@ def test_audit_log_revision_adds_an_append_only_table_and_removes_it_whole(db_ur
         command.downgrade(m.alembic_config(conn), "0004_token_lifecycle")
         assert not inspect(conn).has_table("audit_log")
         assert sorted((op[0], op[-1].name) for op in m.schema_drift(conn)) == [
-            ("add_column", "sha256"), ("add_index", "ix_audit_log_target"), ("add_table", "audit_log")]
+            ("add_column", "sha256"), ("add_index", "ix_audit_log_target"), ("add_table", "audit_log"),
+            ("add_table", "lab_meta")]
     assert m.migrate(db_url) == m.Migration(before="0004_token_lifecycle", after=m.head(), adopted=False)
     store = SqlStore(db_url)
     try:
@@ -302,10 +303,12 @@ def test_result_blobs_revision_reads_old_rows_and_its_downgrade_puts_blobs_inlin
     saved = blob.read_bytes()
     blob.unlink()
     monkeypatch.setenv("PILOTLAB_BLOB_DIR", str(tmp_path / "blob-store"))
+    with m.connect(db_url) as conn:
+        command.downgrade(m.alembic_config(conn), "0006_result_blobs")
     with m.connect(db_url) as conn, pytest.raises(RuntimeError, match="PILOTLAB_BLOB_DIR"):
         command.downgrade(m.alembic_config(conn), "0005_audit_log")
     with m.connect(db_url) as conn:
-        assert m.current(conn) == m.head()
+        assert m.current(conn) == "0006_result_blobs"
     blob.write_bytes(saved)
 
     with m.connect(db_url) as conn:
