@@ -142,3 +142,30 @@ def test_sqlite_serves_one_labd(tmp_path: Path) -> None:
         assert "a SQLite database serves one labd" in line and "PostgreSQL" in line, line
     finally:
         first.stop()
+
+
+def test_a_cancel_on_one_replica_stops_the_attempt_another_holds(tmp_path: Path, pg_url: str) -> None:
+    """No NATS here: the cancel reaches the agent of the other replica by that replica's poll alone."""
+    suites = make_suite(tmp_path / "suites", "smoke-long", min_duration_ms=60_000)
+    common = ["--blobs", str(tmp_path / "blobs"), "--suites", str(suites)]
+    r1 = Labd(tmp_path / "r1", db=pg_url, extra=common).start()
+    r2: Labd | None = None
+    agent = Agent(r1, "held", tmp_path / "agent-held", make_token(r1, "agent")).start()
+    try:
+        wait_until(lambda: device_online(r1, "held"), 60, "the agent online on r1")
+        r2 = Labd(tmp_path / "r2", db=pg_url,
+                  extra=[*common, "--signing-key", str(r1.data_dir / "signing_key.pem")]).start()
+        eng = make_token(r2, "engineer")
+        run = labctl_json(r2, eng, "run", "submit", "--suite", "smoke-long", "--device", "held")
+        wait_until(lambda: "assigned digits-single-stream" in agent.log_text(), 60, "the attempt on r1's agent")
+        cancelled = labctl(r2, eng, "run", "cancel", run["id"])
+        assert cancelled.returncode == 0, cancelled.stderr
+        wait_until(lambda: "cancel att-" in agent.log_text(), 30, "the agent to be told to stop")
+        assert "cancelled on another replica" in r1.log.read_text()
+        shown = labctl_json(r2, eng, "run", "show", run["id"])
+        assert shown["status"] == "cancelled", shown
+    finally:
+        agent.stop()
+        if r2 is not None:
+            r2.stop()
+        r1.stop()
