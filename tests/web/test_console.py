@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -26,9 +26,12 @@ WAIT_S = 60
 
 
 def wait(driver: WebDriver, timeout: float = 15) -> WebDriverWait[WebDriver]:
-    """Polls every 0.1 s; an element the live page swapped out meanwhile is looked up again."""
+    """Polls every 0.1 s; an element the live page swapped out meanwhile is looked up again, and a lookup that a
+    navigation interrupted ("aborted by navigation": the page reloading when its run ends, slow on a loaded machine)
+    is tried again; the wait still fails when the timeout passes."""
     return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException,
+                                             WebDriverException))
 
 
 def run_status(driver: WebDriver, expected: str) -> None:
@@ -37,7 +40,7 @@ def run_status(driver: WebDriver, expected: str) -> None:
 
 def sign_in(driver: WebDriver, c: Console, token: str) -> None:
     driver.get(c.base + "/login")
-    field = driver.find_element(By.ID, "token")
+    field = wait(driver).until(ec.presence_of_element_located((By.ID, "token")))
     field.clear()
     field.send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
