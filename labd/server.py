@@ -55,6 +55,11 @@ SERVER_OPTIONS = [
     # One labd per listen address: with SO_REUSEPORT a second labd would bind too and the kernel would split
     # the clients between the two labs.
     ("grpc.so_reuseport", 0),
+    # Calls the server has received and asyncio not yet taken up: gRPC core refuses them at random past 1,000 and
+    # all past 3,000, which a fleet reconnecting at once (a labd restart, a replica's agents moving) exceeds while
+    # labd opens sessions; the agents saw "Internal error from Core". A pending call costs a few KB.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 50_000),
 ]
 SERVICES = [
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
