@@ -1,5 +1,5 @@
 """The executor's generative repeat: session and decoder, prompts preloaded, warm-up, the timed prompts (raw issue
-and per-token times, generated ids beside the golden decode's), and in the first repeat the perplexity windows.
+and per-token times, generated ids), and in the first repeat the perplexity windows.
 
 It follows agents/executor.py's run() step for step (progress, gates, windows, phases, the result document) for a
 model that is a KV-cache decoder; the sample sets are those pilotlab.genai describes.
@@ -39,26 +39,15 @@ def _prompts(arrays: dict[str, np.ndarray], vocab: int) -> np.ndarray:
     return ids
 
 
-def _reference(golden: dict[str, np.ndarray], rows: np.ndarray, width: int) -> np.ndarray:
-    """The golden decode's token for each request row and position, REFERENCE_NONE where it has none."""
-    ref = np.full((rows.size, width), genai.REFERENCE_NONE, dtype=np.int64)
-    g = golden.get(genai.GENERATED_IDS)
-    if g is None or g.ndim != 2:
-        return ref
-    cols = min(width, g.shape[1])
-    have = rows < g.shape[0]
-    ref[have, :cols] = g[rows[have], :cols]
-    return ref
-
-
-def timed_sets(run: Any, reference: np.ndarray, suffix: str) -> list[RawSet]:
-    """A PromptRun as the `latency` and `token` raw sets of pilotlab.genai."""
+def timed_sets(run: Any, suffix: str) -> list[RawSet]:
+    """A PromptRun as the `latency` and `token` raw sets of pilotlab.genai: the generated ids only; the lab joins
+    its own golden decode to them (the device echoes no reference)."""
     q, n = run.token_ids.shape
     index = np.arange(q, dtype=np.int64)
     latency = {"index": index, "sample_index": run.sample_index, "t_ns": run.t_issue_ns,
                "value": run.t_token_ns[:, -1] - run.t_issue_ns, "aux": run.prompt_tokens}
     tokens = {"index": np.repeat(index, n), "sample_index": np.repeat(run.sample_index, n),
-              "t_ns": run.t_token_ns.ravel(), "value": run.token_ids.ravel(), "aux": reference.ravel()}
+              "t_ns": run.t_token_ns.ravel(), "value": run.token_ids.ravel()}
     return [("latency" + suffix, latency), (genai.TOKEN_KIND + suffix, tokens)]
 
 
@@ -122,7 +111,7 @@ def run_generative(plan: dict[str, Any], ch: Channel) -> dict[str, Any]:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     ch.emit("performance-done")
     suffix = f";repeat={repeat}" if int(eff["repeats"]) > 1 else ""
-    sets = timed_sets(run, _reference(golden, run.sample_index, max_new), suffix)
+    sets = timed_sets(run, suffix)
     windows = [{"kind": "latency" + suffix, "start_ns": start, "end_ns": end}]
     cpu_s = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     phases["performance_s"] = (end - start) / 1e9

@@ -1,9 +1,10 @@
-"""Loads standard suites into the lab: validates them, registers them and copies their artifacts by digest."""
+"""Loads standard suites into the lab: validates them, registers them and stores their artifacts by digest."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -16,17 +17,35 @@ from pilotlab import domain as d
 log = logging.getLogger("labd.catalog")
 
 
+LINK_MIN_BYTES = 16 << 20  # artifacts at least this large are hard-linked into the store where they can be
+
+
+def _place(src: Path, tmp: Path) -> None:
+    """src's content at tmp: a hard link for a large file on the same filesystem (a language model is 100+ MB, and
+    every data dir would hold its own copy), a copy otherwise. A small file keeps a private copy, so that an in-place
+    write to the suite's file or to the store's never reaches the other; a linked file is the suite's own, so the
+    lab's digest checks watch both."""
+    tmp.unlink(missing_ok=True)
+    if src.stat().st_size >= LINK_MIN_BYTES:
+        try:
+            os.link(src, tmp)
+            return
+        except OSError:  # another filesystem (EXDEV), no hard links there, or not allowed: copy
+            pass
+    shutil.copyfile(src, tmp)
+
+
 def store_artifact_file(src: Path, sha256: str, artifacts_dir: Path) -> Path:
-    """Copy src into the content-addressed store (once), verifying its digest on the way; the file as verified is
-    remembered (labd.stored_artifacts), so serving it hashes it again only once it changes. A full disk is one
-    line (StartupError)."""
+    """Put src into the content-addressed store (once; large files hard-linked where they can be, see _place),
+    verifying its digest on the way; the file as verified is remembered (labd.stored_artifacts), so serving it hashes
+    it again only once it changes. A full disk is one line (StartupError)."""
     dest = artifacts_dir / sha256
     if dest.exists() and MEMO.digest(str(dest))[0] == sha256:
         return dest
     tmp = dest.with_suffix(".part")
     try:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, tmp)
+        _place(src, tmp)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -22,7 +22,7 @@ log = logging.getLogger("labd.artifacts")
 
 Version = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
 RACY_NS = 2_000_000_000  # file times are as coarse as the kernel's clock tick; 2 s covers every filesystem's
-RESTORE = "restarting labd re-imports its suites, which copies it again"
+RESTORE = "restarting labd re-imports its suites, which stores it again from the suite's file"
 
 
 def sha256_file(path: str | Path) -> str:

@@ -7,8 +7,10 @@ Raw samples of a generative task (one set per repeat, `;repeat=r` as for latency
 - `latency`: one row per prompt (request) q: index q, sample_index the dataset row, t_ns the issue time, value the
   end-to-end latency (last token's time minus issue time), aux the prompt's length in tokens.
 - `token`: one row per generated token, the tokens of request q in order: index q, sample_index the dataset row,
-  t_ns the time the token was known (its argmax taken), value the token id, aux the golden's token at that position
-  (REFERENCE_NONE where the golden has none).
+  t_ns the time the token was known (its argmax taken), value the token id (aux unused, 0). The device sends no
+  reference: the lab joins its own copy of the golden decode to these rows (pilotlab.genai_metrics.with_reference)
+  and writes it as the `label` column of the report bundle's token files, as it writes dataset labels beside
+  predictions; conformance compares `value` with that `label`, never with anything the device sent.
 
 In the first repeat, when perplexity_windows > 0:
 

@@ -4,7 +4,8 @@ Per request q of a timed run (pilotlab.genai's `latency` and `token` sets): TTFT
 (prefill and the first argmax); TPOT = the gaps between its later tokens; decode tokens/s = (n - 1) / (last - first
 token's time), the first token excluded as MLPerf Client does; prefill tokens/s = prompt tokens / TTFT. The timing
 figures come from the graded repeat (the median repeat by end-to-end p50, as latency_ms); conformance pools every
-repeat's tokens; perplexity comes from the first repeat's scored windows.
+repeat's tokens, compared with the golden decode the lab joins to them from its own copy of the suite's artifact
+(with_reference); perplexity comes from the first repeat's scored windows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pilotlab.genai import LL_KIND, LL_REFERENCE_KIND, REFERENCE_NONE, TOKEN_KIN
 from pilotlab.stats import nearest_rank
 
 Arrays = Mapping[str, np.ndarray]
+REFERENCE_COLUMN = "label"  # the lab's golden token of a token row; the report bundle's samples column of that name
 
 
 def distribution_ms(values_ns: np.ndarray) -> dict[str, Any]:
@@ -115,11 +117,45 @@ def _token_sets(samples: Mapping[str, Arrays]) -> dict[int, Arrays]:
     return out
 
 
+def reference_tokens(index: np.ndarray, sample_index: np.ndarray, generated_ids: np.ndarray | None) -> np.ndarray:
+    """The lab's golden decode for each token row: generated_ids[row's dataset row, row's position within its
+    request (its tokens counted in order)], REFERENCE_NONE where the golden has no such token."""
+    q = np.asarray(index, dtype=np.int64)
+    rows = np.asarray(sample_index, dtype=np.int64)
+    ref = np.full(q.size, REFERENCE_NONE, dtype=np.int64)
+    g = None if generated_ids is None else np.asarray(generated_ids)
+    if g is None or g.ndim != 2 or q.size == 0 or rows.size != q.size:
+        return ref
+    order = np.argsort(q, kind="stable")
+    new = np.ones(q.size, dtype=bool)
+    new[1:] = q[order][1:] != q[order][:-1]
+    position = np.empty(q.size, dtype=np.int64)
+    position[order] = np.arange(q.size) - np.flatnonzero(new)[np.cumsum(new) - 1]
+    have = (rows >= 0) & (rows < g.shape[0]) & (position < g.shape[1])
+    ref[have] = g[rows[have], position[have]]
+    return ref
+
+
+def with_reference(samples: Mapping[str, Arrays], generated_ids: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
+    """samples with the lab's golden decode joined to every token set as its `label` column (reference_tokens);
+    the device's own columns are left as they came (the arrays themselves, not copies). What conformance is computed
+    against: the lab's copy of the suite's golden artifact, never a reference the device sent."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for kind, arrs in samples.items():
+        out[kind] = dict(arrs)
+        if kind.split(";")[0] == TOKEN_KIND:
+            out[kind][REFERENCE_COLUMN] = reference_tokens(arrs["index"], arrs["sample_index"], generated_ids)
+    return out
+
+
 def _conformance(token_sets: dict[int, Arrays]) -> dict[str, Any] | None:
-    """Greedy-decode conformance over every repeat: the share of generated tokens equal to the golden decode."""
+    """Greedy-decode conformance over every repeat: the share of generated tokens equal to the golden decode, as the
+    lab joined it to the tokens (with_reference; the report bundle's `label` column)."""
     n = matching = requests = identical = 0
     for arrs in token_sets.values():
-        ref = np.asarray(arrs["aux"], dtype=np.int64)
+        if REFERENCE_COLUMN not in arrs:
+            continue
+        ref = np.asarray(arrs[REFERENCE_COLUMN], dtype=np.int64)
         has = ref != REFERENCE_NONE
         if not has.any():
             continue

@@ -16,6 +16,7 @@ from pilotlab.genai_metrics import Requests
 from pilotlab.samples import column, read_samples_npy
 
 W, H, PAD, LEGEND = 560, 280, 48, 130
+TOP = 12  # a CDF's top margin: its title is the heading above it, so only the "1.00" tick needs room
 COLOURS = ("#1f6feb", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e")
 
 
@@ -43,10 +44,11 @@ def nice_step(top: float, ticks: int = 5) -> float:
 
 
 def _rate(v: float) -> str:
-    return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+    """As the tables beside the chart print it (decode to 0.1, prefill to 1 token/s)."""
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
-def cdf_svg(series: Mapping[str, np.ndarray], xlabel: str, label: str) -> Markup:
+def cdf_svg(series: Mapping[str, np.ndarray], xlabel: str, label: str, ylabel: str = "fraction") -> Markup:
     """Empirical CDFs (durations in ns, drawn in ms), one line per series, with a legend; "" without data."""
     data = {k: np.sort(np.asarray(v, dtype=np.float64)) / 1e6 for k, v in series.items() if np.asarray(v).size}
     if not data:
@@ -60,15 +62,15 @@ def cdf_svg(series: Mapping[str, np.ndarray], xlabel: str, label: str) -> Markup
         return PAD + min(v, hi) / hi * (right - PAD)
 
     def y(p: float) -> float:
-        return H - PAD - p * (H - 2 * PAD)
+        return H - PAD - p * (H - PAD - TOP)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" role="img" '
              f'aria-label="{escape(label)}">',
-             f'<rect x="{PAD}" y="{PAD}" width="{right - PAD}" height="{H - 2 * PAD}" fill="#fafafa" stroke="#ccc"/>']
+             f'<rect x="{PAD}" y="{TOP}" width="{right - PAD}" height="{H - PAD - TOP}" fill="#fafafa" stroke="#ccc"/>']
     for k in range(round(hi / step) + 1):
         v = k * step
         parts.append(f'<text x="{x(v):.1f}" y="{H - PAD + 16}" font-size="11" text-anchor="middle">{v:g}</text>')
-        parts.append(f'<line x1="{x(v):.1f}" y1="{PAD}" x2="{x(v):.1f}" y2="{H - PAD}" stroke="#eee"/>')
+        parts.append(f'<line x1="{x(v):.1f}" y1="{TOP}" x2="{x(v):.1f}" y2="{H - PAD}" stroke="#eee"/>')
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f'<text x="{PAD - 6}" y="{y(frac) + 4:.1f}" font-size="11" text-anchor="end">{frac:.2f}</text>')
     for i, (name, ms) in enumerate(data.items()):
@@ -79,14 +81,15 @@ def cdf_svg(series: Mapping[str, np.ndarray], xlabel: str, label: str) -> Markup
         for k in range(n):
             pts += [f"{x(float(ms[k])):.1f},{y(k / n):.1f}", f"{x(float(ms[k])):.1f},{y((k + 1) / n):.1f}"]
         parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        ly = PAD + 14 + 18 * i
+        ly = TOP + 14 + 18 * i
         parts.append(f'<line x1="{right + 10}" y1="{ly - 4}" x2="{right + 28}" y2="{ly - 4}" stroke="{colour}" '
                      'stroke-width="3"/>')
         parts.append(f'<text x="{right + 32}" y="{ly}" font-size="11">{escape(name)} (n={n})</text>')
     parts.append(f'<text x="{(PAD + right) / 2}" y="{H - 8}" font-size="12" text-anchor="middle">'
                  f'{escape(xlabel)}</text>')
-    parts.append(f'<text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 {H / 2})" '
-                 'text-anchor="middle">fraction</text></svg>')
+    mid = (TOP + H - PAD) / 2
+    parts.append(f'<text x="14" y="{mid}" font-size="12" transform="rotate(-90 14 {mid})" '
+                 f'text-anchor="middle">{escape(ylabel)}</text></svg>')
     return Markup("".join(parts))
 
 
@@ -145,7 +148,8 @@ def section(report: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, 
         by_length += [{**x, "task": t["name"]} for x in g.get("by_prompt_length") or []]
     by_length.sort(key=lambda r: (r["prompt_tokens"], r["task"]))
     return {"tasks": rows, "by_length": by_length,
-            "ttft_svg": cdf_svg(ttft, "time to first token (ms)", "Time to first token, CDF per task"),
+            "ttft_svg": cdf_svg(ttft, "time to first token (ms)", "Time to first token, CDF per task",
+                                "fraction of prompts"),
             "tpot_svg": cdf_svg(tpot, "time per output token after the first (ms)",
-                                "Time per output token, CDF per task"),
+                                "Time per output token, CDF per task", "fraction of tokens"),
             "rates_svg": rates_svg(by_length)}

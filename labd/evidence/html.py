@@ -22,7 +22,7 @@ def _fmt(v: Any, digits: int | None = None) -> str:
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, float) and digits is not None:
+    if isinstance(v, int | float) and digits is not None:  # an integral float reads back from report.json as an int
         return f"{v:.{digits}f}"
     if isinstance(v, int | float):
         return present.number(v)
@@ -66,6 +66,7 @@ _env.filters["deciding"] = present.deciding
 _env.filters["grade_only"] = present.grade_only
 _env.filters["task_basis"] = present.task_basis
 _env.filters["run_basis"] = present.run_basis
+_env.filters["cold_start"] = present.cold_start
 
 
 def _graded_repeat(task: dict[str, Any]) -> str:

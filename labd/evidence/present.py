@@ -30,6 +30,32 @@ def number(v: float | int) -> str:
     return f"{v:.3g}"
 
 
+def _fixed(v: Any, digits: int, unit: str) -> str:
+    return f"{v:.{digits}f} {unit}" if isinstance(v, int | float) and not isinstance(v, bool) else "—"
+
+
+def cold_start(task: dict[str, Any]) -> str:
+    """The task's cold start and warm-up in its scenario's terms. The single-inference scenarios warm up until the
+    rolling median latency settles (or its time limit passes); a generative task warms up with a fixed count of
+    untimed requests, each a whole prompt and its new tokens, and has no settling test to pass or fail."""
+    p = task.get("phases") or {}
+    generative = task.get("scenario") == "generative"
+    first = "first token (one prompt's prefill)" if generative else "first inference"
+    out = (f"Cold start: session {_fixed(p.get('session_create_ms'), 1, 'ms')}, {first} "
+           f"{_fixed(p.get('first_inference_ms'), 2, 'ms')}, RSS growth {_fixed(p.get('peak_rss_growth_mb'), 1, 'MB')}")
+    w = p.get("warmup")
+    if not isinstance(w, dict):
+        return out
+    n = int(w.get("queries") or 0)
+    if generative:
+        tokens = (task.get("settings") or {}).get("max_new_tokens")
+        each = f"a prompt and {tokens} new tokens each" if tokens else "a prompt and its new tokens each"
+        return (f"{out}; warm-up {_count(n, 'untimed request', 'untimed requests')} ({each}) in "
+                f"{_fixed(w.get('ms'), 0, 'ms')}, the fixed count assigned (decode warm-up has no settling test)")
+    state = "settled" if w.get("settled") else "not settled within its time limit"
+    return f"{out}; warm-up {_count(n, 'query', 'queries')} in {_fixed(w.get('ms'), 0, 'ms')} (median latency {state})"
+
+
 def unit(key: str) -> str:
     k = key.lower()
     return next((u for suffix, u in _SUFFIX_UNITS if k.endswith(suffix)), "")

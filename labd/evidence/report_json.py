@@ -12,12 +12,13 @@ from typing import Any
 from labd.evidence.explain import figure_notes
 from labd.evidence.int8 import task_notes
 from labd.evidence.keys import Issuer
-from labd.results.attempts import attempt_samples, grade, task_labels
+from labd.results.attempts import attempt_samples, grade, graded_samples, task_labels
 from labd.state import Store
 from pilotlab import __version__, dsse
 from pilotlab import domain as d
 from pilotlab.attempt_metrics import parse_kind
 from pilotlab.compliance import Assigned
+from pilotlab.genai_metrics import REFERENCE_COLUMN
 from pilotlab.samples import kind_filename, samples_npy
 
 SCHEMA = "pilotlab.report/v2"  # v2: tasks[].settings is what the lab assigned; device_settings what the device ran
@@ -71,11 +72,15 @@ def _statement(c: dict[str, Any]) -> str:
 
 
 def _samples(store: Store, task: d.Task, att: d.Attempt, files: dict[str, bytes], folder: str) -> dict[str, str]:
+    """The attempt's sample files (under samples/FOLDER/), each with the `label` column the lab adds from its own
+    artifacts: the dataset label beside predictions, the golden decode's token beside a generative task's tokens."""
     out: dict[str, str] = {}
-    labels = task_labels(store, task.spec) if task.spec is not None else None
-    for kind, arrays in attempt_samples(store, att.id).items():
+    spec = task.spec
+    labels = task_labels(store, spec) if spec is not None else None
+    samples = graded_samples(store, att.id, spec) if spec is not None else attempt_samples(store, att.id)
+    for kind, arrays in samples.items():
         path = f"samples/{folder}/{kind_filename(kind)}"
-        with_labels = None
+        with_labels = arrays.get(REFERENCE_COLUMN)
         if labels is not None and parse_kind(kind)[0] in ("prediction", "perf-prediction"):
             with_labels = labels[arrays["sample_index"]]
         files[path] = samples_npy(arrays, with_labels)

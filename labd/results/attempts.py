@@ -11,6 +11,8 @@ from labd.state import Store
 from pilotlab import domain as d
 from pilotlab.attempt_metrics import Samples
 from pilotlab.compliance import Assigned, Reported, graded_metrics
+from pilotlab.genai import GENERATED_IDS
+from pilotlab.genai_metrics import with_reference
 from pilotlab.grading import evaluate
 from pilotlab.tasks import TaskSpec
 
@@ -19,6 +21,12 @@ from pilotlab.tasks import TaskSpec
 def dataset_labels(path: str) -> np.ndarray | None:
     with np.load(path) as z:
         return np.asarray(z["labels"], dtype=np.int64) if "labels" in z.files else None
+
+
+@lru_cache(maxsize=16)
+def golden_generated_ids(path: str) -> np.ndarray | None:
+    with np.load(path, allow_pickle=False) as z:
+        return np.asarray(z[GENERATED_IDS], dtype=np.int64) if GENERATED_IDS in z.files else None
 
 
 def attempt_samples(store: Store, attempt_id: str) -> Samples:
@@ -32,10 +40,27 @@ def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:
     return None
 
 
+def task_references(store: Store, spec: TaskSpec) -> np.ndarray | None:
+    """A generative task's golden decode, read from the lab's own copy of the suite's golden artifact."""
+    if spec.scenario == "generative" and spec.golden is not None:
+        return golden_generated_ids(store.get_artifact(spec.golden.sha256).path)
+    return None
+
+
+def graded_samples(store: Store, attempt_id: str, spec: TaskSpec) -> Samples:
+    """The attempt's raw samples with what the lab joins to them from its own artifacts: a generative task's
+    golden decode beside its tokens (never a reference the device sent)."""
+    samples = attempt_samples(store, attempt_id)
+    if spec.scenario == "generative":
+        return with_reference(samples, task_references(store, spec))
+    return samples
+
+
 def attempt_metrics(store: Store, attempt_id: str, spec: TaskSpec, reported: Reported) -> dict[str, Any]:
     """Metrics of one attempt from its stored samples, computed with the settings the lab assigned (never the
     device's) and invalid where what the device reported does not comply with that assignment."""
-    return graded_metrics(Assigned.of(spec), reported, attempt_samples(store, attempt_id), task_labels(store, spec))
+    return graded_metrics(Assigned.of(spec), reported, graded_samples(store, attempt_id, spec),
+                          task_labels(store, spec))
 
 
 def grade(metrics: dict[str, Any], spec: TaskSpec) -> tuple[d.Verdict, list[dict[str, Any]]]:

@@ -1,10 +1,11 @@
 """terminal-genai end to end: real labd and lab-agent processes run the suite (SmolLM2 built by make install) on the
 CPU, the lab grades it from the raw per-token timestamps, and the certifier's verifier recomputes every figure.
 
-This is the one end-to-end run of terminal-genai (test_shipped_suites.py leaves it out): the shipped suite with
-repeats = 1, its models, data, settings and criteria otherwise unchanged, so the CI run stays well under 2 minutes on
-2 cores (`--wait` gives it 4 at most, for a loaded machine). `labctl suites validate` checks the shipped suite itself,
-deep.
+This is the one end-to-end run of terminal-genai (test_shipped_suites.py leaves it out): the shipped suite's models,
+data, tasks and criteria, with fewer of what takes the time (CI below: one repeat, 3 of each set's 6 prompts, 16 new
+tokens instead of 32, perplexity over 2 windows of 128 tokens instead of 4 of 256), so the run takes seconds per task
+on 2 cores (`--wait` gives it 4 minutes at most, for a loaded machine). `labctl suites validate` checks the shipped
+suite itself, deep.
 """
 
 from __future__ import annotations
@@ -12,22 +13,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from evalsuites import builtin_suites_dir
 from labctl.verify import recompute, verify_bundle
+from pilotlab.samples import column, read_samples_npy
 from tests.e2e.conftest import Labd, labctl, make_token
 
 GENAI = builtin_suites_dir() / "terminal-genai"
 CI_ID = "terminal-genai-ci"
+PROMPTS, NEW_TOKENS = 3, 16  # per chat task (the shipped suite: 6 prompts, 32 new tokens)
+WINDOWS, WINDOW_TOKENS = 2, 128  # perplexity (the shipped suite: 4 windows of 256 tokens)
+CI = (("repeats = 3", "repeats = 1"), ("min_query_count = 6", f"min_query_count = {PROMPTS}"),
+      ("max_new_tokens = 32", f"max_new_tokens = {NEW_TOKENS}"),
+      ("perplexity_windows = 4", f"perplexity_windows = {WINDOWS}\nperplexity_tokens = {WINDOW_TOKENS}"))
 
 
 def ci_suite(root: Path) -> Path:
-    """The shipped suite as terminal-genai-ci with one repeat per task; models/ and data/ link to the shipped files."""
+    """The shipped suite as terminal-genai-ci with the CI counts; models/ and data/ link to the shipped files."""
     dest = root / CI_ID
     dest.mkdir(parents=True)
     for sub in ("models", "data"):
         (dest / sub).symlink_to(GENAI / sub)
-    toml = (GENAI / "suite.toml").read_text()
-    toml = toml.replace('id = "terminal-genai"', f'id = "{CI_ID}"', 1).replace("repeats = 3", "repeats = 1")
+    toml = (GENAI / "suite.toml").read_text().replace('id = "terminal-genai"', f'id = "{CI_ID}"', 1)
+    for shipped, ci in CI:
+        assert shipped in toml, f"the shipped suite no longer says {shipped!r}: update CI"
+        toml = toml.replace(shipped, ci)
     (dest / "suite.toml").write_text(toml)
     return root
 
@@ -63,16 +74,23 @@ def test_terminal_genai_runs_grades_and_verifies(tmp_path: Path, start_agent) ->
         assert {s.split(";")[0] for s in t["samples"]} >= {"latency", "token"}
     for length in (40, 128, 512):
         m = tasks[f"chat-{length}"]["metrics"]
-        assert m["ttft_ms"]["n"] == 6 and m["tpot_ms"]["n"] == 6 * 31
+        assert m["ttft_ms"]["n"] == PROMPTS and m["tpot_ms"]["n"] == PROMPTS * (NEW_TOKENS - 1)
         assert m["generative"]["by_prompt_length"][0]["prompt_tokens"] == length
-        assert m["conformance"]["n"] == 6 * 32 and m["conformance"]["token_agreement"] >= 0.95, m["conformance"]
+        assert m["conformance"]["n"] == PROMPTS * NEW_TOKENS and m["conformance"]["token_agreement"] >= 0.95, \
+            m["conformance"]
     ppl = tasks["perplexity-256"]["metrics"]["perplexity"]
-    assert ppl["windows"] == 4 and ppl["n"] == 4 * 255 and abs(ppl["ratio"] - 1) < 1e-3, ppl
+    assert ppl["windows"] == WINDOWS and ppl["n"] == WINDOWS * (WINDOW_TOKENS - 1) and abs(ppl["ratio"] - 1) < 1e-3, ppl
     # The level reached depends on the machine (and its load); the verdict follows from every criterion.
     assert report["grade"]["scheme"].startswith("PilotLab terminal-genai levels")
     assert [lv["name"] for lv in report["grade"]["levels"]] == ["GA-1 basic", "GA-2 interactive", "GA-3 fluent"]
     assert (run["verdict"] == "pass") == all(c["verdict"] == "pass" for t in tasks.values() for c in t["criteria"]
                                             if c.get("required", True))
+
+    # The lab's reference decode beside the device's tokens (the device sends none), from its copy of the golden.
+    tok = read_samples_npy((out / tasks["chat-40"]["samples"]["token"]).read_bytes())
+    golden = np.load(GENAI / "data/prompts-40-reference.npz")["generated_ids"]
+    assert column(tok, "label").tolist() == golden[:PROMPTS, :NEW_TOKENS].ravel().tolist()
+    assert not column(tok, "aux").any()
 
     html = (out / "report.html").read_text()
     assert 'id="genai"' in html and "Time to first token, CDF per task" in html

@@ -158,3 +158,22 @@ def test_numbers_round_sensibly_with_units() -> None:
     assert present.scalar("peak_rss_mb", 82.25) == "82.25 MB" and present.scalar("steal_share", 0.021) == "2.1%"
     assert present.scalar("memory_bytes", 2**33) == "8.0 GiB" and present.scalar("x", None) == "—"
     assert str(present.value_html("k", [{"a": 1, "b": True}])).count("<td>") == 2
+
+
+def test_the_warm_up_is_told_in_the_terms_of_the_tasks_scenario() -> None:
+    phases = {"session_create_ms": 612.34, "first_inference_ms": 88.5, "peak_rss_growth_mb": 180.25}
+    single = task(phases={**phases, "warmup": {"queries": 64, "ms": 12.0, "settled": True}})
+    unsettled = task("slow", phases={**phases, "warmup": {"queries": 900, "ms": 10001.0, "settled": False}})
+    # a generative warm-up is a fixed count of whole requests: there is no settling test, so never "not settled"
+    chat = task("chat-40", scenario="generative", settings={"max_new_tokens": 32, "warmup_queries": 1},
+                phases={**phases, "warmup": {"queries": 1, "ms": 1510.7}})
+    assert present.cold_start(chat) == (
+        "Cold start: session 612.3 ms, first token (one prompt's prefill) 88.50 ms, RSS growth 180.2 MB; warm-up 1 "
+        "untimed request (a prompt and 32 new tokens each) in 1511 ms, the fixed count assigned (decode warm-up has "
+        "no settling test)")
+    assert present.cold_start(single).endswith("; warm-up 64 queries in 12 ms (median latency settled)")
+    assert present.cold_start(unsettled).endswith("(median latency not settled within its time limit)")
+    assert present.cold_start(task(phases={"session_create_ms": 5.0})) == (
+        "Cold start: session 5.0 ms, first inference —, RSS growth —")
+    html = render_html(report([single, unsettled, chat]), {})
+    assert html.count("settled") == 2 and "no settling test" in html and "first token (one prompt" in html

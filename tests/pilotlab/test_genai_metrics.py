@@ -12,6 +12,7 @@ from pilotlab.attempt_metrics import compute_metrics
 from pilotlab.compliance import Assigned, Reported, check, required_sets
 from pilotlab.domain import Observations
 from pilotlab.genai import LL_KIND, LL_REFERENCE_KIND, REFERENCE_NONE, NotADecoder, decoder_spec
+from pilotlab.genai_metrics import reference_tokens, with_reference
 from pilotlab.tasks import effective, requested
 
 MS = 1_000_000
@@ -37,7 +38,11 @@ def run(ttft_ms: list[float], gaps_ms: list[list[float]], prompt: int = 40, star
             tok["value"].append(ids[k]), tok["aux"].append(ref[k])
         t = times[-1] + MS
     as_np = {c: np.asarray(v, dtype=np.int64) for c, v in lat.items()}
-    return {"latency": as_np, "token": {c: np.asarray(v, dtype=np.int64) for c, v in tok.items()}}
+    token = {c: np.asarray(v, dtype=np.int64) for c, v in tok.items()}
+    if reference:  # the lab's reference, joined as the lab joins it (the device sends none)
+        token["label"] = token.pop("aux")
+        token["aux"] = np.zeros_like(token["label"])
+    return {"latency": as_np, "token": token}
 
 
 def settings(**kw: Any) -> dict[str, Any]:
@@ -85,6 +90,24 @@ def test_conformance_is_the_share_of_tokens_equal_to_the_reference_decode() -> N
                   reference=[[5, 6, REFERENCE_NONE, REFERENCE_NONE], [1, 2, 3, REFERENCE_NONE]])
     c = compute_metrics("generative", settings(max_new_tokens=4), partial, None)["conformance"]
     assert (c["n"], c["matching"]) == (5, 4)  # positions without a reference are not counted
+
+
+def test_the_reference_is_the_labs_golden_joined_by_row_and_position_never_the_devices() -> None:
+    golden = np.array([[5, 6, 7, 8, 0], [1, 2, 3, 4, 0], [9, 9, 9, 9, 0]], dtype=np.int64)
+    index = np.array([0, 0, 0, 1, 1, 1], dtype=np.int64)
+    assert reference_tokens(index, np.array([2, 2, 2, 0, 0, 0]), golden).tolist() == [9, 9, 9, 5, 6, 7]
+    assert reference_tokens(index, np.array([7, 7, 7, 1, 1, 1]), golden).tolist() == [-1, -1, -1, 1, 2, 3]
+    assert reference_tokens(index, index, golden[:, :2]).tolist() == [5, 6, -1, 1, 2, -1]
+    assert reference_tokens(index, index, None).tolist() == [REFERENCE_NONE] * 6
+
+    # A device that decodes wrongly and sends, where the reference once went, a "reference" equal to its tokens:
+    forged = run([80.0, 80.0], [[20.0] * 3] * 2, tokens=[[9, 9, 9, 9], [1, 2, 3, 4]])
+    forged["token"]["aux"] = forged["token"]["value"].copy()
+    assert "conformance" not in compute_metrics("generative", settings(max_new_tokens=4), forged, None)
+    joined = with_reference(forged, golden)
+    assert all(joined[k][c] is forged[k][c] for k in forged for c in forged[k])  # the device's columns as they came
+    c = compute_metrics("generative", settings(max_new_tokens=4), joined, None)["conformance"]
+    assert (c["token_agreement"], c["matching"], c["identical_requests"]) == (0.5, 4, 1)
 
 
 @pytest.mark.parametrize("edit,reason", [
