@@ -17,6 +17,7 @@ from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession
 from labd.state import AuditEntry, Store
+from labd.state.base import RunEnd
 from labd.state.batches import SignedBatch
 from labd.telemetry import LabMetrics
 from pilotlab import domain as d
@@ -161,12 +162,31 @@ def ingest(store: Store, metrics: LabMetrics, clock: Clock, device_id: str, batc
 def finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, device_id: str,
            fin: d.AttemptFinish) -> tuple[d.Run | None, bool]:
     """Close an attempt. Returns (changed run or None, whether to acknowledge). Not acknowledged while
-    result batches are missing: the agent's outbox sends them again."""
+    result batches are missing: the agent's outbox sends them again. finish_attempt, with the run read whole."""
+    run, ack = _finish(store, leases, health, clock, device_id, fin)
+    return (store.get_run(run.id) if isinstance(run, RunEnd) else run), ack
+
+
+def finish_attempt(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, device_id: str,
+                   fin: d.AttemptFinish) -> tuple[str | None, bool]:
+    """finish for a session: returns (id of the changed run or None, whether to acknowledge), without reading the
+    run back (a session only tells the run's watchers)."""
+    run, ack = _finish(store, leases, health, clock, device_id, fin)
+    return (run.id if run is not None else None), ack
+
+
+def _finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, device_id: str,
+            fin: d.AttemptFinish) -> tuple[d.Run | RunEnd | None, bool]:
+    """Close an attempt. Returns (the changed run, whole or what changed of it, or None; whether to acknowledge)."""
     att = own_attempt(store, device_id, fin.attempt_id)
     if att.status != d.Status.RUNNING:
         return None, True
     if fault := leases.storage.fault_of(att.id):  # ended by a full store, not recorded yet: it stays that way
         return leases.lab_fault(att, fault, fin), True
+    if fin.outcome == d.Outcome.ERROR:
+        run = leases.fail(att, fin.reason or "the agent reported an error", fin)
+        health.run_ended(run)
+        return run, True
     if fin.outcome == d.Outcome.OK:
         missing = set(range(fin.batches)) - store.batch_seqs(att.id)
         if missing:
@@ -177,17 +197,17 @@ def finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, dev
         reported = Reported(fin.effective_settings, fin.execution_provider, fin.observations)
         metrics = attempt_metrics(store, att.id, task.spec, reported)
         verdict, _ = grade(metrics, task.spec)
-        run = store.finish_attempt(fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics,
-                                   reason="", now_ms=clock.now_ms())
+        # Store.close_attempt: finish_attempt without reading the run back (labd.state.sql.runs).
+        end: RunEnd = store.close_attempt(
+            fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics, reason="", now_ms=clock.now_ms())
         health.after_attempt(device_id, infra_error=False)
-    elif fin.outcome == d.Outcome.ERROR:
-        run = leases.fail(att, fin.reason or "the agent reported an error", fin)
     else:
         status = d.Status.CANCELLED if fin.outcome == d.Outcome.CANCELLED else d.Status.ERROR
         reason = fin.reason or f"the device {fin.outcome.value} the task"
         if fin.outcome == d.Outcome.REFUSED:
             reason = f"refused by the device: {fin.reason}"
-        run = store.finish_attempt(fin, task_status=status, verdict=None, metrics={}, reason=reason,
-                                   now_ms=clock.now_ms())
-    health.run_ended(run)
-    return run, True
+        end = store.close_attempt(
+            fin, task_status=status, verdict=None, metrics={}, reason=reason, now_ms=clock.now_ms())
+    if end.kind == "health" and end.status.terminal:  # DeviceHealth.run_ended acts on nothing else
+        health.run_ended(store.get_run(end.id))
+    return end, True

@@ -27,6 +27,8 @@ from pilotlab.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("labd.session")
 
+MAX_BATCHES_PER_TRIP = 32  # result batches read ahead and stored in one worker-thread trip, at most
+
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, lab: Lab, dispatcher: Dispatcher) -> None:
@@ -134,10 +136,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     credential: str | None) -> None:
         inbox: asyncio.Queue[agent_pb2.AgentMessage | None] = asyncio.Queue()
         pump = asyncio.create_task(self._pump(session, requests, inbox))
+        held: list[agent_pb2.AgentMessage | None] = []  # the message read after a run of result batches
         try:
-            while (m := await inbox.get()) is not None:
-                if m.WhichOneof("msg") == "results":  # checked, verified and stored in one trip off the event loop
-                    await self._results(session, m.results)
+            while (m := held.pop() if held else await inbox.get()) is not None:
+                if m.WhichOneof("msg") == "results":
+                    # This batch and those read ahead right behind it: checked, verified and stored in one trip
+                    # off the event loop, in order, and acknowledged in order.
+                    results = [m.results]
+                    while len(results) < MAX_BATCHES_PER_TRIP and not inbox.empty():
+                        nxt = inbox.get_nowait()
+                        if nxt is None or nxt.WhichOneof("msg") != "results":
+                            held.append(nxt)
+                            break
+                        results.append(nxt.results)
+                    await self._results(session, results)
                     continue
                 event = convert.agent_event_from_pb(m)
                 if event is None or isinstance(event, msg.Hello):
@@ -206,21 +218,39 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                                r.signature)
         h.ingest(self.lab.store, self.lab.metrics, self.lab.clock, session.device_id, batch, session.public_key)
 
-    async def _results(self, session: AgentSession, r: agent_pb2.ResultBatch) -> None:
-        try:
-            await asyncio.to_thread(self._ingest, session, r)
-        except h.BatchRefused as e:
-            # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it from its
-            # outbox; the session goes on (closing it would only make the agent resend the batch).
-            log.warning("refused a result batch from %s: %s", session.device_name, e)
-            session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq, error=str(e)))
-            return
-        except Exception as e:
-            if (full := self.lab.leases.storage.noted(e)) is None:
-                raise
-            await self._storage_full(session, r.attempt_id, r.seq, str(full))
-            return
-        session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq))
+    def _ingest_all(self, session: AgentSession,
+                    results: list[agent_pb2.ResultBatch]) -> list[tuple[agent_pb2.ResultBatch, Exception | None]]:
+        """_ingest each batch in order, in one worker-thread trip: (batch, None when stored, or the error), up to
+        and including the first error that is not a refusal (the event loop deals with it before the rest)."""
+        done: list[tuple[agent_pb2.ResultBatch, Exception | None]] = []
+        for r in results:
+            try:
+                self._ingest(session, r)
+            except h.BatchRefused as e:
+                done.append((r, e))
+            except Exception as e:  # noqa: BLE001 - raised (or noted as a full store) on the event loop, in order
+                done.append((r, e))
+                break
+            else:
+                done.append((r, None))
+        return done
+
+    async def _results(self, session: AgentSession, results: list[agent_pb2.ResultBatch]) -> None:
+        while results:
+            done = await asyncio.to_thread(self._ingest_all, session, results)
+            results = results[len(done):]
+            for r, e in done:
+                if e is None:
+                    session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq))
+                elif isinstance(e, h.BatchRefused):
+                    # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it
+                    # from its outbox; the session goes on (closing it would only make the agent resend the batch).
+                    log.warning("refused a result batch from %s: %s", session.device_name, e)
+                    session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq, error=str(e)))
+                elif (full := self.lab.leases.storage.noted(e)) is None:
+                    raise e
+                else:
+                    await self._storage_full(session, r.attempt_id, r.seq, str(full))
 
     async def _handle_event(self, session: AgentSession, event: msg.AgentEvent) -> None:
         lab = self.lab
@@ -228,11 +258,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             run_id = await asyncio.to_thread(h.progress, lab.store, session.device_id, event)
             await lab.events.notify(run_id)
         elif isinstance(event, d.AttemptFinish):
-            run, ack = await asyncio.to_thread(h.finish, lab.store, lab.leases, lab.health, lab.clock,
-                                               session.device_id, event)
+            finished: tuple[str | None, bool] = await asyncio.to_thread(
+                h.finish_attempt, lab.store, lab.leases, lab.health, lab.clock, session.device_id, event)
+            changed, ack = finished
             if ack:
                 session.running.discard(event.attempt_id)
                 session.send(msg.Ack(attempt_id=event.attempt_id, finished=True))
                 self.dispatcher.kick()
-            if run is not None:
-                await lab.events.notify(run.id)
+            if changed is not None:
+                await lab.events.notify(changed)

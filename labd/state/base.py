@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -33,6 +33,18 @@ class TokenRecord:
     max_uses: int = 0
     issued_by: str | None = None
     device_name: str = ""
+
+
+class RunEnd(NamedTuple):
+    """What a finish changed of a run, without reading the run back (Store.close_attempt): enough to tell its
+    watchers (id) and to act on a health check's end (kind, status, verdict)."""
+
+    id: str
+    kind: str
+    status: d.Status
+    verdict: d.Verdict | None
+    reason: str
+    finished_ms: int
 
 
 SYSTEM_ACTOR = "labd"  # the actor of what labd decides itself (a health quarantine, a health-check run)
@@ -252,6 +264,12 @@ class Store(ABC):
                        metrics: dict[str, Any], reason: str, now_ms: int, requeue: bool = False) -> d.Run:
         """MUST close the attempt with its outcome; set the task's status, verdict, metrics and reason (or put
         it back in the queue when requeue); recompute the run's status and verdict; return the run."""
+
+    @abstractmethod
+    def close_attempt(self, finish: d.AttemptFinish, *, task_status: d.Status, verdict: d.Verdict | None,
+                      metrics: dict[str, Any], reason: str, now_ms: int, requeue: bool = False) -> RunEnd:
+        """MUST do what finish_attempt does, in one transaction, and return only what changed of the run
+        (RunEnd: id, kind, status, verdict, reason, finished_ms), without reading the run back."""
 
     # --- evidence ---------------------------------------------------------------------------------------
     @abstractmethod

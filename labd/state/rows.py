@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from labd.state.base import AuditEntry, TokenRecord
@@ -33,7 +34,7 @@ def audit(r: AuditRow) -> AuditEntry:
                       detail=r.detail, seq=r.seq or 0)
 
 
-def device(r: DeviceRow) -> d.Device:
+def device(r: DeviceRow | Row[Any]) -> d.Device:
     return d.Device(id=r.id, name=r.name, device_class=r.device_class, region=r.region,
                     tags=json.loads(r.tags_json or "{}"),
                     capabilities=d.Capabilities.from_dict(json.loads(r.capabilities_json or "{}")),
@@ -41,7 +42,7 @@ def device(r: DeviceRow) -> d.Device:
                     state=r.state, infra_errors=r.infra_errors)
 
 
-def attempt(r: AttemptRow, device_name: str) -> d.Attempt:
+def attempt(r: AttemptRow | Row[Any], device_name: str) -> d.Attempt:
     return d.Attempt(
         id=r.id, task_id=r.task_id, number=r.number, device_id=r.device_id, device_name=device_name,
         status=d.Status(r.status), outcome=r.outcome, reason=r.reason, started_ms=r.started_ms,
@@ -53,7 +54,7 @@ def attempt(r: AttemptRow, device_name: str) -> d.Attempt:
     )
 
 
-def task(r: TaskRow, device_name: str, history: list[d.Attempt]) -> d.Task:
+def task(r: TaskRow | Row[Any], device_name: str, history: list[d.Attempt]) -> d.Task:
     return d.Task(
         id=r.id, run_id=r.run_id, name=r.name, device_id=r.device_id, device_name=device_name,
         status=d.Status(r.status), spec=TaskSpec.from_json(json.loads(r.spec_json)),
@@ -85,12 +86,13 @@ def load_run(s: Session, r: RunRow, history: bool = True) -> d.Run:
 
 
 def refresh_run_status(s: Session, run_id: str, at_ms: int) -> None:
-    """A run is done when all its tasks are; error if any errored, else completed with pass only if all pass."""
+    """A run is done when all its tasks are; error if any errored, else completed with pass only if all pass.
+    (The per-task paths do the same in Core: labd.state.sql.runs._refresh.)"""
     run = s.get(RunRow, run_id)
     if run is None or d.Status(run.status).terminal:
         return
-    statuses = [(d.Status(t.status), t.verdict, t.reason)
-                for t in s.execute(select(TaskRow).where(TaskRow.run_id == run_id)).scalars()]
+    q = select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.ordinal)  # the first error by ordinal
+    statuses = [(d.Status(t.status), t.verdict, t.reason) for t in s.execute(q).scalars()]
     if all(st.terminal for st, _, _ in statuses):
         errors = [reason for st, _, reason in statuses if st == d.Status.ERROR]
         if errors:

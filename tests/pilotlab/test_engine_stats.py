@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import binom
 
 from pilotlab.stats import (
     Z95,
+    binom_cdf,
     clopper_pearson,
     early_stopping,
     early_stopping_min_queries,
@@ -186,3 +190,65 @@ def test_early_stopping_lower_confidence_is_less_conservative() -> None:
     assert int(loose["overlatency_allowed"] or 0) > int(strict["overlatency_allowed"] or 0)
     assert float(loose["estimate"] or 0) < float(strict["estimate"] or 0)
     assert math.isclose(float(loose["confidence"] or 0), 0.9)
+
+
+# --- Clopper-Pearson: the bracketed Newton iteration finds the bisection's bounds ---------------------------------
+def _bisect_p(f: Callable[[float], float], target: float) -> float:
+    """The implementation before issue 16's phase 2, kept as the reference: bisection to double precision."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if f(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def clopper_pearson_by_bisection(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    alpha = 1 - confidence
+    lo = 0.0 if k == 0 else _bisect_p(lambda p: float(binom_cdf(n, p)[k - 1]), 1.0 - alpha / 2)
+    hi = 1.0 if k == n else _bisect_p(lambda p: float(binom_cdf(n, p)[k]), alpha / 2)
+    return lo, hi
+
+
+trials = st.integers(min_value=1, max_value=20_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
+few_or_most = st.integers(min_value=1, max_value=20_000).flatmap(
+    lambda n: st.tuples(st.one_of(st.integers(0, min(n, 5)), st.integers(max(0, n - 5), n)), st.just(n)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(trials, few_or_most),
+       st.one_of(st.sampled_from([0.95, 0.9, 0.99, 0.999, 0.5]), st.floats(min_value=0.5, max_value=0.9999)))
+def test_clopper_pearson_matches_bisection_on_binom_cdf(kn: tuple[int, int], confidence: float) -> None:
+    k, n = kn
+    got = clopper_pearson(k, n, confidence)
+    want = clopper_pearson_by_bisection(k, n, confidence)
+    assert abs(got[0] - want[0]) <= 1e-9 and abs(got[1] - want[1]) <= 1e-9, (got, want)
+    assert all(type(x) is float for x in got)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 1), (1, 2), (346, 360), (999, 1000), (1, 1_000_000),
+                                      (999_999, 1_000_000), (500_000, 1_000_000), (3, 200_000)])
+def test_clopper_pearson_matches_bisection_at_the_edges(k: int, n: int) -> None:
+    got, want = clopper_pearson(k, n), clopper_pearson_by_bisection(k, n)
+    assert abs(got[0] - want[0]) <= 1e-9 and abs(got[1] - want[1]) <= 1e-9, (got, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=1, max_value=2_000_000).flatmap(
+    lambda n: st.tuples(st.one_of(st.integers(0, n), st.integers(0, min(n, 3)), st.integers(max(0, n - 3), n)),
+                        st.just(n))),
+    st.sampled_from([0.95, 0.9, 0.99, 0.999]))
+def test_clopper_pearson_is_the_beta_quantile(kn: tuple[int, int], confidence: float) -> None:
+    """The exact interval is the Beta quantile pair; SciPy's betaincinv (tests only: pilotlab needs numpy alone)
+    agrees to 1e-12 up to two million trials, where bisection on binom_cdf's log-space cumsum drifts."""
+    from scipy.special import betaincinv
+
+    k, n = kn
+    alpha = 1 - confidence
+    lo, hi = clopper_pearson(k, n, confidence)
+    assert abs(lo - (betaincinv(k, n - k + 1, alpha / 2) if k else 0.0)) <= 1e-12
+    assert abs(hi - (betaincinv(k + 1, n - k, 1 - alpha / 2) if k < n else 1.0)) <= 1e-12

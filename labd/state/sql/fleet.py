@@ -21,6 +21,12 @@ _RESET_ERRORS = (update(_DEVICE).where(_DEVICE.c.id == bindparam("device"), _DEV
                  .values(infra_errors=0))
 _COUNT_ERROR = (update(_DEVICE).where(_DEVICE.c.id == bindparam("device"))
                 .values(infra_errors=_DEVICE.c.infra_errors + 1).returning(_DEVICE.c.infra_errors))
+_ARTIFACTS: Table = ArtifactRow.__table__  # type: ignore[attr-defined]
+_ARTIFACT = select(_ARTIFACTS).where(_ARTIFACTS.c.sha256 == bindparam("sha256"))
+_GET_DEVICE = select(_DEVICE).where(_DEVICE.c.id == bindparam("id"))
+_DEVICE_NAMED = select(_DEVICE).where(_DEVICE.c.name == bindparam("name"))
+_SUITES: Table = SuiteRow.__table__  # type: ignore[attr-defined]
+_SUITE_VERSIONS = select(_SUITES).where(_SUITES.c.id == bindparam("id"))
 _FIND_TOKEN = (select(_TOKENS.c.id, _TOKENS.c.role, _TOKENS.c.device_id, _TOKENS.c.revoked, _TOKENS.c.created_ms,
                       _TOKENS.c.expires_ms, _TOKENS.c.revoked_ms, _TOKENS.c.uses, _TOKENS.c.max_uses,
                       _TOKENS.c.issued_by, _ISSUER.c.revoked_ms)
@@ -115,18 +121,18 @@ class FleetSql(SqlEngine):
         return rows.device(row)
 
     def get_device(self, device_id: str) -> d.Device:
-        with self._read() as s:
-            row = s.get(DeviceRow, device_id)
-            if row is None:
-                raise d.NotFound(f"no device with id {device_id}")
-            return rows.device(row)
+        with self._core_read() as c:  # every session, health check and listing asks: one prepared statement
+            row = c.execute(_GET_DEVICE, {"id": device_id}).first()
+        if row is None:
+            raise d.NotFound(f"no device with id {device_id}")
+        return rows.device(row)
 
     def get_device_by_name(self, name: str) -> d.Device:
-        with self._read() as s:
-            row = s.execute(select(DeviceRow).where(DeviceRow.name == name)).scalars().first()
-            if row is None:
-                raise d.NotFound(f"no device named {name!r} is enrolled; see `labctl devices list`")
-            return rows.device(row)
+        with self._core_read() as c:  # every submission to a named device asks: one prepared statement
+            row = c.execute(_DEVICE_NAMED, {"name": name}).first()
+        if row is None:
+            raise d.NotFound(f"no device named {name!r} is enrolled; see `labctl devices list`")
+        return rows.device(row)
 
     def list_devices(self) -> list[d.Device]:
         with self._read() as s:
@@ -158,8 +164,8 @@ class FleetSql(SqlEngine):
                            suite_json=suite.suite_json))
 
     def get_suite(self, suite_id: str, version: str | None = None) -> d.SuiteRecord:
-        with self._read() as s:
-            found = list(s.execute(select(SuiteRow).where(SuiteRow.id == suite_id)).scalars())
+        with self._core_read() as c:  # every submission asks: one prepared statement
+            found = c.execute(_SUITE_VERSIONS, {"id": suite_id}).all()
         if version:
             found = [r for r in found if r.version == version]
         if not found:
@@ -187,11 +193,11 @@ class FleetSql(SqlEngine):
                 s.add(row)
 
     def get_artifact(self, sha256: str) -> d.ArtifactRecord:
-        with self._read() as s:
-            row = s.get(ArtifactRow, sha256)
-            if row is None:
-                raise d.NotFound(f"no artifact with sha256 {sha256} in this lab")
-            return d.ArtifactRecord(sha256=row.sha256, size=row.size, name=row.name, kind=row.kind, path=row.path)
+        with self._core_read() as c:  # every assignment and finish asks: one prepared statement
+            row = c.execute(_ARTIFACT, {"sha256": sha256}).first()
+        if row is None:
+            raise d.NotFound(f"no artifact with sha256 {sha256} in this lab")
+        return d.ArtifactRecord(sha256=row.sha256, size=row.size, name=row.name, kind=row.kind, path=row.path)
 
     def touch_devices(self, device_ids: list[str], now_ms: int) -> None:
         if not device_ids:
