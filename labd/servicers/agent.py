@@ -16,6 +16,7 @@ from labd.handlers import agents as h
 from labd.handlers import tokens
 from labd.lab import Lab
 from labd.scheduler.dispatcher import Dispatcher
+from labd.servicers.decoding import check
 from labd.servicers.errors import abort, streaming, unary
 from labd.servicers.tokens import call_token
 from labd.sessions import AgentSession, ThreadBatch
@@ -62,7 +63,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         who = await asyncio.to_thread(lab.auth.require, credential, [d.Role.DEVICE], "open a device session")
         assert who.device_id is not None
         device = await asyncio.to_thread(lab.store.get_device, who.device_id)
-        first = await anext(aiter(request_iterator), None)
+        first = check(await anext(aiter(request_iterator), None))
         hello = convert.agent_event_from_pb(first) if first is not None else None
         if not isinstance(hello, msg.Hello):
             raise d.Invalid("a session must start with hello")
@@ -125,6 +126,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         the bound it stops reading, and HTTP/2 flow control holds the agent's sends back."""
         try:
             async for m in requests:
+                check(m)  # a message that did not decode ends the session INVALID_ARGUMENT
                 if m.WhichOneof("msg") == "results":
                     session.window.took(m.results.attempt_id, m.results.seq, m.ByteSize())
                 inbox.put_nowait(m)

@@ -3,7 +3,9 @@
 gRPC decodes a request before any servicer runs; bytes that are not the method's message would end the call UNKNOWN
 with gRPC's own traceback in labd's log. This interceptor gives every method a decoder that cannot fail (it returns
 an Undecodable in place of the message) and checks for it in front of the servicer: a unary request is refused at
-once, a message of a stream (a device's Session) when the servicer reads it.
+once. A device's Session goes to its servicer unwrapped, which checks each message as it reads it (`check`): a
+wrapping generator in front of it would cost every message of every session a hop each way; other streams (server
+reflection) are wrapped.
 """
 
 from __future__ import annotations
@@ -42,11 +44,20 @@ def _decoder(method: str, decode: Callable[[bytes], Any]) -> Callable[[bytes], A
     return safe
 
 
+SELF_CHECKED = {"/pilotlab.v1.AgentService/Session"}  # streams whose servicer calls `check` on each message
+
+
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
-        if isinstance(request, Undecodable):
-            raise d.Invalid(request.message)  # the servicer's error mapping ends the stream INVALID_ARGUMENT
-        yield request
+        yield check(request)
+
+
+def check(request: Any) -> Any:
+    """A stream's message as read: returned when it decoded; else Invalid, which the servicer's error mapping ends
+    the stream with (INVALID_ARGUMENT)."""
+    if isinstance(request, Undecodable):
+        raise d.Invalid(request.message)
+    return request
 
 
 class UndecodableRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio ships no type stubs here
@@ -77,8 +88,10 @@ class UndecodableRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # 
                     yield reply
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, decode, serialize)
+        if handler.stream_stream is not None and method in SELF_CHECKED:
+            return grpc.stream_stream_rpc_method_handler(handler.stream_stream, decode, serialize)
         if handler.stream_stream is not None and inspect.isasyncgenfunction(handler.stream_stream):
-            both = handler.stream_stream
+            both = handler.stream_stream  # another's stream (server reflection): checked by a wrapping generator
 
             async def stream_stream(requests: AsyncIterator[Any],
                                     context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
