@@ -1,5 +1,6 @@
 """The executor's generative repeat: session and decoder, prompts preloaded, warm-up, the timed prompts (raw issue
-and per-token times, generated ids), and in the first repeat the perplexity windows.
+and per-token times, generated ids), and in the first repeat the perplexity windows' log-likelihoods. The device
+needs no golden: the lab joins its own copy of the reference decode and log-likelihoods to what it sends.
 
 It follows agents/executor.py's run() step for step (progress, gates, windows, phases, the result document) for a
 model that is a KV-cache decoder; the sample sets are those pilotlab.genai describes.
@@ -51,26 +52,21 @@ def timed_sets(run: Any, suffix: str) -> list[RawSet]:
     return [("latency" + suffix, latency), (genai.TOKEN_KIND + suffix, tokens)]
 
 
-def perplexity_sets(session: Any, ids: np.ndarray, golden: dict[str, np.ndarray], windows: int,
-                    tokens: int) -> list[RawSet]:
-    """Log-likelihoods of the first `windows` rows (their first `tokens`, 0 = all) and the golden's of the same."""
+def perplexity_sets(session: Any, ids: np.ndarray, windows: int, tokens: int) -> list[RawSet]:
+    """The `log-likelihood` set: the model's log-likelihoods of the first `windows` rows (their first `tokens`,
+    0 = all). Only what the device measured: the lab joins the golden's reference log-likelihoods itself."""
     from agents.backends.onnxruntime import Refusal
     from agents.harness.generative import score
 
-    ref = golden.get(genai.LOG_LIKELIHOODS)
     length = tokens or ids.shape[1]
     if windows > ids.shape[0] or length > ids.shape[1] or length < 2:
         raise Refusal(f"perplexity over {windows} windows of {length} tokens; the dataset has {ids.shape[0]} of "
                       f"{ids.shape[1]}")
-    if ref is None or ref.ndim != 2 or ref.shape[0] < windows or ref.shape[1] < length - 1:
-        raise Refusal(f"perplexity needs golden {genai.LOG_LIKELIHOODS!r} [>= {windows}, >= {length - 1}]")
     ll = np.stack([score(session, ids[w, :length]) for w in range(windows)])
     w_idx = np.repeat(np.arange(windows, dtype=np.int64), length - 1)
     pos = np.tile(np.arange(1, length, dtype=np.int64), windows)
-    common = {"index": np.arange(w_idx.size, dtype=np.int64), "sample_index": w_idx, "value": pos,
-              "aux": ids[:windows, 1:length].ravel().astype(np.int64)}
-    return [(genai.LL_KIND, {**common, "fvalue": ll.ravel()}),
-            (genai.LL_REFERENCE_KIND, {**common, "fvalue": ref[:windows, :length - 1].astype(np.float64).ravel()})]
+    return [(genai.LL_KIND, {"index": np.arange(w_idx.size, dtype=np.int64), "sample_index": w_idx, "value": pos,
+                             "aux": ids[:windows, 1:length].ravel().astype(np.int64), "fvalue": ll.ravel()})]
 
 
 def run_generative(plan: dict[str, Any], ch: Channel) -> dict[str, Any]:
@@ -92,7 +88,6 @@ def run_generative(plan: dict[str, Any], ch: Channel) -> dict[str, Any]:
     except genai.NotADecoder as e:
         raise Refusal(str(e)) from None
     ids = _prompts(_npz(plan["dataset"]), decoder.spec.vocab)
-    golden = _npz(plan["golden"]) if plan.get("golden") else {}
     prompts = [np.ascontiguousarray(ids[i:i + 1]) for i in range(ids.shape[0])]
     t0 = time.perf_counter()
     decoder.generate(prompts[0], 1)
@@ -119,8 +114,7 @@ def run_generative(plan: dict[str, Any], ch: Channel) -> dict[str, Any]:
     if first and int(eff.get("perplexity_windows", 0)):
         ch.progress("perplexity")
         t1 = time.perf_counter()
-        sets += perplexity_sets(sess.session, ids, golden, int(eff["perplexity_windows"]),
-                                int(eff.get("perplexity_tokens", 0)))
+        sets += perplexity_sets(sess.session, ids, int(eff["perplexity_windows"]), int(eff.get("perplexity_tokens", 0)))
         phases["perplexity_s"] = time.perf_counter() - t1
     phases["peak_rss_growth_mb"] = max(0.0, _rss_mb() - rss0)
     return {"sets": _save(out_dir, sets), "windows": windows, "phases": phases,

@@ -89,7 +89,7 @@ def _validity(task: str, expected: dict[str, Any], reported: Any) -> list[str]:
 # The columns metrics are computed from, per kind of sample file: what the verifier keeps once a file's
 # signatures are checked, so a task's files are never all held whole at once.
 _KEEP = {"latency": ("t_ns", "value", "aux"), "audit-same": ("t_ns", "value"), "audit-varied": ("t_ns", "value")}
-_ALL = ("index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
+_ALL = ("index", "sample_index", "t_ns", "value", "aux", "fvalue", "label", "reference")
 
 
 def _own(a: np.ndarray) -> np.ndarray:
@@ -134,7 +134,8 @@ def _read_samples(root: Path, task: dict[str, Any], subjects: dict[str, str], ke
                 problems.append(f"task {name}: {rel} batch {seq} does not match the device's signature "
                                 "(forged or altered samples)")
         if not altered:
-            # generative figures join each request's latency row to its tokens by index: keep every column
+            # generative figures join each request's latency row to its tokens by index, and compare tokens and
+            # log-likelihoods with the golden the lab wrote beside them (label, reference): keep every column
             keep = _ALL if task.get("scenario") == "generative" else _KEEP.get(parse_kind(kind)[0], _ALL)
             samples[kind] = {c: _own(column(records, c)) for c in keep}
         del records, data

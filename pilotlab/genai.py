@@ -15,9 +15,10 @@ Raw samples of a generative task (one set per repeat, `;repeat=r` as for latency
 In the first repeat, when perplexity_windows > 0:
 
 - `log-likelihood`: one row per scored position: index the row, sample_index the window (dataset row), value the
-  position t of the predicted token (1-based), aux its token id, fvalue log p(token | the window before t).
-- `log-likelihood-reference`: the golden's log-likelihood of the same rows (same index, sample_index, value), copied
-  from the golden artifact as conformance evidence is.
+  position t of the predicted token (1-based), aux its token id, fvalue log p(token | the window before t). The
+  device sends no reference log-likelihoods either: the lab joins the golden's log_likelihoods[window, t - 1] from
+  its own copy of the artifact (pilotlab.genai_metrics.with_reference) and writes them as the float `reference`
+  column of the report bundle's log-likelihood file; perplexity's ratio is computed against that column only.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ GOLDEN_ARRAYS = (GENERATED_IDS, LOG_LIKELIHOODS)
 
 TOKEN_KIND = "token"
 LL_KIND = "log-likelihood"
-LL_REFERENCE_KIND = "log-likelihood-reference"
 REFERENCE_NONE = -1
-GENERATIVE_KINDS = (TOKEN_KIND, LL_KIND, LL_REFERENCE_KIND)  # besides latency: what labd accepts
+GENERATIVE_KINDS = (TOKEN_KIND, LL_KIND)  # besides latency: what labd accepts (no reference set from a device)
 
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
 

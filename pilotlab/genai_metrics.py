@@ -5,7 +5,8 @@ Per request q of a timed run (pilotlab.genai's `latency` and `token` sets): TTFT
 token's time), the first token excluded as MLPerf Client does; prefill tokens/s = prompt tokens / TTFT. The timing
 figures come from the graded repeat (the median repeat by end-to-end p50, as latency_ms); conformance pools every
 repeat's tokens, compared with the golden decode the lab joins to them from its own copy of the suite's artifact
-(with_reference); perplexity comes from the first repeat's scored windows.
+(with_reference); perplexity comes from the first repeat's scored windows, its ratio against the golden's
+log-likelihoods the lab joins to them the same way.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from pilotlab.figures import PERCENTILE_METHOD, PERCENTILES
-from pilotlab.genai import LL_KIND, LL_REFERENCE_KIND, REFERENCE_NONE, TOKEN_KIND
+from pilotlab.genai import LL_KIND, REFERENCE_NONE, TOKEN_KIND
 from pilotlab.stats import nearest_rank
 
 Arrays = Mapping[str, np.ndarray]
 REFERENCE_COLUMN = "label"  # the lab's golden token of a token row; the report bundle's samples column of that name
+LL_REFERENCE_COLUMN = "reference"  # the lab's golden log-likelihood of a log-likelihood row (float; NaN: none)
 
 
 def distribution_ms(values_ns: np.ndarray) -> dict[str, Any]:
@@ -136,15 +138,37 @@ def reference_tokens(index: np.ndarray, sample_index: np.ndarray, generated_ids:
     return ref
 
 
-def with_reference(samples: Mapping[str, Arrays], generated_ids: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
-    """samples with the lab's golden decode joined to every token set as its `label` column (reference_tokens);
-    the device's own columns are left as they came (the arrays themselves, not copies). What conformance is computed
-    against: the lab's copy of the suite's golden artifact, never a reference the device sent."""
+def reference_log_likelihoods(sample_index: np.ndarray, position: np.ndarray,
+                              log_likelihoods: np.ndarray | None) -> np.ndarray:
+    """The lab's golden log-likelihood for each log-likelihood row: log_likelihoods[row's window, row's position t
+    - 1] (t is 1-based: the predicted token's place in the window), NaN where the golden has no such value."""
+    w = np.asarray(sample_index, dtype=np.int64)
+    t = np.asarray(position, dtype=np.int64)
+    ref = np.full(w.size, np.nan, dtype=np.float64)
+    g = None if log_likelihoods is None else np.asarray(log_likelihoods, dtype=np.float64)
+    if g is None or g.ndim != 2 or w.size == 0 or t.size != w.size:
+        return ref
+    have = (w >= 0) & (w < g.shape[0]) & (t >= 1) & (t <= g.shape[1])
+    ref[have] = g[w[have], t[have] - 1]
+    return ref
+
+
+def with_reference(samples: Mapping[str, Arrays], generated_ids: np.ndarray | None,
+                   log_likelihoods: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """samples with the lab's golden joined to them: its decode to every token set as the `label` column
+    (reference_tokens), its log-likelihoods to the log-likelihood set as the float `reference` column
+    (reference_log_likelihoods). The device's own columns are left as they came (the arrays themselves, not copies).
+    What conformance and perplexity's ratio are computed against: the lab's copy of the suite's golden artifact,
+    never a reference the device sent."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for kind, arrs in samples.items():
         out[kind] = dict(arrs)
-        if kind.split(";")[0] == TOKEN_KIND:
+        base = kind.split(";")[0]
+        if base == TOKEN_KIND:
             out[kind][REFERENCE_COLUMN] = reference_tokens(arrs["index"], arrs["sample_index"], generated_ids)
+        elif base == LL_KIND:
+            out[kind][LL_REFERENCE_COLUMN] = reference_log_likelihoods(arrs["sample_index"], arrs["value"],
+                                                                       log_likelihoods)
     return out
 
 
@@ -174,18 +198,25 @@ def _conformance(token_sets: dict[int, Arrays]) -> dict[str, Any] | None:
 
 
 def _perplexity(samples: Mapping[str, Arrays], windows: int) -> tuple[dict[str, Any] | None, list[str]]:
-    dev, ref = samples.get(LL_KIND), samples.get(LL_REFERENCE_KIND)
-    if dev is None or ref is None or not np.asarray(dev["index"]).size:
+    """Perplexity of the device's log-likelihoods, and its ratio to the golden's perplexity over the same positions,
+    as the lab joined them (with_reference; the report bundle's `reference` column), never a reference the device
+    sent."""
+    dev = samples.get(LL_KIND)
+    if dev is None or not np.asarray(dev["index"]).size:
         return None, []  # compliance names the missing set
-    keys = ("index", "sample_index", "value")
-    if np.asarray(ref["index"]).size != np.asarray(dev["index"]).size or any(
-            not np.array_equal(np.asarray(dev[k]), np.asarray(ref[k])) for k in keys):
-        return None, ["perplexity: the reference log-likelihoods do not pair row by row with the device's"]
-    scored = int(np.unique(np.asarray(dev["sample_index"])).size)
     ll = np.asarray(dev["fvalue"], dtype=np.float64)
-    rl = np.asarray(ref["fvalue"], dtype=np.float64)
+    rl = np.asarray(dev[LL_REFERENCE_COLUMN], dtype=np.float64) if LL_REFERENCE_COLUMN in dev \
+        else np.full(ll.size, np.nan)
     if not (np.all(np.isfinite(ll)) and np.all(ll <= 0)):
         return None, ["perplexity: a log-likelihood is not a finite number <= 0"]
+    w, t = np.asarray(dev["sample_index"], dtype=np.int64), np.asarray(dev["value"], dtype=np.int64)
+    if np.unique(np.stack([w, t]), axis=1).shape[1] != ll.size:
+        return None, ["perplexity: a window's position is scored more than once"]
+    if rl.size != ll.size or not np.all(np.isfinite(rl)):
+        missing = int(np.count_nonzero(~np.isfinite(rl))) if rl.size == ll.size else ll.size
+        return None, [f"perplexity: the golden has no reference log-likelihood for {missing} of the {ll.size} scored "
+                      "positions (window and position outside its log_likelihoods)"]
+    scored = int(np.unique(np.asarray(dev["sample_index"])).size)
     value, reference = float(np.exp(-ll.mean())), float(np.exp(-rl.mean()))
     out = {"value": value, "reference": reference, "ratio": value / reference, "n": int(ll.size),
            "windows": scored, "max_abs_diff": float(np.abs(ll - rl).max())}

@@ -1,18 +1,22 @@
 """The open raw-sample format of report bundles: one NumPy .npy file per sample kind, a one-dimensional array of
-records (DTYPE: int64 columns and the float64 fvalue, little-endian), written by labd and read by the offline
-verifier without parsing. Rows are grouped by the result batch (`seq`) the device signed them in."""
+records (DTYPE: int64 columns and the float64 fvalue and reference, little-endian), written by labd and read by the
+offline verifier without parsing. Rows are grouped by the result batch (`seq`) the device signed them in. The device
+signs SIGNED_INT and fvalue; `label` and `reference` are what the lab joins from its own artifacts (covered by the
+lab's signature of the bundle)."""
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-COLUMNS = ("seq", "index", "sample_index", "t_ns", "value", "aux", "fvalue", "label")
-DTYPE = np.dtype([(c, "<f8" if c == "fvalue" else "<i8") for c in COLUMNS])
+COLUMNS = ("seq", "index", "sample_index", "t_ns", "value", "aux", "fvalue", "label", "reference")
+FLOAT_COLUMNS = ("fvalue", "reference")
+DTYPE = np.dtype([(c, "<f8" if c in FLOAT_COLUMNS else "<i8") for c in COLUMNS])
 REQUIRED = ("seq", "index", "value")
 SIGNED_INT = ("index", "sample_index", "t_ns", "value", "aux")
 
@@ -37,13 +41,18 @@ def kind_filename(kind: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", kind.replace("=", "-").replace(";", "_")) + ".npy"
 
 
-def _default(column: str) -> int:
-    return -1 if column == "label" else 0
+def _default(column: str) -> float:
+    """What a column holds where a file leaves it out: label -1, reference NaN (the lab has none), others 0."""
+    return -1 if column == "label" else math.nan if column == "reference" else 0
+
+
+def _only_default(column: str, a: np.ndarray) -> bool:
+    return bool(np.all(np.isnan(a))) if column == "reference" else not bool(np.any(a != _default(column)))
 
 
 def column(records: np.ndarray, name: str) -> np.ndarray:
-    """A column of a samples file; a column the file leaves out holds its default (label -1, others 0), as a
-    read-only view that takes no memory."""
+    """A column of a samples file; a column the file leaves out holds its default (label -1, reference NaN,
+    others 0), as a read-only view that takes no memory."""
     if records.dtype.names and name in records.dtype.names:
         return np.asarray(records[name])
     return np.broadcast_to(np.array(_default(name), dtype=DTYPE[name]), (records.size,))
@@ -56,14 +65,15 @@ def as_columns(records: np.ndarray) -> dict[str, np.ndarray]:
 
 def samples_npy(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = None) -> bytes:
     """One kind's samples as a NumPy .npy file of records (fields of DTYPE, little-endian): numpy, pandas and any
-    .npy reader load it without parsing. A column that only holds its default (label -1, others 0) is left out,
-    so a latency file carries seq, index, sample_index, t_ns and value. `label` is the dataset label of
-    sample_index for predictions."""
+    .npy reader load it without parsing. A column that only holds its default (label -1, reference NaN, others 0)
+    is left out, so a latency file carries seq, index, sample_index, t_ns and value. `label` is the dataset label of
+    sample_index for predictions (or arrays' own `label`: the golden token of a generative token); `reference`, where
+    arrays hold one, the golden's float value of a row (a generative log-likelihood's)."""
     n = len(arrays["index"])
     cols = {c: np.asarray(arrays[c]) for c in COLUMNS if c in arrays and len(arrays[c])}
     if labels is not None:
         cols["label"] = np.asarray(labels)
-    kept = [c for c in COLUMNS if c in REQUIRED or (c in cols and bool(np.any(cols[c] != _default(c))))]
+    kept = [c for c in COLUMNS if c in REQUIRED or (c in cols and not _only_default(c, cols[c]))]
     rec = np.zeros(n, dtype=[(c, DTYPE[c]) for c in kept])
     for c in kept:
         if c in cols:
@@ -92,7 +102,7 @@ def read_samples_npy(data: bytes | memoryview) -> np.ndarray:
         n in COLUMNS and dtype[n] == DTYPE[n] for n in names) and dtype.itemsize == 8 * len(names)
     if not fields_ok or len(shape) != 1 or fortran:
         raise ValueError(f"a samples file holds one-dimensional records with fields among {', '.join(COLUMNS)} "
-                         f"(int64, fvalue float64; seq, index and value always); this one holds "
+                         f"(int64, fvalue and reference float64; seq, index and value always); this one holds "
                          f"{dtype.descr if names else dtype} with shape {shape}")
     offset = f.tell()
     if len(data) - offset != shape[0] * dtype.itemsize:

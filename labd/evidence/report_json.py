@@ -72,8 +72,10 @@ def _statement(c: dict[str, Any]) -> str:
 
 
 def _samples(store: Store, task: d.Task, att: d.Attempt, files: dict[str, bytes], folder: str) -> dict[str, str]:
-    """The attempt's sample files (under samples/FOLDER/), each with the `label` column the lab adds from its own
-    artifacts: the dataset label beside predictions, the golden decode's token beside a generative task's tokens."""
+    """The attempt's sample files (under samples/FOLDER/), each with what the lab adds from its own artifacts: the
+    `label` column (the dataset label beside predictions, the golden decode's token beside a generative task's
+    tokens) and the float `reference` column (the golden's log-likelihood beside a generative task's), written by
+    samples_npy from graded_samples' arrays; the device's signed columns as it sent them."""
     out: dict[str, str] = {}
     spec = task.spec
     labels = task_labels(store, spec) if spec is not None else None

@@ -11,7 +11,7 @@ from labd.state import Store
 from pilotlab import domain as d
 from pilotlab.attempt_metrics import Samples
 from pilotlab.compliance import Assigned, Reported, graded_metrics
-from pilotlab.genai import GENERATED_IDS
+from pilotlab.genai import GENERATED_IDS, LOG_LIKELIHOODS
 from pilotlab.genai_metrics import with_reference
 from pilotlab.grading import evaluate
 from pilotlab.tasks import TaskSpec
@@ -24,9 +24,16 @@ def dataset_labels(path: str) -> np.ndarray | None:
 
 
 @lru_cache(maxsize=16)
-def golden_generated_ids(path: str) -> np.ndarray | None:
+def golden_references(path: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A generative golden's reference decode (generated_ids, int64) and reference log-likelihoods
+    (log_likelihoods, float64), each None where the artifact holds none; read-only, as they are shared."""
     with np.load(path, allow_pickle=False) as z:
-        return np.asarray(z[GENERATED_IDS], dtype=np.int64) if GENERATED_IDS in z.files else None
+        ids = np.asarray(z[GENERATED_IDS], dtype=np.int64) if GENERATED_IDS in z.files else None
+        ll = np.asarray(z[LOG_LIKELIHOODS], dtype=np.float64) if LOG_LIKELIHOODS in z.files else None
+    for a in (ids, ll):
+        if a is not None:
+            a.setflags(write=False)
+    return ids, ll
 
 
 def attempt_samples(store: Store, attempt_id: str) -> Samples:
@@ -40,19 +47,22 @@ def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:
     return None
 
 
-def task_references(store: Store, spec: TaskSpec) -> np.ndarray | None:
-    """A generative task's golden decode, read from the lab's own copy of the suite's golden artifact."""
+def task_references(store: Store, spec: TaskSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A generative task's golden decode and reference log-likelihoods (golden_references), read from the lab's own
+    copy of the suite's golden artifact."""
     if spec.scenario == "generative" and spec.golden is not None:
-        return golden_generated_ids(store.get_artifact(spec.golden.sha256).path)
-    return None
+        return golden_references(store.get_artifact(spec.golden.sha256).path)
+    return None, None
 
 
 def graded_samples(store: Store, attempt_id: str, spec: TaskSpec) -> Samples:
     """The attempt's raw samples with what the lab joins to them from its own artifacts: a generative task's
-    golden decode beside its tokens (never a reference the device sent)."""
+    golden decode beside its tokens and golden log-likelihoods beside its log-likelihoods (never a reference the
+    device sent)."""
     samples = attempt_samples(store, attempt_id)
     if spec.scenario == "generative":
-        return with_reference(samples, task_references(store, spec))
+        generated_ids, log_likelihoods = task_references(store, spec)
+        return with_reference(samples, generated_ids, log_likelihoods)
     return samples
 
 

@@ -86,13 +86,15 @@ def _samples(rep: Collector) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _graded(rep: Collector, settings: dict[str, Any], golden: Path | None = None) -> dict[str, Any]:
-    """The lab's figures: the assigned settings, and the golden decode joined to the tokens as the lab joins it."""
+    """The lab's figures: the assigned settings, and the golden decode and log-likelihoods joined to the tokens and
+    log-likelihoods as the lab joins them."""
     fin = rep.fin
     assigned = Assigned("generative", tasks.effective(tasks.requested("generative", settings)).to_dict(),
                         "CPUExecutionProvider", None, True)
-    reference = np.load(golden)["generated_ids"] if golden else None
+    g = dict(np.load(golden)) if golden else {}
     return graded_metrics(assigned, Reported(fin.effective_settings, fin.execution_provider, fin.observations),
-                          with_reference(_samples(rep), reference), None)
+                          with_reference(_samples(rep), g.get(genai.GENERATED_IDS), g.get(genai.LOG_LIKELIHOODS)),
+                          None)
 
 
 def test_prompts_are_timed_per_token_and_decode_the_reference(cache: ArtifactCache, key: Ed25519PrivateKey,
@@ -133,15 +135,17 @@ def test_prompts_are_timed_per_token_and_decode_the_reference(cache: ArtifactCac
 def test_perplexity_windows_are_scored_beside_the_reference(cache: ArtifactCache, key: Ed25519PrivateKey,
                                                             model_file: Path) -> None:
     settings = {**TINY, "min_query_count": 1, "perplexity_windows": 2, "perplexity_tokens": 24}
-    a = _assignment(cache, model_file, GENAI / "data/perplexity.npz", GENAI / "data/perplexity-reference.npz",
-                    settings)
+    golden = GENAI / "data/perplexity-reference.npz"
+    a = _assignment(cache, model_file, GENAI / "data/perplexity.npz", golden, settings)
     rep = _run(cache, key, a)
     assert rep.fin.outcome == d.Outcome.OK, rep.fin.reason
     samples = _samples(rep)
-    ll, ref = samples[genai.LL_KIND], samples[genai.LL_REFERENCE_KIND]
+    assert set(samples) == {"latency", "token", genai.LL_KIND}  # the device sends no reference log-likelihoods
+    ll = samples[genai.LL_KIND]
     assert ll["sample_index"].tolist() == [0] * 23 + [1] * 23 and ll["value"].tolist() == list(range(1, 24)) * 2
-    assert np.abs(ll["fvalue"] - ref["fvalue"]).max() < 1e-3
-    m = _graded(rep, settings)
+    reference = np.load(golden)[genai.LOG_LIKELIHOODS][:2, :23].ravel()
+    assert np.abs(ll["fvalue"] - reference).max() < 1e-3
+    m = _graded(rep, settings, golden)
     assert m["validity"]["valid"], m["validity"]
     assert m["perplexity"]["windows"] == 2 and m["perplexity"]["n"] == 46
     assert abs(m["perplexity"]["ratio"] - 1) < 1e-3 and "conformance" not in m  # no reference decode here

@@ -91,6 +91,12 @@ def test_terminal_genai_runs_grades_and_verifies(tmp_path: Path, start_agent) ->
     golden = np.load(GENAI / "data/prompts-40-reference.npz")["generated_ids"]
     assert column(tok, "label").tolist() == golden[:PROMPTS, :NEW_TOKENS].ravel().tolist()
     assert not column(tok, "aux").any()
+    # Likewise its reference log-likelihoods beside the device's (the device sends none either).
+    ppl_samples = tasks["perplexity-256"]["samples"]
+    assert set(ppl_samples) == {"latency", "token", "log-likelihood"}
+    ll = read_samples_npy((out / ppl_samples["log-likelihood"]).read_bytes())
+    reference = np.load(GENAI / "data/perplexity-reference.npz")["log_likelihoods"][:WINDOWS, :WINDOW_TOKENS - 1]
+    assert column(ll, "reference").tolist() == reference.ravel().tolist()
 
     html = (out / "report.html").read_text()
     assert 'id="genai"' in html and "Time to first token, CDF per task" in html

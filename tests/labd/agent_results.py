@@ -60,7 +60,8 @@ def batches(attempt_id: str, sets: Sets, key: Ed25519PrivateKey | None = None) -
     for seq, (kind, a) in enumerate(sets.items()):
         b = d.ResultBatch(attempt_id=attempt_id, seq=seq, kind=kind, index=a["index"].tolist(),
                           sample_index=a["sample_index"].tolist(), t_ns=a["t_ns"].tolist(),
-                          value=a["value"].tolist(), aux=a["aux"].tolist())
+                          value=a["value"].tolist(), aux=a["aux"].tolist(),
+                          fvalue=a["fvalue"].tolist() if "fvalue" in a else [])
         if key is not None:
             arrays: dict[str, list[int] | list[float]] = {
                 "index": b.index, "sample_index": b.sample_index, "t_ns": b.t_ns, "value": b.value, "aux": b.aux,

@@ -1,10 +1,12 @@
-"""The lab, not the device, compares a generative task's tokens with the reference decode: over the real handlers and
-store, a device that sends wrong tokens with a forged "reference" beside them (in aux, the column that once carried
-it) gets no credit for it; the lab's own golden goes into the report bundle's `label` column, and the verifier
-recomputes the same conformance from it."""
+"""The lab, not the device, compares a generative task's tokens and log-likelihoods with the reference: over the real
+handlers and store, a device that sends wrong tokens with a forged "reference" beside them (in aux, the column that
+once carried it) gets no credit for it, and one that sends poor log-likelihoods cannot send reference log-likelihoods
+to match (the set that once carried them is refused); the lab's own golden goes into the report bundle's `label` and
+`reference` columns, and the verifier recomputes the same conformance and perplexity from them."""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +21,7 @@ from labd.evidence.keys import Issuer, load_or_create_signing_key
 from labd.handlers import agents
 from pilotlab import domain as d
 from pilotlab.compliance import Assigned, latency_kinds, token_kinds
+from pilotlab.genai import LL_KIND
 from pilotlab.samples import read_samples_npy
 from tests.labd.agent_results import Sets, batches, finish
 from tests.labd.conftest import Parts
@@ -91,12 +94,7 @@ def test_a_forged_reference_cannot_raise_conformance(genai_parts: Parts, tmp_pat
         agents.finish(parts.store, parts.leases, parts.health, parts.clock, dev.id, refused)
 
     # The bundle carries the lab's reference beside the device's tokens; the verifier recomputes the same figure.
-    root = tmp_path / "bundle"
-    (tmp_path / "lab").mkdir()
-    issuer = Issuer("PilotLab test lab", load_or_create_signing_key(tmp_path / "lab"))
-    for name, data in report_bundle(parts.store, issuer, parts.clock, run.id).items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    root = _bundle(parts, tmp_path, run)
     report = json.loads((root / "report.json").read_bytes())
     t = next(t for t in report["tasks"] if t["name"] == task.name)
     tokens = read_samples_npy((root / t["samples"]["token;repeat=0"]).read_bytes())
@@ -108,3 +106,83 @@ def test_a_forged_reference_cannot_raise_conformance(genai_parts: Parts, tmp_pat
     t["metrics"]["conformance"]["token_agreement"] = 1.0  # a report that claims the forged figure
     assert any(f"task {task.name}: metric conformance.token_agreement does not recompute" in p
                for p in recompute(root, report))
+
+
+def _bundle(parts: Parts, tmp_path: Path, run: d.Run) -> Path:
+    root = tmp_path / "bundle"
+    (tmp_path / "lab").mkdir()
+    issuer = Issuer("PilotLab test lab", load_or_create_signing_key(tmp_path / "lab"))
+    for name, data in report_bundle(parts.store, issuer, parts.clock, run.id).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_a_forged_reference_cannot_lower_the_perplexity_ratio(genai_parts: Parts, tmp_path: Path) -> None:
+    parts = genai_parts
+    dev = parts.enrol("terminal", device_class="smart-terminal")
+    run = parts.queue(dev)
+    refused = []
+    while True:  # the suite's other tasks: refused, so the run ends with the perplexity task
+        task, att = parts.claim(dev)
+        if task.name == "perplexity-256":
+            break
+        refused.append(task.name)
+        agents.finish(parts.store, parts.leases, parts.health, parts.clock, dev.id,
+                      d.AttemptFinish(att.id, d.Outcome.REFUSED, reason="not this test's task"))
+    assert task.spec is not None and task.spec.golden is not None
+    assigned = Assigned.of(task.spec)
+    windows = int(assigned.settings["perplexity_windows"])
+    golden = np.load(Path(parts.store.get_artifact(task.spec.golden.sha256).path))["log_likelihoods"][:windows]
+    worse = golden - 0.5  # every token half a nat less likely than the reference: perplexity e^0.5 times as high
+    prompts = int(assigned.settings["min_query_count"])
+    sets, obs = _token_sets(assigned, np.zeros((prompts, int(assigned.settings["max_new_tokens"])), np.int64),
+                            echoed=np.zeros((prompts, int(assigned.settings["max_new_tokens"])), np.int64))
+    n = golden.size
+    ll = {"index": np.arange(n, dtype=np.int64), "sample_index": np.repeat(np.arange(windows), golden.shape[1]),
+          "value": np.tile(np.arange(1, golden.shape[1] + 1), windows), "aux": np.zeros(n, dtype=np.int64),
+          "t_ns": np.zeros(n, dtype=np.int64)}
+    sets[LL_KIND] = {**ll, "fvalue": worse.ravel()}
+    # ... and a "reference" as poor as its own, in the set that once carried the golden's: the lab refuses it
+    forged = {"log-likelihood-reference": {**ll, "fvalue": worse.ravel()}}
+    for b in batches(att.id, sets):
+        assert agents.ingest(parts.store, parts.metrics, parts.clock, dev.id, b)
+    (forged_batch,) = batches(att.id, forged)
+    forged_batch.seq = len(sets)
+    with pytest.raises(agents.BatchRefused, match="log-likelihood-reference"):
+        agents.ingest(parts.store, parts.metrics, parts.clock, dev.id, forged_batch)
+    done, ack = agents.finish(parts.store, parts.leases, parts.health, parts.clock, dev.id,
+                              finish(att.id, assigned, len(sets), obs))
+    assert ack and done is not None
+    graded = next(t for t in done.tasks if t.id == task.id)
+    m = graded.metrics
+    assert m["validity"] == {"valid": True, "reasons": []}
+    ppl = m["perplexity"]
+    assert ppl["ratio"] == pytest.approx(np.exp(0.5)) and ppl["n"] == n and ppl["windows"] == windows
+    assert ppl["reference"] == pytest.approx(np.exp(-golden.mean()))  # the lab's golden, not the device's
+    assert graded.verdict == d.Verdict.FAIL
+
+    # The bundle carries the lab's reference beside the device's log-likelihoods, which stay as it signed them.
+    root = _bundle(parts, tmp_path, run)
+    report = json.loads((root / "report.json").read_bytes())
+    t = next(t for t in report["tasks"] if t["name"] == task.name)
+    rel = t["samples"][LL_KIND]
+    records = read_samples_npy((root / rel).read_bytes())
+    assert records["reference"].tolist() == golden.ravel().tolist()
+    assert records["fvalue"].tolist() == worse.ravel().tolist()
+    assert verify_bundle(root)[0] == []
+    assert t["metrics"]["perplexity"]["ratio"] == pytest.approx(np.exp(0.5))
+    assert [c["verdict"] for c in t["criteria"] if c["metric"] == "perplexity.ratio"] == ["fail", "fail"]  # GA-1, 3
+
+    t["metrics"]["perplexity"]["ratio"] = 1.0  # a report that claims the forged figure
+    t["metrics"]["perplexity"]["value"] = ppl["reference"]
+    problems = recompute(root, report)
+    assert any(f"task {task.name}: metric perplexity.ratio does not recompute" in p for p in problems), problems
+    assert any(f"task {task.name}: metric perplexity.value does not recompute" in p for p in problems), problems
+
+    edited = records.copy()  # a bundle whose reference column is edited to match the device's values
+    edited["reference"] = edited["fvalue"]
+    buf = io.BytesIO()
+    np.save(buf, edited, allow_pickle=False)
+    (root / rel).write_bytes(buf.getvalue())
+    assert any(f"altered file {rel}" in p for p in verify_bundle(root)[0])

@@ -31,7 +31,7 @@ def _arrays(n: int, base: int = 1_700_000_000_000_000_000) -> dict[str, np.ndarr
 
 
 def test_round_trip_exact_and_zero_copy() -> None:
-    a = _arrays(50)
+    a = {**_arrays(50), "reference": -np.linspace(0, 1, 50) / 7}  # the lab's float reference column
     data = samples_npy(a, labels=np.arange(50) % 10)
     back = read_samples_npy(data)
     for k, v in a.items():
@@ -45,6 +45,12 @@ def test_missing_columns_default_and_empty() -> None:
     back = read_samples_npy(samples_npy({"index": np.arange(3), "value": np.array([7, 8, 9])}))
     assert back.dtype.names == ("seq", "index", "value")  # columns holding only their default are left out
     assert column(back, "aux").tolist() == [0, 0, 0] and column(back, "label").tolist() == [-1, -1, -1]
+    assert np.isnan(column(back, "reference")).all() and column(back, "reference").dtype == np.float64
+    nan = read_samples_npy(samples_npy({"index": np.arange(3), "value": np.arange(3), "reference": np.full(3, np.nan)}))
+    assert nan.dtype.names == ("seq", "index", "value")  # a reference of NaN only (the lab has none) is left out
+    some = read_samples_npy(samples_npy({"index": np.arange(2), "value": np.arange(2),
+                                         "reference": np.array([np.nan, 0.0])}))
+    assert some.dtype.names == ("seq", "index", "value", "reference") and some["reference"][1] == 0.0
     empty = read_samples_npy(samples_npy({"index": np.zeros(0, dtype=np.int64)}))
     assert empty.size == 0 and batches(empty) == []
 

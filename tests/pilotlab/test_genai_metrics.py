@@ -11,8 +11,8 @@ import pytest
 from pilotlab.attempt_metrics import compute_metrics
 from pilotlab.compliance import Assigned, Reported, check, required_sets
 from pilotlab.domain import Observations
-from pilotlab.genai import LL_KIND, LL_REFERENCE_KIND, REFERENCE_NONE, NotADecoder, decoder_spec
-from pilotlab.genai_metrics import reference_tokens, with_reference
+from pilotlab.genai import LL_KIND, REFERENCE_NONE, NotADecoder, decoder_spec
+from pilotlab.genai_metrics import reference_log_likelihoods, reference_tokens, with_reference
 from pilotlab.tasks import effective, requested
 
 MS = 1_000_000
@@ -132,20 +132,47 @@ def _ll(values: list[float], windows: list[int]) -> dict[str, np.ndarray]:
 
 
 def test_perplexity_and_its_ratio_to_the_reference() -> None:
+    golden_ll = np.array([[-2.0, -9.0], [-3.0, -9.0]])  # window 0 position 1, window 1 position 2 are scored
     r = run([80.0], [[20.0]])
     r[LL_KIND] = _ll([-2.0, -4.0], [0, 1])
-    r[LL_REFERENCE_KIND] = _ll([-2.0, -3.0], [0, 1])
-    m = compute_metrics("generative", settings(max_new_tokens=2, min_query_count=1, perplexity_windows=2), r, None)
+    r[LL_KIND]["value"] = np.array([1, 1], dtype=np.int64)  # position 1 of each window
+    s2 = settings(max_new_tokens=2, min_query_count=1, perplexity_windows=2)
+    m = compute_metrics("generative", s2, with_reference(r, None, golden_ll), None)
     p = m["perplexity"]
     assert p["value"] == pytest.approx(np.exp(3.0)) and p["reference"] == pytest.approx(np.exp(2.5))
     assert p["ratio"] == pytest.approx(np.exp(0.5)) and p["n"] == 2 and p["windows"] == 2
     assert p["max_abs_diff"] == 1.0 and m["validity"]["valid"]
-    short = compute_metrics("generative", settings(max_new_tokens=2, min_query_count=1, perplexity_windows=3), r,
-                            None)
+    short = compute_metrics("generative", settings(max_new_tokens=2, min_query_count=1, perplexity_windows=3),
+                            with_reference(r, None, golden_ll), None)
     assert "2 windows scored, fewer than perplexity_windows 3" in short["validity"]["reasons"][0]
-    r[LL_REFERENCE_KIND] = _ll([-2.0], [0])
-    bad = compute_metrics("generative", settings(max_new_tokens=2, min_query_count=1, perplexity_windows=2), r, None)
-    assert "perplexity" not in bad and "do not pair row by row" in bad["validity"]["reasons"][0]
+    for golden in (golden_ll[:1], None):  # the lab's golden lacks window 1, or has no log-likelihoods at all
+        bad = compute_metrics("generative", s2, with_reference(r, None, golden), None)
+        want = "no reference log-likelihood for 1 of the 2" if golden is not None else "for 2 of the 2"
+        assert "perplexity" not in bad and want in bad["validity"]["reasons"][0], bad["validity"]
+    raw = compute_metrics("generative", s2, r, None)  # nothing joined: no reference, no figure
+    assert "perplexity" not in raw and not raw["validity"]["valid"]
+
+
+def test_the_reference_log_likelihoods_are_the_labs_golden_never_the_devices() -> None:
+    golden = np.array([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]])
+    w, t = np.array([0, 0, 1, 1, 2, 0]), np.array([1, 3, 2, 4, 1, 0])  # t is 1-based; 4, window 2 and 0 are outside
+    ref = reference_log_likelihoods(w, t, golden)
+    assert ref[:3].tolist() == [-1.0, -3.0, -5.0] and np.isnan(ref[3:]).all()
+    assert np.isnan(reference_log_likelihoods(w, t, None)).all()
+
+    # A device that scores badly and sends a "reference" set as bad as its own: the ratio is against the lab's golden.
+    r = run([80.0], [[20.0]])
+    r[LL_KIND] = _ll([-3.0, -3.0], [0, 0])  # positions 1, 2 of window 0, golden -1, -2
+    r["log-likelihood-reference"] = _ll([-3.0, -3.0], [0, 0])
+    joined = with_reference(r, None, golden)
+    assert all(joined[k][c] is r[k][c] for k in r for c in r[k])  # the device's columns as they came
+    p = compute_metrics("generative", settings(max_new_tokens=2, min_query_count=1, perplexity_windows=1), joined,
+                        None)["perplexity"]
+    assert p["reference"] == pytest.approx(np.exp(1.5)) and p["ratio"] == pytest.approx(np.exp(1.5))
+    r[LL_KIND]["value"] = np.array([1, 1], dtype=np.int64)  # nor can it pick one position twice
+    twice = compute_metrics("generative", settings(max_new_tokens=2, min_query_count=1, perplexity_windows=1),
+                            with_reference(r, None, golden), None)
+    assert "perplexity" not in twice and "scored more than once" in twice["validity"]["reasons"][0]
 
 
 def test_peak_memory_and_model_load_come_from_the_executor_observations() -> None:
@@ -159,10 +186,10 @@ def test_compliance_asks_for_token_sets_and_perplexity_and_their_windows() -> No
     s = settings(max_new_tokens=2, min_query_count=1, repeats=2, perplexity_windows=1)
     a = Assigned("generative", s, "CPUExecutionProvider", None, True)
     assert set(required_sets(a)) == {"latency;repeat=0", "latency;repeat=1", "token;repeat=0", "token;repeat=1",
-                                     LL_KIND, LL_REFERENCE_KIND}
+                                     LL_KIND}  # no reference set: the lab's golden is the reference
     r0, r1 = run([80.0], [[20.0]]), run([80.0], [[20.0]], start_ms=5000.0)
     samples = {"latency;repeat=0": r0["latency"], "token;repeat=0": r0["token"], "latency;repeat=1": r1["latency"],
-               "token;repeat=1": r1["token"], LL_KIND: _ll([-1.0], [0]), LL_REFERENCE_KIND: _ll([-1.0], [0])}
+               "token;repeat=1": r1["token"], LL_KIND: _ll([-1.0], [0])}
     windows = [{"kind": "latency;repeat=0", "start_ns": 999 * MS, "end_ns": 1200 * MS},
                {"kind": "latency;repeat=1", "start_ns": 4999 * MS, "end_ns": 5090 * MS}]  # ends before its 2nd token
     reported = Reported(s, "CPUExecutionProvider", Observations(windows=windows))
