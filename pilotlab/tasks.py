@@ -362,6 +362,17 @@ class TaskSpec:
         """The task's data artifacts (dataset, golden) by role: what data zones apply to."""
         return [(role, ref) for role, ref in (("dataset", self.dataset), ("golden", self.golden)) if ref is not None]
 
+    @property
+    def device_golden(self) -> ArtifactRef | None:
+        """The golden the device gets: none for a generative task, whose reference decode and log-likelihoods the
+        lab joins itself (a device that never sees the reference cannot echo it)."""
+        return None if self.scenario == "generative" else self.golden
+
+    def device_refs(self) -> list[tuple[str, ArtifactRef]]:
+        """What the device downloads, by role: the model, the dataset, and the golden when it gets one."""
+        refs = [("model", self.model), ("dataset", self.dataset), ("golden", self.device_golden)]
+        return [(role, ref) for role, ref in refs if ref is not None]
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-able document; from_json(to_json()) == self. The layout the lab has always stored."""
         return {

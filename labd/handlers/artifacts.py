@@ -22,13 +22,14 @@ def find_artifact(store: Store, sha256: str, offset: int = 0) -> d.ArtifactRecor
 
 
 def needed_by(store: Store, device_id: str, sha256: str) -> list[tuple[str, ArtifactRef]]:
-    """The artifact as the device's running assignments name it (role, ref): their models, datasets, goldens."""
+    """The artifact as the device's running assignments name it (role, ref): their models, datasets, and goldens
+    the device gets (not a generative task's: the lab keeps its reference)."""
     refs = []
     for att in store.running_attempts(device_id):
         spec = store.get_task(att.task_id).spec
         if spec is None:
             continue
-        for role, ref in [("model", spec.model), *spec.data_refs()]:
+        for role, ref in spec.device_refs():
             if ref.sha256.lower() == sha256:
                 refs.append((role, ref))
     return refs

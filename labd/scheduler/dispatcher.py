@@ -47,7 +47,7 @@ def assignment(task: d.Task, att: d.Attempt) -> d.Assignment:
     return d.Assignment(attempt_id=att.id, task_id=task.id, run_id=task.run_id, task_name=task.name, model=model,
                         dataset=_artifact(spec.dataset), scenario=spec.scenario, settings=spec.settings.to_dict(),
                         execution_provider=spec.execution_provider,
-                        accuracy=dict(spec.accuracy) if spec.accuracy else None, golden=_artifact(spec.golden),
+                        accuracy=dict(spec.accuracy) if spec.accuracy else None, golden=_artifact(spec.device_golden),
                         conformance=dict(spec.conformance) if spec.conformance else None)
 
 

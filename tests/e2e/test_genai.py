@@ -48,7 +48,7 @@ def test_terminal_genai_runs_grades_and_verifies(tmp_path: Path, start_agent) ->
     assert check.returncode == 0 and "valid" in check.stdout, check.stdout + check.stderr
     lab = Labd(tmp_path / "lab", extra=["--suites", str(ci_suite(tmp_path / "suites"))]).start()
     try:
-        start_agent(lab, "terminal", device_class="smart-terminal")
+        agent = start_agent(lab, "terminal", device_class="smart-terminal")
         eng = make_token(lab, "engineer")
         p = labctl(lab, eng, "run", "submit", "--suite", CI_ID, "--device", "terminal", "--wait", "--json",
                    timeout=240)
@@ -60,6 +60,12 @@ def test_terminal_genai_runs_grades_and_verifies(tmp_path: Path, start_agent) ->
     finally:
         lab.stop()
     assert verify_bundle(out, None)[0] == []
+    # The device got the model and the prompts, never a reference: the lab joins the goldens itself.
+    import hashlib
+
+    cached = {f.name for f in (agent.work_dir / "cache").iterdir() if f.is_file()}
+    goldens = {hashlib.sha256(f.read_bytes()).hexdigest() for f in (GENAI / "data").glob("*-reference.npz")}
+    assert cached and not cached & goldens, (sorted(cached), sorted(goldens))
 
     report = json.loads((out / "report.json").read_text())
     tasks = {t["name"]: t for t in report["tasks"]}
