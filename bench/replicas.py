@@ -426,6 +426,12 @@ def main() -> None:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    m = res["machine"]
+    (args.out / f"{args.name}.md").write_text(
+        f"# Replica benchmark: {res['replicas']} labd replicas on one PostgreSQL\n\n"
+        f"Date: {res['when']}  \nCommand: `.venv/bin/python {res['command']}`  \n"
+        f"Machine: {json.dumps(m)}  \n\nChecked in PostgreSQL after the burst (bench/replicas.py's docstring says "
+        f"how); labd CPU per replica over the burst (the killed one until its kill).\n\n```\n{table}\n```\n")
     print(json.dumps({k: res[k] for k in ("tasks", "postgres_check", "wall_s", "labd_cpu_ms_per_task")}))
 
 
