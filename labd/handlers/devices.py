@@ -13,11 +13,15 @@ ACTIONS = {"active": "device.release", "draining": "device.drain", "quarantined"
 
 
 def list_devices(store: Store, sessions: SessionRegistry) -> list[d.Device]:
-    """Every enrolled device, shown busy while its live session runs attempts."""
+    """Every enrolled device, shown busy while its live session runs attempts; with several replicas, also while
+    an attempt runs on it through another replica (the store knows those)."""
     devices = store.list_devices()
+    elsewhere = {a.device_id for a in store.running_attempts()} if store.replicated else set()
     for dev in devices:
         sess = sessions.get(dev.id)
-        if sess is not None and sess.running:
+        here = sess is not None and bool(sess.running)
+        there = sess is None and dev.id in elsewhere and dev.status == "online"
+        if here or there:
             dev.status = "busy"
     return devices
 

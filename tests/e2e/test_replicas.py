@@ -85,6 +85,9 @@ def test_three_replicas_one_killed_mid_run(tmp_path: Path, pg_url: str) -> None:
                                for t in labctl_json(r2, eng, "run", "show", run["id"])["tasks"]),
                    60, "every task running on r1's agents")
         assert "assigned" in r1.log.read_text() and "assigned" not in r2.log.read_text()
+        # r2 holds none of their sessions, and still shows them busy (from the store).
+        assert {dv["name"]: dv["status"] for dv in labctl_json(r2, r2.admin_token, "devices", "list")} == \
+            {"rep0": "busy", "rep1": "busy", "rep2": "busy"}
 
         # r1, which leads and holds every session, dies mid-run: its agents move to r2 and r3, which take over
         # the attempts they still run, and one of them takes the lead.
