@@ -207,6 +207,9 @@ async def serve(config: LabConfig) -> None:
         raise StartupError(str(e)) from None
     if hints.enabled:
         lab.events.on_change = hints.run
+    if lab.store.replicated and not config.blobs:
+        log.warning("result blobs go to %s, which no other replica can read: if this lab runs several replicas, give "
+                    "each the same --blobs (a shared folder or s3://BUCKET/PREFIX)", config.data_dir / "blobs")
     if lab.store.replicated:
         log.info("replica on PostgreSQL %s: dispatches to the agents connected here; expired leases and queue "
                  "timeouts run on the replica that leads%s", lab.store.namespace(),
