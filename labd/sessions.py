@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -81,8 +82,10 @@ class ThreadBatch(Generic[T]):
     worker-thread trip per `delay` for all jobs submitted meanwhile, instead of one trip each (the trip costs the
     event loop more than the job). Each submitter gets its own job's result or exception."""
 
-    def __init__(self, run: Callable[[T], None], delay: float = 0.02) -> None:
-        self._run, self.delay = run, delay
+    def __init__(self, run: Callable[[T], None], delay: float = 0.02,
+                 around: Callable[[list[T]], AbstractContextManager[None]] | None = None) -> None:
+        """around: a context the batch's jobs run in, given them all (the heartbeats' tokens read at once)."""
+        self._run, self.delay, self._around = run, delay, around
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._flusher: asyncio.Future[None] | None = None
 
@@ -114,6 +117,13 @@ class ThreadBatch(Generic[T]):
                 fut.set_exception(outcome)
 
     def _run_all(self, jobs: list[T]) -> list[Exception | None]:
+        try:
+            with self._around(jobs) if self._around is not None else nullcontext():
+                return self._each(jobs)
+        except Exception as e:  # noqa: BLE001 - the batch's own setup failed: every job gets the error
+            return [e for _ in jobs]
+
+    def _each(self, jobs: list[T]) -> list[Exception | None]:
         out: list[Exception | None] = []
         for job in jobs:
             try:

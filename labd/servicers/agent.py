@@ -36,7 +36,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.lab = lab
         self.dispatcher = dispatcher
         self._background: set[asyncio.Future[None]] = set()
-        self._heartbeats: ThreadBatch[tuple[str | None, AgentSession, tuple[str, ...]]] = ThreadBatch(self._heartbeat)
+        self._heartbeats: ThreadBatch[tuple[str | None, AgentSession, tuple[str, ...]]] = ThreadBatch(
+            self._heartbeat, around=lambda jobs: self.lab.auth.batch([credential for credential, _, _ in jobs]))
         lab.sessions.register_metrics(lab.metrics.registry)
 
     @unary

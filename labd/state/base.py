@@ -92,6 +92,10 @@ class Store(ABC):
         """MUST return the token with this hash, or None; read now (no cache), with its issuer's revocation."""
 
     @abstractmethod
+    def find_tokens(self, token_hashes: list[str]) -> dict[str, TokenRecord]:
+        """find_token for many hashes at once: the records found, by hash (unknown hashes are absent)."""
+
+    @abstractmethod
     def list_tokens(self) -> list[TokenRecord]:
         """Every token, newest first, device credentials with their device's name."""
 

@@ -129,3 +129,30 @@ def test_token_actions_are_audited_with_the_admin_who_did_them(parts: Parts) -> 
     with pytest.raises(d.NotFound):
         tokens.revoke_token(parts.store, parts.clock, "tok-nope", who=admin)
     assert parts.store.list_audit("tok-nope") == []
+
+
+def test_a_batch_of_heartbeats_reads_its_tokens_once_and_checks_each(parts: Parts,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = auth_of(parts)
+    live = tokens.create_token(parts.store, parts.clock, "engineer")
+    revoked = tokens.create_token(parts.store, parts.clock, "engineer")
+    tokens.revoke_token(parts.store, parts.clock, revoked.id)
+    reads: list[list[str]] = []
+    find_tokens = parts.store.find_tokens
+    monkeypatch.setattr(parts.store, "find_tokens", lambda hs: reads.append(hs) or find_tokens(hs))
+    monkeypatch.setattr(parts.store, "find_token", lambda h: pytest.fail("read one by one inside the batch"))
+    with auth.batch([live.token, revoked.token, "nope", None, live.token]):
+        assert auth.record(live.token).id == live.id
+        with pytest.raises(d.Unauthenticated, match="revoked"):
+            auth.record(revoked.token)
+        with pytest.raises(d.Unauthenticated, match="does not know this token"):
+            auth.record("nope")
+        with pytest.raises(d.Unauthenticated, match="no token"):
+            auth.record(None)
+    assert len(reads) == 1 and sorted(reads[0]) == sorted({hash_token(live.token), hash_token(revoked.token),
+                                                           hash_token("nope")})
+    # After the block, a token is read again (a revocation made now counts at the next heartbeat).
+    monkeypatch.undo()
+    tokens.revoke_token(parts.store, parts.clock, live.id)
+    with pytest.raises(d.Unauthenticated, match="revoked"):
+        auth.record(live.token)
