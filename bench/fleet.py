@@ -158,8 +158,10 @@ def raise_nofile() -> tuple[int, int]:
 
 # --- labd as a subprocess ------------------------------------------------------------------------------------
 class Labd:
-    def __init__(self, data_dir: Path, db_url: str = "", log_level: str = "INFO", exe: str = "") -> None:
+    def __init__(self, data_dir: Path, db_url: str = "", log_level: str = "INFO", exe: str = "",
+                 extra: Sequence[str] = ()) -> None:
         self.exe = exe or str(BIN / "labd")
+        self.extra = list(extra)  # more `labd serve` flags (bench/replicas.py: --blobs, --signing-key, --nats)
         self.data_dir = data_dir
         self.db_url = db_url
         self.log_level = log_level
@@ -180,6 +182,7 @@ class Labd:
                "--metrics-listen", "127.0.0.1:0", "--log-level", self.log_level]
         if self.db_url:
             cmd += ["--db", self.db_url]
+        cmd += self.extra
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         addr_file = self.data_dir / "labd.addr"

@@ -51,38 +51,19 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# The quiet gate and its CPU reading are genai_overhead's (standard library only: the side venv imports them too).
+from bench.genai_overhead import cpu_jiffies, wait_quiet  # noqa: E402
+
 GENAI = REPO / "evalsuites" / "terminal-genai"
 MODEL = GENAI / "models" / "smollm2-135m-q4.onnx"
 PROMPTS = 6
-QUIET_BUSY = 0.10
 CONTENDED = 0.10
 KEEP_ALL = 8192  # logits_to_keep for genai: every position (the graph's Slice clamps it to S)
 
 
 # ------------------------------------------------------------------------------------------ the machine
-
-
-def cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of the aggregate cpu line of /proc/stat."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu "):
-                v = [int(x) for x in line.split()[1:9]]
-                return v[0] + v[1] + v[2] + v[5] + v[6], sum(v)
-    return 0, 0
-
-
-def wait_quiet(max_s: float, window_s: float = 1.0) -> dict[str, Any]:
-    """Wait (at most max_s) for a window_s in which all CPUs were busy less than QUIET_BUSY of the time."""
-    t0, busy = time.monotonic(), None
-    while max_s > 0:
-        a = cpu_jiffies()
-        time.sleep(window_s)
-        b = cpu_jiffies()
-        busy = (b[0] - a[0]) / max(1, b[1] - a[1])
-        if busy < QUIET_BUSY or time.monotonic() - t0 >= max_s:
-            break
-    return {"waited_s": round(time.monotonic() - t0, 1), "busy_share": None if busy is None else round(busy, 3)}
 
 
 class Usage:
@@ -100,6 +81,15 @@ class Usage:
         own = r1.ru_utime + r1.ru_stime - self.r0.ru_utime - self.r0.ru_stime
         other = max(0.0, (j1[0] - self.j0[0]) / os.sysconf("SC_CLK_TCK") - own) / (elapsed * (os.cpu_count() or 1))
         return round(min(1.0, other), 4)
+
+
+def load_prompts(path: str) -> list[Any]:
+    """The prompt set's prompts, each a contiguous int64 [1, S] array."""
+    import numpy as np
+
+    with np.load(path) as z:
+        ids = z["input_ids"]
+    return [np.ascontiguousarray(ids[i:i + 1]) for i in range(ids.shape[0])]
 
 
 def peak_rss_mb() -> float:
@@ -133,9 +123,7 @@ def side_ours(spec: dict[str, Any]) -> dict[str, Any]:
     decoder = Decoder(sess)
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mb()
-    with np.load(spec["dataset"]) as z:
-        ids = z["input_ids"]
-    prompts = [np.ascontiguousarray(ids[i:i + 1]) for i in range(ids.shape[0])]
+    prompts = load_prompts(spec["dataset"])
     new = int(spec["new_tokens"])
     tokens, stamps = np.zeros(new, dtype=np.int64), np.zeros(new, dtype=np.int64)
     decoder.generate_into(prompts[0], tokens, stamps)  # the warm-up prompt
@@ -160,9 +148,7 @@ def side_ortgenai(spec: dict[str, Any]) -> dict[str, Any]:
     model = og.Model(spec["folder"])
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mb()
-    with np.load(spec["dataset"]) as z:
-        ids = z["input_ids"]
-    prompts = [np.ascontiguousarray(ids[i:i + 1]) for i in range(ids.shape[0])]
+    prompts = load_prompts(spec["dataset"])
     new = int(spec["new_tokens"])
     keep = np.array([KEEP_ALL], dtype=np.int64)
     clock = time.perf_counter_ns

@@ -66,36 +66,13 @@ AGENTS_PER_CHANNEL = 50
 NATS_URL = os.environ.get("PILOTLAB_NATS_URL", "nats://127.0.0.1:4222")
 
 
-class Replica(Labd):
+def replica(data_dir: Path, db_url: str, extra: list[str]) -> Labd:
     """bench.fleet's labd subprocess, started with the flags a replica needs."""
-
-    def __init__(self, data_dir: Path, db_url: str, extra: list[str]) -> None:
-        super().__init__(data_dir, db_url, "INFO")
-        self.extra = extra
-
-    def start(self) -> Replica:
-        import subprocess
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [self.exe, "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
-               "--metrics-listen", "127.0.0.1:0", "--db", self.db_url, *self.extra]
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
-        addr_file = self.data_dir / "labd.addr"
-        while not addr_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"labd exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            if time.monotonic() - t0 > 60:
-                raise RuntimeError("labd did not listen within 60 s")
-            time.sleep(0.02)
-        self.addr = addr_file.read_text().strip()
-        self.metrics_addr = (self.data_dir / "metrics.addr").read_text().strip()
-        self.startup_s = time.monotonic() - t0
-        return self
+    return Labd(data_dir, db_url, "INFO", extra=extra).start()
 
 
 class Fleet:
-    def __init__(self, payload: Payload, replicas: list[Replica]) -> None:
+    def __init__(self, payload: Payload, replicas: list[Labd]) -> None:
         self.payload = payload
         self.replicas = replicas
         self.finished = 0
@@ -276,9 +253,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         common = ["--blobs", str(blobs), "--lease-seconds", str(args.lease_seconds)]
         if not args.no_nats:
             common += ["--nats", NATS_URL]
-        first = Replica(work / "r0", db_url, common).start()
+        first = replica(work / "r0", db_url, common)
         key = ["--signing-key", str(first.data_dir / "signing_key.pem")]
-        replicas = [first] + [Replica(work / f"r{i}", db_url, [*common, *key]).start()
+        replicas = [first] + [replica(work / f"r{i}", db_url, [*common, *key])
                               for i in range(1, args.replicas)]
         fleet = Fleet(Payload(args.batches, args.per_batch, *suite_task()), replicas)
         n_ch = max(1, -(-args.agents // AGENTS_PER_CHANNEL))
