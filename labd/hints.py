@@ -22,6 +22,7 @@ from typing import Any
 
 log = logging.getLogger("labd.hints")
 FLUSH_S = 0.02
+CONNECT_S = 10.0  # how long labd waits for NATS at start
 
 
 class HintsUnavailable(Exception):
@@ -78,11 +79,14 @@ class Hints:
             log.warning("NATS: %s", e)
 
         try:
-            self._nc = await nats.connect(self.url, name="labd", no_echo=True, connect_timeout=5,
-                                          allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                          error_cb=quiet)
+            # Reconnects without end once connected; the first connection is bounded (with unlimited reconnects
+            # nats-py would retry an unreachable server at start forever).
+            self._nc = await asyncio.wait_for(
+                nats.connect(self.url, name="labd", no_echo=True, connect_timeout=5, allow_reconnect=True,
+                             max_reconnect_attempts=-1, reconnect_time_wait=1, error_cb=quiet), CONNECT_S)
         except (NoServersError, NatsError, OSError, TimeoutError) as e:
-            raise HintsUnavailable(f"cannot reach NATS at {self.url} ({type(e).__name__}: {e}); start it, fix "
+            why = f"no answer within {CONNECT_S:.0f} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+            raise HintsUnavailable(f"cannot reach NATS at {self.url} ({why}); start it, fix "
                                    "--nats, or leave --nats out (replicas then see each other's work within the "
                                    "poll interval)") from None
 

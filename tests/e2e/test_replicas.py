@@ -172,3 +172,12 @@ def test_a_cancel_on_one_replica_stops_the_attempt_another_holds(tmp_path: Path,
         if r2 is not None:
             r2.stop()
         r1.stop()
+
+
+def test_an_unreachable_nats_stops_a_replica_in_one_line(tmp_path: Path, pg_url: str) -> None:
+    p = subprocess.run([str(BIN / "labd"), "serve", "--data-dir", str(tmp_path / "r"), "--listen",
+                        f"127.0.0.1:{free_port()}", "--db", pg_url, "--nats", f"nats://127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith("labd: cannot reach NATS at nats://127.0.0.1:") and "leave --nats out" in line, p.stderr
