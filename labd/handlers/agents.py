@@ -132,31 +132,64 @@ def ingest(store: Store, metrics: LabMetrics, clock: Clock, device_id: str, batc
     """Store a result batch of one of the device's attempts; False when it was stored before (a resend).
     Denied for another device's attempt or a forged signature; BatchRefused for a seq outside the window,
     arrays of unequal lengths, or a new batch for an attempt that is no longer running. A SignedBatch comes with
-    its shape checked (check_shape) by the caller, which built it from the wire."""
-    owner, status = store.attempt_owner(batch.attempt_id)
-    if owner != device_id:
-        raise d.Denied(f"attempt {batch.attempt_id} was not assigned to this device")
+    its shape checked (check_shape) by the caller, which built it from the wire. ingest_many of one."""
     if isinstance(batch, d.ResultBatch):
         check_batch_shape(batch)
         batch = SignedBatch.from_domain(batch)
-    elif not 0 <= batch.seq <= MAX_BATCH_SEQ:
+    (outcome,) = ingest_many(store, metrics, clock, [(device_id, public_key, batch)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def ingest_many(store: Store, metrics: LabMetrics, clock: Clock,
+                uploads: Sequence[tuple[str, bytes, SignedBatch]]) -> list[bool | d.LabError]:
+    """ingest for a group of result batches (device id, its public key, the batch), from any sessions: each checked
+    as ingest checks it, against its attempt's owner and status read for the whole group in one statement; those
+    admitted stored together (Store.add_signed_batches: one blob append, one transaction). For each, in order: True
+    when stored now, False for a resend, or the LabError that refused it. An error of the store itself (a full
+    disk) raises: then none of the group was stored."""
+    owners = store.attempt_owners({b.attempt_id for _, _, b in uploads})
+    out: list[bool | d.LabError] = []
+    for device_id, public_key, batch in uploads:
+        try:
+            out.append(_admit(store, owners, device_id, public_key, batch))
+        except d.LabError as e:
+            out.append(e)
+    admitted = [i for i, o in enumerate(out) if o is True]
+    stored = store.add_signed_batches([uploads[i][2] for i in admitted], clock.now_ms())
+    for i, new in zip(admitted, stored, strict=True):
+        out[i] = new
+        if new:
+            batch = uploads[i][2]
+            metrics.results_ingested.labels(parse_kind(batch.kind)[0]).inc(batch.n)
+    for o in out:
+        if o is False:
+            metrics.batches_duplicate.inc()  # a resend: changes nothing
+    return out
+
+
+def _admit(store: Store, owners: dict[str, tuple[str, d.Status]], device_id: str, public_key: bytes,
+           batch: SignedBatch) -> bool:
+    """Whether to store the batch (True), or it is a resend of one stored while its attempt ran (False); raises the
+    LabError that refuses it."""
+    found = owners.get(batch.attempt_id)
+    if found is None:
+        raise d.NotFound(f"no attempt {batch.attempt_id}")
+    owner, status = found
+    if owner != device_id:
+        raise d.Denied(f"attempt {batch.attempt_id} was not assigned to this device")
+    if not 0 <= batch.seq <= MAX_BATCH_SEQ:
         check_shape(batch.attempt_id, batch.seq, {})
     if status != d.Status.RUNNING:
         if batch.seq in store.batch_seqs(batch.attempt_id):
-            metrics.batches_duplicate.inc()  # a resend of a batch stored while it ran: changes nothing
             return False
         raise BatchRefused(f"result batch {batch.seq} of attempt {batch.attempt_id} came after the attempt "
                            f"ended ({status.value}); results of an ended attempt are closed")
     check_signature(public_key, batch)
-    base = parse_kind(batch.kind)[0]
-    if base not in SAMPLE_KINDS:
+    if parse_kind(batch.kind)[0] not in SAMPLE_KINDS:
         raise BatchRefused(f"result batch kind {batch.kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
-    stored = store.add_signed_batch(batch, clock.now_ms())
-    if stored:
-        metrics.results_ingested.labels(base).inc(batch.n)
-    else:
-        metrics.batches_duplicate.inc()
-    return stored
+    return True
 
 
 def finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, device_id: str,

@@ -19,7 +19,7 @@ from labd.scheduler.dispatcher import Dispatcher
 from labd.servicers.decoding import check
 from labd.servicers.errors import abort, streaming, unary
 from labd.servicers.tokens import call_token
-from labd.sessions import AgentSession, ThreadBatch
+from labd.sessions import AgentSession, GroupTrips, ThreadBatch
 from labd.state.batches import SignedBatch
 from pilotlab import convert
 from pilotlab import domain as d
@@ -38,6 +38,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._background: set[asyncio.Future[None]] = set()
         self._heartbeats: ThreadBatch[tuple[str | None, AgentSession, tuple[str, ...]]] = ThreadBatch(
             self._heartbeat, around=lambda jobs: self.lab.auth.batch([credential for credential, _, _ in jobs]))
+        # The result batches of all sessions, stored in groups: one worker-thread trip, one blob append and one
+        # transaction per group (_ingest_group).
+        self._ingests: GroupTrips[tuple[AgentSession, list[agent_pb2.ResultBatch]],
+                                  list[tuple[agent_pb2.ResultBatch, Exception | None]]] = GroupTrips(
+            self._ingest_group)
         lab.sessions.register_metrics(lab.metrics.registry)
 
     @unary
@@ -212,48 +217,56 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if self.lab.leases.storage.noted(e) is None:
                 raise
 
-    def _ingest(self, session: AgentSession, r: agent_pb2.ResultBatch) -> None:
-        """Check, verify and store one result batch straight from the wire: its columns go from the message into the
-        bytes the device signed (numpy, no per-sample Python objects), verified once and kept whole."""
-        self.lab.leases.storage.check()  # once the storage is full, no attempt keeps part of its results
-        h.check_shape(r.attempt_id, r.seq, {c: len(getattr(r, c)) for c in h.BATCH_COLUMNS})
-        batch = SignedBatch.of(r.attempt_id, r.seq, r.kind, {c: getattr(r, c) for c in h.BATCH_COLUMNS},
-                               r.signature)
-        h.ingest(self.lab.store, self.lab.metrics, self.lab.clock, session.device_id, batch, session.public_key)
-
-    def _ingest_all(self, session: AgentSession,
-                    results: list[agent_pb2.ResultBatch]) -> list[tuple[agent_pb2.ResultBatch, Exception | None]]:
-        """_ingest each batch in order, in one worker-thread trip: (batch, None when stored, or the error), up to
-        and including the first error that is not a refusal (the event loop deals with it before the rest)."""
-        done: list[tuple[agent_pb2.ResultBatch, Exception | None]] = []
-        for r in results:
-            try:
-                self._ingest(session, r)
-            except h.BatchRefused as e:
-                done.append((r, e))
-            except Exception as e:  # noqa: BLE001 - raised (or noted as a full store) on the event loop, in order
-                done.append((r, e))
-                break
-            else:
-                done.append((r, None))
-        return done
+    def _ingest_group(self, jobs: list[tuple[AgentSession, list[agent_pb2.ResultBatch]]]
+                      ) -> list[list[tuple[agent_pb2.ResultBatch, Exception | None]]]:
+        """The result batches of every session that sent some since the last trip, in one worker-thread trip: each
+        checked and verified straight from the wire (its columns go from the message into the bytes the device
+        signed: numpy, no per-sample Python objects), then those admitted stored together (handlers.ingest_many:
+        one blob append with one fdatasync, one transaction). For each job, each batch in order with None when
+        stored (or a resend) or the error that refused it. A failure of the store itself (a full disk) goes to
+        every batch of the group, none of which is stored."""
+        uploads: list[tuple[str, bytes, SignedBatch]] = []
+        where: list[tuple[int, int]] = []  # (job, batch) of each upload
+        out: list[list[tuple[agent_pb2.ResultBatch, Exception | None]]] = [[(r, None) for r in rs] for _, rs in jobs]
+        try:
+            self.lab.leases.storage.check()  # once the storage is full, no attempt keeps part of its results
+        except Exception as e:  # noqa: BLE001 - each batch is answered with it on the event loop
+            return [[(r, e) for r in rs] for _, rs in jobs]
+        for j, (session, results) in enumerate(jobs):
+            for i, r in enumerate(results):
+                try:
+                    h.check_shape(r.attempt_id, r.seq, {c: len(getattr(r, c)) for c in h.BATCH_COLUMNS})
+                    batch = SignedBatch.of(r.attempt_id, r.seq, r.kind, {c: getattr(r, c) for c in h.BATCH_COLUMNS},
+                                           r.signature)
+                except d.LabError as e:
+                    out[j][i] = (r, e)
+                    continue
+                uploads.append((session.device_id, session.public_key, batch))
+                where.append((j, i))
+        try:
+            outcomes = h.ingest_many(self.lab.store, self.lab.metrics, self.lab.clock, uploads)
+        except Exception as e:  # noqa: BLE001 - nothing of the group was stored: each batch is answered with it
+            for j, i in where:
+                out[j][i] = (out[j][i][0], e)
+            return out
+        for (j, i), outcome in zip(where, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                out[j][i] = (out[j][i][0], outcome)
+        return out
 
     async def _results(self, session: AgentSession, results: list[agent_pb2.ResultBatch]) -> None:
-        while results:
-            done = await asyncio.to_thread(self._ingest_all, session, results)
-            results = results[len(done):]
-            for r, e in done:
-                if e is None:
-                    session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq))
-                elif isinstance(e, h.BatchRefused):
-                    # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it
-                    # from its outbox; the session goes on (closing it would only make the agent resend the batch).
-                    log.warning("refused a result batch from %s: %s", session.device_name, e)
-                    session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq, error=str(e)))
-                elif (full := self.lab.leases.storage.noted(e)) is None:
-                    raise e
-                else:
-                    await self._storage_full(session, r.attempt_id, r.seq, str(full))
+        for r, e in await self._ingests.submit((session, results)):
+            if e is None:
+                session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq))
+            elif isinstance(e, h.BatchRefused):
+                # Logged, stored nowhere, and answered with an Ack carrying the error, so the agent drops it
+                # from its outbox; the session goes on (closing it would only make the agent resend the batch).
+                log.warning("refused a result batch from %s: %s", session.device_name, e)
+                session.send(msg.Ack(attempt_id=r.attempt_id, seq=r.seq, error=str(e)))
+            elif (full := self.lab.leases.storage.noted(e)) is None:
+                raise e
+            else:
+                await self._storage_full(session, r.attempt_id, r.seq, str(full))
 
     async def _handle_event(self, session: AgentSession, event: msg.AgentEvent) -> None:
         lab = self.lab

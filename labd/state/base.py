@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -208,6 +209,15 @@ class Store(ABC):
     def get_attempt(self, attempt_id: str) -> d.Attempt:
         """MUST raise NotFound."""
 
+    def attempt_owners(self, attempt_ids: Collection[str]) -> dict[str, tuple[str, d.Status]]:
+        """attempt_owner of each attempt that exists (absent ones are left out), read now: what a group of result
+        batches is checked against, so a backend should read them in one statement."""
+        found: dict[str, tuple[str, d.Status]] = {}
+        for a in attempt_ids:
+            with suppress(d.NotFound):
+                found[a] = self.attempt_owner(a)
+        return found
+
     def attempt_owner(self, attempt_id: str) -> tuple[str, d.Status]:
         """(device id, status) of an attempt, read now; NotFound. What every result batch is checked against, so a
         backend should read just these two columns."""
@@ -241,6 +251,12 @@ class Store(ABC):
         """A batch as its device signed it: MUST keep batch.payload whole and unchanged (a blob addressed by
         batch.sha256, or inline) and its index (attempt, seq, kind, n, signature); idempotent on (attempt_id, seq)
         exactly as add_result_batch, which is this with the batch's signed bytes built from its arrays."""
+
+    def add_signed_batches(self, batches: Sequence[SignedBatch], now_ms: int) -> list[bool]:
+        """add_signed_batch for each batch (of any attempts), in order: for each, True when stored now, False for a
+        duplicate (stored before, or earlier in this call). All are stored when it returns; a backend should make
+        it one durable write for the group (the blobs in one append, the index rows in one transaction)."""
+        return [self.add_signed_batch(b, now_ms) for b in batches]
 
     @abstractmethod
     def batch_seqs(self, attempt_id: str) -> set[int]:

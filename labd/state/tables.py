@@ -141,6 +141,9 @@ class ResultBatchRow(SQLModel, table=True):
     # The sha256 of the blob holding the batch exactly as the device signed it (labd.state.batches; revision 0006).
     # '' for a batch stored inline in data: those written before 0006, or by a store opened without blobs.
     sha256: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    # Where the blob lies when the sha256 alone does not find it: a pack file's record, packs/NAME.pack:OFFSET:LENGTH
+    # (labd.blobs.FsBlobs, revision 0008); '' for a blob of its own (a file, an S3 object) and for inline rows.
+    blob_at: str = Field(default="", sa_column_kwargs={"server_default": ""})
     # Inline batches only: index, sample_index, t_ns, value, aux as little-endian int64, then fvalue as float64
     # (n values each); empty when the batch is a blob.
     data: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))

@@ -117,6 +117,14 @@ def _claimed(store: SqlStore) -> d.Attempt:
     return claimed[1]
 
 
+def blob_location(store: SqlStore, attempt_id: str, seq: int) -> tuple[str, str]:
+    """(sha256, blob_at) of a stored result batch, as its index row holds them."""
+    c = ResultBatchRow.__table__.c  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:
+        row = conn.execute(select(c.sha256, c.blob_at).where(c.attempt_id == attempt_id, c.seq == seq)).one()
+    return str(row[0]), str(row[1])
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A SQLite file, or a fresh PostgreSQL schema (as conftest.py's `store`), for a store with a blob folder."""
@@ -144,7 +152,12 @@ def test_store_keeps_each_batch_as_one_blob_and_reads_inline_rows_beside_them(db
         first = SignedBatch.of(att.id, 0, "latency", _arrays(4, 0), b"sig0")  # type: ignore[arg-type]
         assert store.add_signed_batch(first, NOW) is True
         assert store.add_signed_batch(first, NOW) is False
-        assert (tmp_path / "blobs" / first.sha256[:2] / first.sha256[2:]).read_bytes() == first.payload
+        digest, at = blob_location(store, att.id, 0)
+        # One record of a pack (labd.blobs): the device-signed bytes, whole, behind their digest; the resend wrote none.
+        pack = tmp_path / "blobs" / at.split(":")[0]
+        assert digest == first.sha256 and pack.stat().st_size == 48 + len(first.payload)
+        assert store.blobs is not None and store.blobs.get(digest, at) == first.payload
+        assert pack.read_bytes()[48:] == first.payload and pack.read_bytes()[8:40] == bytes.fromhex(digest)
         # A row as revision 0005 wrote it: the columns inline, no blob.
         old = SignedBatch.of(att.id, 1, "latency", _arrays(4, 4), b"sig1")  # type: ignore[arg-type]
         assert store.add_signed_batch(old, NOW) is True
@@ -161,7 +174,7 @@ def test_store_keeps_each_batch_as_one_blob_and_reads_inline_rows_beside_them(db
         assert store.all_samples(att.id)["latency"]["value"].tolist() == s["value"].tolist()
         assert store.batches(att.id) == [(0, "latency", 4, b"sig0"), (1, "latency", 4, b"sig1")]
         # A blob that went missing is the lab's fault, named.
-        (tmp_path / "blobs" / first.sha256[:2] / first.sha256[2:]).unlink()
+        pack.unlink()
         with pytest.raises(BlobMissing, match=first.sha256):
             store.samples(att.id, "latency")
     finally:

@@ -197,7 +197,7 @@ def test_only_sha256_digests_name_blobs(blobs: BlobStore) -> None:
 def test_the_store_keeps_result_batches_in_either_backend(blobs: BlobStore, tmp_path: Path) -> None:
     from labd.state.factory import open_store
     from labd.state.sql import SqlStore
-    from tests.labd.test_blobs import NOW, _arrays, _claimed
+    from tests.labd.test_blobs import NOW, _arrays, _claimed, blob_location
 
     store = open_store(f"sqlite:///{tmp_path}/lab.db", blobs=blobs)
     assert isinstance(store, SqlStore)
@@ -205,9 +205,18 @@ def test_the_store_keeps_result_batches_in_either_backend(blobs: BlobStore, tmp_
         att = _claimed(store)
         batch = SignedBatch.of(att.id, 0, "latency", _arrays(500, 0), b"sig0")  # type: ignore[arg-type]
         assert store.add_signed_batch(batch, NOW) is True and store.add_signed_batch(batch, NOW) is False
-        assert blobs.get(batch.sha256) == batch.payload
+        digest, at = blob_location(store, att.id, 0)
+        # On the filesystem, a record of a pack; in S3, an object of its own, found by the digest alone.
+        assert digest == batch.sha256 and (at.startswith("packs/") if isinstance(blobs, FsBlobs) else at == "")
+        assert blobs.get(digest, at) == batch.payload
         assert store.samples(att.id, "latency")["index"].tolist() == list(range(500))
-        _damage(blobs, batch.sha256, batch.payload[:-1] + b"\0")
+        if at:  # the record's last byte, changed in place
+            pack, offset, length = at.split(":")
+            with (Path(blobs.describe()) / pack).open("r+b") as f:
+                f.seek(int(offset) + int(length) - 1)
+                f.write(b"\0" if batch.payload[-1:] != b"\0" else b"\1")
+        else:
+            _damage(blobs, batch.sha256, batch.payload[:-1] + b"\0")
         with pytest.raises(BlobMissing, match=batch.sha256):
             store.samples(att.id, "latency")
     finally:

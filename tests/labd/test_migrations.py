@@ -236,9 +236,9 @@ def test_downgrade_to_baseline_and_back(db_url: str) -> None:
         drift = m.schema_drift(conn)
         # compare_metadata: ("add_index", Index), ("add_column", schema, table, Column) and ("add_table", Table)
         assert sorted((op[0], op[-1].name) for op in drift) == [
-            ("add_column", "expires_ms"), ("add_column", "issued_by"), ("add_column", "max_uses"),
-            ("add_column", "observations_json"), ("add_column", "revoked_ms"), ("add_column", "sha256"),
-            ("add_column", "uses"),
+            ("add_column", "blob_at"), ("add_column", "expires_ms"), ("add_column", "issued_by"),
+            ("add_column", "max_uses"), ("add_column", "observations_json"), ("add_column", "revoked_ms"),
+            ("add_column", "sha256"), ("add_column", "uses"),
             ("add_index", "ix_audit_log_target"), ("add_index", "ix_tasks_expiry"),
             ("add_index", "ix_tokens_issued_by"), ("add_table", "audit_log"), ("add_table", "lab_meta")]
     assert m.migrate(db_url) == m.Migration(before=m.BASELINE, after=m.head(), adopted=False)
@@ -261,8 +261,8 @@ def test_audit_log_revision_adds_an_append_only_table_and_removes_it_whole(db_ur
         command.downgrade(m.alembic_config(conn), "0004_token_lifecycle")
         assert not inspect(conn).has_table("audit_log")
         assert sorted((op[0], op[-1].name) for op in m.schema_drift(conn)) == [
-            ("add_column", "sha256"), ("add_index", "ix_audit_log_target"), ("add_table", "audit_log"),
-            ("add_table", "lab_meta")]
+            ("add_column", "blob_at"), ("add_column", "sha256"), ("add_index", "ix_audit_log_target"),
+            ("add_table", "audit_log"), ("add_table", "lab_meta")]
     assert m.migrate(db_url) == m.Migration(before="0004_token_lifecycle", after=m.head(), adopted=False)
     store = SqlStore(db_url)
     try:
@@ -297,12 +297,26 @@ def test_result_blobs_revision_reads_old_rows_and_its_downgrade_puts_blobs_inlin
     finally:
         store.close()
 
-    # A blob that cannot be read stops the downgrade, which changes nothing.
+    # The blobs lie in a pack (0008). Its downgrade copies each out into a file of its own, where 0006 and 0007
+    # read them; a pack that cannot be read stops it, changing nothing.
+    monkeypatch.setenv("PILOTLAB_BLOB_DIR", str(tmp_path / "blob-store"))
+    (pack,) = (tmp_path / "blob-store" / "packs").glob("*.pack")
+    packed = pack.read_bytes()
+    pack.write_bytes(packed[:-1])
+    with m.connect(db_url) as conn, pytest.raises(RuntimeError, match="PILOTLAB_BLOB_DIR"):
+        command.downgrade(m.alembic_config(conn), "0007_lab_meta")
+    with m.connect(db_url) as conn:
+        assert m.current(conn) == m.head()
+    pack.write_bytes(packed)
+    with m.connect(db_url) as conn:
+        command.downgrade(m.alembic_config(conn), "0007_lab_meta")
     digest = kept[0][1]
     blob = tmp_path / "blob-store" / digest[:2] / digest[2:]
+    assert all((tmp_path / "blob-store" / h[:2] / h[2:]).is_file() for _, h, _ in kept)
+
+    # A blob that cannot be read stops 0006's downgrade, which changes nothing.
     saved = blob.read_bytes()
     blob.unlink()
-    monkeypatch.setenv("PILOTLAB_BLOB_DIR", str(tmp_path / "blob-store"))
     with m.connect(db_url) as conn:
         command.downgrade(m.alembic_config(conn), "0006_result_blobs")
     with m.connect(db_url) as conn, pytest.raises(RuntimeError, match="PILOTLAB_BLOB_DIR"):

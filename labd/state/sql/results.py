@@ -3,10 +3,11 @@ blob, labd.blobs), reports and the append-only evidence log."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, select, text
+from sqlalchemy import Table, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,14 +22,18 @@ from pilotlab import domain as d
 _BATCHES: Table = ResultBatchRow.__table__  # type: ignore[attr-defined]
 _C = _BATCHES.c
 _ROW: dict[str, Any] = {c: bindparam(c) for c in ("attempt_id", "seq", "kind", "n", "received_ms", "signature",
-                                                 "sha256", "data")}
+                                                 "sha256", "blob_at", "data")}
+# Many rows in one statement (SQLAlchemy's insertmanyvalues), each inserted only when (attempt, seq) is new: RETURNING
+# names those inserted, so a duplicate, even one committed concurrently by another replica, is known as one.
 _INSERT_SQLITE = (sqlite_insert(_BATCHES).values(_ROW).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
-                  .returning(_C.seq))
+                  .returning(_C.attempt_id, _C.seq))
 _INSERT_PG = (pg_insert(_BATCHES).values(_ROW).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
-              .returning(_C.seq))
+              .returning(_C.attempt_id, _C.seq))
+_STORED_AMONG = select(_C.attempt_id, _C.seq).where(tuple_(_C.attempt_id, _C.seq).in_(bindparam("keys",
+                                                                                                 expanding=True)))
 _OF_ATTEMPT = _C.attempt_id == bindparam("a")
 _SEQS = select(_C.seq).where(_OF_ATTEMPT)
-_BATCH_DATA = select(_C.seq, _C.kind, _C.n, _C.sha256, _C.data).where(_OF_ATTEMPT).order_by(_C.seq)
+_BATCH_DATA = select(_C.seq, _C.kind, _C.n, _C.sha256, _C.blob_at, _C.data).where(_OF_ATTEMPT).order_by(_C.seq)
 _BATCH_DATA_OF_KIND = _BATCH_DATA.where(_C.kind == bindparam("k"))
 _INDEX = select(_C.seq, _C.kind, _C.n, _C.signature).where(_OF_ATTEMPT).order_by(_C.seq)
 _KINDS = select(_C.kind).where(_OF_ATTEMPT).distinct()
@@ -40,19 +45,41 @@ class ResultsSql(SqlEngine):
         return self.add_signed_batch(SignedBatch.from_domain(batch), now_ms)
 
     def add_signed_batch(self, batch: SignedBatch, now_ms: int) -> bool:
-        """The blob first (content-addressed, so a resend finds it there), then its index row, inserted only when
-        (attempt, seq) is new: one prepared statement, no ORM object, no read before the write. A crash between
-        the two leaves an unreferenced blob, never a row without its blob."""
+        return self.add_signed_batches([batch], now_ms)[0]
+
+    def add_signed_batches(self, batches: Sequence[SignedBatch], now_ms: int) -> list[bool]:
+        """The group's new blobs first, in one durable write (BlobStore.put_many: one pack append and one fdatasync
+        on the filesystem), then their index rows in one transaction, each inserted only when (attempt, seq) is new:
+        one statement, no ORM object. A batch already stored (a resend) is found by one read before, and its blob not
+        written again. A crash between the two leaves unreferenced blob bytes, never a row without its blob."""
+        if not batches:
+            return []
+        keys = [(b.attempt_id, b.seq) for b in batches]
+        with self._core_read() as c:
+            known = {(str(a), int(q)) for a, q in c.execute(_STORED_AMONG, {"keys": sorted(set(keys))})}
+        fresh: dict[tuple[str, int], SignedBatch] = {}
+        for k, b in zip(keys, batches, strict=True):
+            if k not in known and k not in fresh:
+                fresh[k] = b
+        if not fresh:
+            return [False] * len(batches)
+        group = list(fresh.values())
         if self.blobs is not None:
-            self.blobs.put(batch.payload, batch.sha256)
-            digest, data = batch.sha256, b""
+            ats = self.blobs.put_many([(b.sha256, b.payload) for b in group])
+            rows = [(b.sha256, at, b"") for b, at in zip(group, ats, strict=True)]
         else:  # no blob store: inline, as rows were before revision 0006
-            digest, data = "", batch.payload[len(batch.payload) - ROW_BYTES * batch.n:]
-        params = {"attempt_id": batch.attempt_id, "seq": batch.seq, "kind": batch.kind, "n": batch.n,
-                  "received_ms": now_ms, "signature": batch.signature, "sha256": digest, "data": data}
+            rows = [("", "", b.payload[len(b.payload) - ROW_BYTES * b.n:]) for b in group]
+        params = [{"attempt_id": b.attempt_id, "seq": b.seq, "kind": b.kind, "n": b.n, "received_ms": now_ms,
+                   "signature": b.signature, "sha256": digest, "blob_at": at, "data": data}
+                  for b, (digest, at, data) in zip(group, rows, strict=True)]
         with self._core_tx() as c:
-            # A duplicate (attempt, seq), even one committed concurrently, inserts nothing and returns no row.
-            return c.execute(_INSERT_SQLITE if self.is_sqlite else _INSERT_PG, params).first() is not None
+            inserted = {(str(a), int(q)) for a, q in c.execute(_INSERT_SQLITE if self.is_sqlite else _INSERT_PG,
+                                                                 params)}
+        out = []
+        for k in keys:  # each new key counts once: for its first batch in this call
+            out.append(k in inserted)
+            inserted.discard(k)
+        return out
 
     def batch_seqs(self, attempt_id: str) -> set[int]:
         with self._core_read() as c:
@@ -67,12 +94,13 @@ class ResultsSql(SqlEngine):
             else:
                 found = c.execute(_BATCH_DATA_OF_KIND, {"a": attempt_id, "k": kind}).all()
         out: dict[str, list[tuple[int, int, bytes]]] = {}
-        for seq, k, n, digest, data in found:
+        for seq, k, n, digest, at, data in found:
             if digest:
                 if self.blobs is None:
                     raise BlobMissing(f"result batch {seq} of attempt {attempt_id} is blob {digest}, and this store "
                                       "was opened without its blob folder")
-                signed = SignedBatch(attempt_id, int(seq), str(k), int(n), self.blobs.get(digest), sha256=digest)
+                signed = SignedBatch(attempt_id, int(seq), str(k), int(n), self.blobs.get(digest, at or ""),
+                                     sha256=digest)
                 signed.check_framing()
                 data = signed.payload
             out.setdefault(str(k), []).append((int(seq), int(n), bytes(data)))

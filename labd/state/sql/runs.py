@@ -4,6 +4,7 @@ attempts, the run status that follows."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +30,8 @@ _TERMINAL = [s.value for s in d.Status if s.terminal]
 _QUEUED, _RUNNING = d.Status.QUEUED.value, d.Status.RUNNING.value
 
 _ATTEMPT_OWNER = select(AttemptRow.device_id, AttemptRow.status).where(AttemptRow.id == bindparam("id"))
+_ATTEMPT_OWNERS = select(AttemptRow.id, AttemptRow.device_id, AttemptRow.status).where(
+    AttemptRow.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
 _INSERT_RUN = insert(_RUNS)
 _INSERT_TASKS = insert(_TASKS)
 _INSERT_ATTEMPT = insert(_ATTEMPTS)
@@ -230,6 +233,13 @@ class RunsSql(SqlEngine):
         if row is None:
             raise d.NotFound(f"no attempt {attempt_id}")
         return rows.attempt(row, "")
+
+    def attempt_owners(self, attempt_ids: Collection[str]) -> dict[str, tuple[str, d.Status]]:
+        if not attempt_ids:
+            return {}
+        with self._core_read() as c:  # a group of result batches asks once: one prepared statement
+            return {str(a): (str(dev), d.Status(st))
+                    for a, dev, st in c.execute(_ATTEMPT_OWNERS, {"ids": sorted(set(attempt_ids))})}
 
     def attempt_owner(self, attempt_id: str) -> tuple[str, d.Status]:
         with self._core_read() as c:  # every result batch asks: one prepared statement, two columns
