@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--nats", default=None,
                    help="NATS URL for wake-up hints between labd replicas on one PostgreSQL (e.g. "
                         "nats://127.0.0.1:4222); without it replicas see each other's work within a second")
+    s.add_argument("--threads", type=int, default=0,
+                   help="worker threads for blocking work (store, signature checks); default: CPUs + 1 on SQLite, "
+                        "CPUs + 4 (at most 32) on PostgreSQL")
     s.add_argument("--log-level", default="INFO")
     return p
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
                        metrics_listen=args.metrics_listen, web_listen=args.web_listen, suite_dirs=args.suites,
                        tls=tls, insecure=args.insecure, blobs=args.blobs, signing_key=args.signing_key,
-                       nats_url=args.nats,
+                       nats_url=args.nats, threads=args.threads,
                        lease_ms=int(args.lease_seconds * 1000),
                        heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
     # An unreachable PostgreSQL is a start-up error in seconds, not a hang (libpq reads this; --db may override).

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -180,6 +181,12 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
 
 
 async def serve(config: LabConfig) -> None:
+    if config.threads < 0:
+        raise StartupError(f"--threads {config.threads}: give a positive number of worker threads, or 0 for the "
+                           "default")
+    # asyncio.to_thread's pool: every blocking call of labd (the store, verification) runs on it.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(config.worker_threads(), thread_name_prefix="labd-worker"))
     lock_fd = claim_data_dir(config.data_dir)
     db_lock_fd = claim_sqlite(config.db_url)
     check_suite_dirs(config.suite_dirs)

@@ -42,6 +42,10 @@ class LabMetrics:
                                         registry=self.registry)
         self.batches_duplicate = Counter("labd_result_batches_duplicate",
                                          "Result batches received again and ignored", registry=self.registry)
+        self.ingest_group_batches = Histogram(
+            "labd_ingest_group_batches", "Result batches stored together in one group (one blob append, one "
+            "transaction), from all sessions that sent some meanwhile",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
         self.sessions_opened = Counter("labd_sessions_opened", "Agent sessions opened", registry=self.registry)
         self.lease_expiries = Counter("labd_lease_expiries", "Attempts whose lease expired (agent lost)",
                                       registry=self.registry)

@@ -103,6 +103,8 @@ def _settings(assigned: Mapping[str, Any], reported: Mapping[str, Any]) -> list[
         return json.dumps(v, default=str)
 
     lab, dev = set(assigned), set(reported)
+    if lab == dev and _canon(assigned) == _canon(reported):
+        return []  # what every conforming device reports: one comparison, not one per setting
     items = [f"ran {k}={show(reported[k])} where the lab assigned {show(assigned[k])}"
              for k in sorted(lab & dev) if _canon(assigned[k]) != _canon(reported[k])]
     items += [f"reported no {k} where the lab assigned {show(assigned[k])}" for k in sorted(lab - dev)]

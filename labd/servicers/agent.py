@@ -243,6 +243,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     continue
                 uploads.append((session.device_id, session.public_key, batch))
                 where.append((j, i))
+        self.lab.metrics.ingest_group_batches.observe(len(uploads))
         try:
             outcomes = h.ingest_many(self.lab.store, self.lab.metrics, self.lab.clock, uploads)
         except Exception as e:  # noqa: BLE001 - nothing of the group was stored: each batch is answered with it

@@ -79,5 +79,8 @@ def test_a_flood_of_batches_is_read_within_the_window_and_each_stored_once(labd:
         metrics = labd.metrics()
         assert _metric(metrics, 'labd_results_ingested_total{kind="latency"}') == 2 * BATCHES * SAMPLES
         assert _metric(metrics, "labd_result_batches_duplicate_total") == BATCHES
+        # Every batch read went through a group of the ingest (batches read ahead together share one trip).
+        assert _metric(metrics, "labd_ingest_group_batches_sum") == 3 * BATCHES
+        print(f"{3 * BATCHES} batches stored in {_metric(metrics, 'labd_ingest_group_batches_count'):.0f} groups")
     finally:
         dev.close()

@@ -141,3 +141,8 @@ def test_agent_refuses_a_name_or_tag_that_could_forge_log_lines(tmp_path: Path) 
     assert line == ("lab-agent: tag 'site' has a value with the control character '\\x1b'; "
                     "use at most 128 printable characters")
     assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_labd_refuses_a_negative_number_of_worker_threads(tmp_path: Path) -> None:
+    line = _labd(tmp_path / "lab", "--threads", "-1")
+    assert line == ("labd: --threads -1: give a positive number of worker threads, or 0 for the default")

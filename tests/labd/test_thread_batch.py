@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from labd.sessions import ThreadBatch
+from labd.sessions import GroupTrips, ThreadBatch
 from pilotlab import domain as d
 
 
@@ -45,3 +45,49 @@ def test_cancelled_flush_cancels_its_submitters() -> None:
             await waiter
 
     asyncio.run(main())
+
+
+# --- GroupTrips: the result batches of many sessions stored as one group per trip ----------------------------------
+
+def test_group_trips_start_at_once_and_what_arrives_meanwhile_takes_the_next_trip_together() -> None:
+    """Group commit: the first job goes alone, without waiting; the jobs submitted while its trip runs are one group
+    in the next trip; each submitter gets its own job's result."""
+    groups: list[list[int]] = []
+    running, release = threading.Event(), threading.Event()
+
+    def run(jobs: list[int]) -> list[int]:
+        groups.append(jobs)
+        if len(groups) == 1:
+            running.set()
+            assert release.wait(10)
+        return [j * 10 for j in jobs]
+
+    async def main() -> tuple[int, list[int]]:
+        trips: GroupTrips[int, int] = GroupTrips(run)
+        first = asyncio.ensure_future(trips.submit(0))
+        assert await asyncio.to_thread(running.wait, 10)  # the first trip is under way, alone
+        later = [asyncio.ensure_future(trips.submit(i)) for i in range(1, 6)]
+        await asyncio.sleep(0)
+        release.set()
+        assert (trips.trips, trips.jobs) == (1, 1)
+        return await first, list(await asyncio.gather(*later))
+
+    assert asyncio.run(main()) == (0, [10, 20, 30, 40, 50])
+    assert groups == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_group_trips_bound_their_groups_and_hand_a_failed_trip_to_each_of_its_jobs() -> None:
+    def run(jobs: list[int]) -> list[int]:
+        if 13 in jobs:
+            raise OSError(28, "No space left on device")
+        return jobs
+
+    async def main() -> list[object]:
+        trips: GroupTrips[int, int] = GroupTrips(run, max_jobs=4)
+        out = await asyncio.gather(*(trips.submit(i) for i in range(10, 20)), return_exceptions=True)
+        assert (trips.trips, trips.jobs) == (3, 10)  # 10 jobs submitted together: groups of at most 4
+        return list(out)
+
+    out = asyncio.run(main())
+    # The first group (10..13) failed as a whole: each of its jobs got the error; the other groups were stored.
+    assert [type(o).__name__ for o in out[:4]] == ["OSError"] * 4 and out[4:] == list(range(14, 20))
