@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from evalsuites import builtin_suites_dir
+from labd import gcpace
 from labd.blobs import BlobStore, open_blobs
 from labd.catalog import check_suite_dirs, load_catalog
 from labd.clock import SYSTEM_CLOCK, Clock
@@ -262,7 +263,9 @@ async def serve(config: LabConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     dispatch_task = asyncio.create_task(dispatcher.run())
+    collections = gcpace.pace()  # full garbage collections once a minute, not whenever they fire
     await stop.wait()
+    collections.cancel()
     log.info("stopping: no new work, draining sessions")
     for name in ["", *SERVICES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
