@@ -984,6 +984,10 @@ class Bench:
             "dispatch_ms_after_such_heartbeat": stats_ms(f.after_stale_ns),
             "labd_dispatch_latency_mean_ms": round(1000 * m.get("labd_dispatch_latency_seconds_sum", 0)
                                                    / max(1, m.get("labd_dispatch_latency_seconds_count", 0)), 3),
+            # The ingest's groups (labd >= the group ingest): batches stored per group, over the whole run.
+            "ingest_groups": int(m.get("labd_ingest_group_batches_count", 0)),
+            "ingest_batches_per_group": round(m.get("labd_ingest_group_batches_sum", 0)
+                                              / max(1, m.get("labd_ingest_group_batches_count", 0)), 2),
             "problems": problems,
         }
 
@@ -1233,7 +1237,9 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"(verdicts {v['verdicts']}); stored {v['labd_samples_ingested']:,} samples for "
                   f"{v['samples_sent_unique']:,} unique sent; {v['labd_dup_batches_ignored']} duplicate batches "
                   f"ignored of {v['dup_batches_sent']} sent; {v['batch_acks']}/{v['batches_sent']} batch acks; "
-                  f"labd's own dispatch histogram mean {v['labd_dispatch_latency_mean_ms']} ms",
+                  f"labd's own dispatch histogram mean {v['labd_dispatch_latency_mean_ms']} ms; "
+                  f"{v.get('ingest_groups', 0):,} ingest groups of {v.get('ingest_batches_per_group', 0)} batches "
+                  "on average (0: a labd without the group ingest)",
                   f"- heartbeats that listed an attempt already finished (TaskFinished sent, ack not yet back): "
                   f"{v.get('heartbeats_listing_finished_attempt')}; assignments more than 1 s late: "
                   f"{v.get('assignments_over_1s')}, of which to a device that had sent such a heartbeat: "
