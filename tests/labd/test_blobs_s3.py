@@ -235,6 +235,21 @@ def test_s3_blobs_sit_under_the_prefix_as_fs_blobs_sit_in_their_folder(s3_server
     assert S3Blobs.from_url(f"s3://{BUCKET}", s3_server.env()).key(digest) == f"{digest[:2]}/{digest[2:]}"
 
 
+def test_s3_put_many_stores_a_group_with_concurrent_puts_and_raises_the_first_refusal(s3_server: S3Server) -> None:
+    blobs = S3Blobs.from_url(f"s3://{BUCKET}/group", s3_server.env())
+    try:
+        group = [os.urandom(1000 + i) for i in range(40)]
+        items = [(hashlib.sha256(b).hexdigest(), b) for b in group]
+        assert blobs.put_many(items) == [""] * 40  # objects of their own: the digest alone finds each
+        assert all(blobs.get(digest) == data for digest, data in items)
+        wrong = hashlib.sha256(b"not these bytes").hexdigest()
+        with pytest.raises(BlobStoreError, match=f"refused blob {wrong}"):
+            blobs.put_many([*items[:3], (wrong, os.urandom(64))])
+        assert not blobs.exists(wrong)
+    finally:
+        blobs.close()
+
+
 def test_s3_put_sends_the_sha256_and_the_server_refuses_bytes_that_do_not_match(s3_server: S3Server) -> None:
     blobs = S3Blobs.from_url(f"s3://{BUCKET}/checked", s3_server.env())
     data = os.urandom(10_000)

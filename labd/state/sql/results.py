@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Table, bindparam, func, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from labd.blobs import BlobMissing
@@ -21,14 +20,21 @@ from pilotlab import domain as d
 # Prepared Core statements (compiled once, cached by SQLAlchemy): no ORM objects on the results' hot paths.
 _BATCHES: Table = ResultBatchRow.__table__  # type: ignore[attr-defined]
 _C = _BATCHES.c
-_ROW: dict[str, Any] = {c: bindparam(c) for c in ("attempt_id", "seq", "kind", "n", "received_ms", "signature",
-                                                 "sha256", "blob_at", "data")}
+_COLUMNS = ("attempt_id", "seq", "kind", "n", "received_ms", "signature", "sha256", "blob_at", "data")
+_ROW: dict[str, Any] = {c: bindparam(c) for c in _COLUMNS}
 # Many rows in one statement (SQLAlchemy's insertmanyvalues), each inserted only when (attempt, seq) is new: RETURNING
 # names those inserted, so a duplicate, even one committed concurrently by another replica, is known as one.
 _INSERT_SQLITE = (sqlite_insert(_BATCHES).values(_ROW).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
                   .returning(_C.attempt_id, _C.seq))
-_INSERT_PG = (pg_insert(_BATCHES).values(_ROW).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
-              .returning(_C.attempt_id, _C.seq))
+# PostgreSQL: the same two statements with the group's columns as arrays (unnest), so their text is one whatever the
+# group's size: prepared once, where a VALUES list or an IN list per size would be parsed and planned again each time.
+_PG_TYPES = ("text", "bigint", "text", "bigint", "bigint", "bytea", "text", "text", "bytea")
+_INSERT_PG_ARRAYS = text(
+    f"INSERT INTO result_batches ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_COLUMNS, _PG_TYPES, strict=True))
+    + ") ON CONFLICT (attempt_id, seq) DO NOTHING RETURNING attempt_id, seq")
+_STORED_AMONG_PG = text("SELECT attempt_id, seq FROM result_batches WHERE (attempt_id, seq) IN "
+                        "(SELECT * FROM unnest(CAST(:a AS text[]), CAST(:s AS bigint[])))")
 _STORED_AMONG = select(_C.attempt_id, _C.seq).where(tuple_(_C.attempt_id, _C.seq).in_(bindparam("keys",
                                                                                                  expanding=True)))
 _OF_ATTEMPT = _C.attempt_id == bindparam("a")
@@ -56,7 +62,11 @@ class ResultsSql(SqlEngine):
             return []
         keys = [(b.attempt_id, b.seq) for b in batches]
         with self._core_read() as c:
-            known = {(str(a), int(q)) for a, q in c.execute(_STORED_AMONG, {"keys": sorted(set(keys))})}
+            if self.is_sqlite:
+                found = c.execute(_STORED_AMONG, {"keys": sorted(set(keys))})
+            else:
+                found = c.execute(_STORED_AMONG_PG, {"a": [a for a, _ in keys], "s": [q for _, q in keys]})
+            known = {(str(a), int(q)) for a, q in found}
         fresh: dict[tuple[str, int], SignedBatch] = {}
         for k, b in zip(keys, batches, strict=True):
             if k not in known and k not in fresh:
@@ -73,8 +83,11 @@ class ResultsSql(SqlEngine):
                    "signature": b.signature, "sha256": digest, "blob_at": at, "data": data}
                   for b, (digest, at, data) in zip(group, rows, strict=True)]
         with self._core_tx() as c:
-            inserted = {(str(a), int(q)) for a, q in c.execute(_INSERT_SQLITE if self.is_sqlite else _INSERT_PG,
-                                                                 params)}
+            if self.is_sqlite:
+                result = c.execute(_INSERT_SQLITE, params)
+            else:
+                result = c.execute(_INSERT_PG_ARRAYS, {k: [p[k] for p in params] for k in _COLUMNS})
+            inserted = {(str(a), int(q)) for a, q in result}
         out = []
         for k in keys:  # each new key counts once: for its first batch in this call
             out.append(k in inserted)
