@@ -28,7 +28,7 @@ from pilotlab.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("labd.session")
 
-MAX_BATCHES_PER_TRIP = 32  # result batches read ahead and stored in one worker-thread trip, at most
+MAX_BATCHES_PER_TRIP = 32  # a session's result batches read ahead and handed to one ingest group together, at most
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -148,8 +148,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         try:
             while (m := held.pop() if held else await inbox.get()) is not None:
                 if m.WhichOneof("msg") == "results":
-                    # This batch and those read ahead right behind it: checked, verified and stored in one trip
-                    # off the event loop, in order, and acknowledged in order.
+                    # This batch and those read ahead right behind it: checked, verified and stored in one group
+                    # with other sessions' batches (_ingest_group), off the event loop, and acknowledged in order.
                     results = [m.results]
                     while len(results) < MAX_BATCHES_PER_TRIP and not inbox.empty():
                         nxt = inbox.get_nowait()
