@@ -35,12 +35,9 @@ with the CPUs < 10% busy. Both sides' tokens are compared with the set's referen
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -53,8 +50,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-# The quiet gate and its CPU reading are genai_overhead's (standard library only: the side venv imports them too).
-from bench.genai_overhead import cpu_jiffies, wait_quiet  # noqa: E402
+# The quiet gate, its CPU reading, the machine and the command line are genai_overhead's (standard library only: the
+# side venv imports them too).
+from bench.genai_overhead import command_line, cpu_jiffies, host_info, wait_quiet  # noqa: E402
 
 GENAI = REPO / "evalsuites" / "terminal-genai"
 MODEL = GENAI / "models" / "smollm2-135m-q4.onnx"
@@ -442,21 +440,6 @@ FINDINGS = [
 ]
 
 
-def machine_info() -> dict[str, Any]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu if ln.startswith("Model name")), platform.processor())
-    return {"date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "cpu": model,
-            "logical_cpus": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
-            "nice": os.nice(0), "load_average_1m_at_start": None,
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2)}
-
-
-def command_line() -> str:
-    exe = os.path.relpath(sys.executable, REPO)
-    me = os.path.relpath(Path(__file__).resolve(), REPO)
-    return shlex.join([exe if exe.startswith(".venv") else sys.executable, me] + sys.argv[1:])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -511,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary = {str(n): summarise([r for r in results if r["length"] == n]) for n in lengths}
-    machine = machine_info() | {"load_average_1m_at_start": load_start}
-    doc = {"bench": "genai_ortgenai", "command": command_line(), "wall_s": round(time.perf_counter() - t_start, 1),
+    machine = host_info() | {"nice": os.nice(0), "load_average_1m_at_start": load_start}
+    doc = {"bench": "genai_ortgenai", "command": command_line(__file__),
+           "wall_s": round(time.perf_counter() - t_start, 1),
            "new_tokens": args.new_tokens, "model_sha256": hashlib.sha256(MODEL.read_bytes()).hexdigest(),
            "genai_folder": made, "genai_config": genai_config(args.new_tokens), "logits_to_keep_for_genai": KEEP_ALL,
            "tokenizer_check": tok_check, "summary": summary, "rounds": results,

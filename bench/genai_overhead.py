@@ -456,6 +456,15 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def host_info() -> dict[str, Any]:
+    """The machine a genai benchmark ran on (standard library only: genai_ortgenai.py reports it too)."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    model = next((ln.split(":", 1)[1].strip() for ln in lscpu if ln.startswith("Model name")), platform.processor())
+    return {"date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "cpu": model,
+            "logical_cpus": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2)}
+
+
 def machine_info() -> dict[str, Any]:
     import importlib.metadata
 
@@ -465,17 +474,13 @@ def machine_info() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu if ln.startswith("Model name")), platform.processor())
-    return {"date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "cpu": model,
-            "logical_cpus": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": version("onnxruntime"), "numpy": version("numpy"),
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2)}
+    return host_info() | {"onnxruntime": version("onnxruntime"), "numpy": version("numpy")}
 
 
-def command_line() -> str:
+def command_line(script: str = __file__) -> str:
+    """How the benchmark was started, relative to the repository: script is the benchmark's own file."""
     exe = os.path.relpath(sys.executable, REPO)
-    me = os.path.relpath(Path(__file__).resolve(), REPO)
+    me = os.path.relpath(Path(script).resolve(), REPO)
     return shlex.join([exe if exe.startswith(".venv") else sys.executable, me] + sys.argv[1:])
 
 

@@ -146,7 +146,7 @@ class GroupTrips(Generic[T, R]):
         self._run, self.max_jobs = run, max_jobs
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._runner: asyncio.Future[None] | None = None
-        self.trips = self.jobs = 0  # for tests and the benchmark: how many trips took how many jobs
+        self.trips = self.jobs = 0  # how many trips took how many jobs (tests; labd's /metrics has the groups)
 
     async def submit(self, job: T) -> R:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()

@@ -210,19 +210,14 @@ class Store(ABC):
         """MUST raise NotFound."""
 
     def attempt_owners(self, attempt_ids: Collection[str]) -> dict[str, tuple[str, d.Status]]:
-        """attempt_owner of each attempt that exists (absent ones are left out), read now: what a group of result
-        batches is checked against, so a backend should read them in one statement."""
+        """(device id, status) of each attempt that exists (absent ones are left out), read now: what a group of
+        result batches is checked against, so a backend should read just these columns, in one statement."""
         found: dict[str, tuple[str, d.Status]] = {}
         for a in attempt_ids:
             with suppress(d.NotFound):
-                found[a] = self.attempt_owner(a)
+                att = self.get_attempt(a)
+                found[a] = (att.device_id, att.status)
         return found
-
-    def attempt_owner(self, attempt_id: str) -> tuple[str, d.Status]:
-        """(device id, status) of an attempt, read now; NotFound. What every result batch is checked against, so a
-        backend should read just these two columns."""
-        att = self.get_attempt(attempt_id)
-        return att.device_id, att.status
 
     @abstractmethod
     def running_attempts(self, device_id: str | None = None) -> list[d.Attempt]:

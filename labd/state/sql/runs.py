@@ -29,7 +29,6 @@ _R, _T, _A = _RUNS.c, _TASKS.c, _ATTEMPTS.c
 _TERMINAL = [s.value for s in d.Status if s.terminal]
 _QUEUED, _RUNNING = d.Status.QUEUED.value, d.Status.RUNNING.value
 
-_ATTEMPT_OWNER = select(AttemptRow.device_id, AttemptRow.status).where(AttemptRow.id == bindparam("id"))
 _ATTEMPT_OWNERS = select(AttemptRow.id, AttemptRow.device_id, AttemptRow.status).where(
     AttemptRow.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
 _INSERT_RUN = insert(_RUNS)
@@ -240,13 +239,6 @@ class RunsSql(SqlEngine):
         with self._core_read() as c:  # a group of result batches asks once: one prepared statement
             return {str(a): (str(dev), d.Status(st))
                     for a, dev, st in c.execute(_ATTEMPT_OWNERS, {"ids": sorted(set(attempt_ids))})}
-
-    def attempt_owner(self, attempt_id: str) -> tuple[str, d.Status]:
-        with self._core_read() as c:  # every result batch asks: one prepared statement, two columns
-            row = c.execute(_ATTEMPT_OWNER, {"id": attempt_id}).first()
-        if row is None:
-            raise d.NotFound(f"no attempt {attempt_id}")
-        return str(row[0]), d.Status(row[1])
 
     def running_attempts(self, device_id: str | None = None) -> list[d.Attempt]:
         with self._read() as s:
