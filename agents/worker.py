@@ -8,7 +8,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +25,7 @@ from agents.meters.registry import best_meter, open_meters
 from agents.outbox import Outbox
 from pilotlab import convert
 from pilotlab import domain as d
+from pilotlab.messages import AGENT_FEATURES, MAX_BATCHES_PER_MESSAGE, MAX_BYTES_PER_MESSAGE, RESULT_BATCHES
 from pilotlab.samples import batch_signing_bytes
 from pilotlab.v1 import agent_pb2
 
@@ -45,6 +46,31 @@ def isolate_cpus() -> frozenset[int] | None:
     return frozenset(allowed[1:])
 
 
+def session_messages(q: queue.Queue[agent_pb2.AgentMessage | None], batches_ok: Callable[[], bool]
+                     ) -> Iterator[agent_pb2.AgentMessage]:
+    """A session's messages in the order queued, until None. Result batches queued together go in one ResultBatches
+    message (at most MAX_BATCHES_PER_MESSAGE, MAX_BYTES_PER_MESSAGE) when batches_ok() (the lab's Welcome listed
+    RESULT_BATCHES); a batch alone, or to an older lab, goes as it is."""
+    held: list[agent_pb2.AgentMessage | None] = []  # the message that ended a run of result batches
+    while (m := held.pop() if held else q.get()) is not None:
+        if m.WhichOneof("msg") != "results" or q.empty() or not batches_ok():
+            yield m
+            continue
+        batches, size = [m.results], m.ByteSize()
+        while len(batches) < MAX_BATCHES_PER_MESSAGE:
+            try:
+                nxt = q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > MAX_BYTES_PER_MESSAGE:
+                held.append(nxt)
+                break
+            batches.append(nxt.results)
+            size += nxt.ByteSize()
+        yield (agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
+               if len(batches) > 1 else m)
+
+
 class AgentStopped(Exception):
     """The agent cannot go on (a refused credential); message says why."""
 
@@ -61,6 +87,7 @@ class Worker:
         self._jobs: dict[str, Job] = {}
         self._call: Any = None
         self._heartbeat_s = HEARTBEAT_S
+        self._lab_features: frozenset[str] = frozenset()  # what the lab of the current session understands
         cfg.work_dir.mkdir(parents=True, exist_ok=True)
         self.key = device_key(cfg.work_dir)
         self.outbox = Outbox(cfg.outbox_dir)
@@ -144,14 +171,11 @@ class Worker:
         q: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
         done = threading.Event()
         running = sorted(set(self._jobs) | set(self.outbox.attempts()))
+        self._lab_features = frozenset()
         q.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
-            capabilities=convert.capabilities_to_pb(self.capabilities), running_attempt_ids=running)))
-
-        def requests() -> Iterator[agent_pb2.AgentMessage]:
-            while (m := q.get()) is not None:
-                yield m
-
-        self._call = self.client.session(requests())
+            capabilities=convert.capabilities_to_pb(self.capabilities), running_attempt_ids=running,
+            features=list(AGENT_FEATURES))))
+        self._call = self.client.session(session_messages(q, lambda: RESULT_BATCHES in self._lab_features))
         if self.stop.is_set():  # a stop that came while the call was being made
             self._call.cancel()
         try:
@@ -170,6 +194,7 @@ class Worker:
         if kind == "welcome":
             log.info("connected to %s as %s", self.cfg.lab, msg.welcome.device_name)
             with self._lock:
+                self._lab_features = frozenset(msg.welcome.features)
                 self._send_q = q
                 for pending in self.outbox.pending():
                     q.put(pending)
@@ -182,18 +207,24 @@ class Worker:
             log.info("assigned %s (attempt %s)", a.task_name, a.attempt_id)
             self.executor.submit(self._run_job, job)
         elif kind == "ack":
-            if msg.ack.error:
-                log.warning("the lab refused result batch %d of attempt %s: %s", msg.ack.seq, msg.ack.attempt_id,
-                            msg.ack.error)
-            if msg.ack.finished:
-                self.outbox.ack_finished(msg.ack.attempt_id)
-            else:
-                self.outbox.ack_batch(msg.ack.attempt_id, msg.ack.seq)
+            self._ack(msg.ack)
+        elif kind == "acks":
+            for ack in msg.acks.acks:
+                self._ack(ack)
         elif kind == "cancel":
             running = self._jobs.get(msg.cancel.attempt_id)
             if running is not None:
                 log.info("cancel %s: %s", msg.cancel.attempt_id, msg.cancel.reason)
                 running.cancel.set()
+
+    def _ack(self, ack: agent_pb2.Ack) -> None:
+        """The lab stored (or refused) a result batch or a finish: it leaves the outbox."""
+        if ack.error:
+            log.warning("the lab refused result batch %d of attempt %s: %s", ack.seq, ack.attempt_id, ack.error)
+        if ack.finished:
+            self.outbox.ack_finished(ack.attempt_id)
+        else:
+            self.outbox.ack_batch(ack.attempt_id, ack.seq)
 
     def _heartbeat(self, q: queue.Queue[agent_pb2.AgentMessage | None], done: threading.Event,
                    interval: float) -> None:

@@ -80,6 +80,12 @@ if str(REPO) not in sys.path:
 from evalsuites import builtin_suites_dir, load_suite  # noqa: E402
 from labd.scheduler.plan import task_spec  # noqa: E402
 from pilotlab.compliance import Assigned, latency_kinds, required_sets  # noqa: E402
+from pilotlab.messages import (  # noqa: E402
+    AGENT_FEATURES,
+    MAX_BATCHES_PER_MESSAGE,
+    MAX_BYTES_PER_MESSAGE,
+    RESULT_BATCHES,
+)
 from pilotlab.samples import batch_signing_bytes  # noqa: E402
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, common_pb2, lab_pb2, lab_pb2_grpc  # noqa: E402
 
@@ -378,9 +384,12 @@ def suite_task() -> tuple[Assigned, np.ndarray]:
 class Fleet:
     """Shared counters and per-round bookkeeping of all simulated agents."""
 
-    def __init__(self, payload: Payload, dup: bool) -> None:
+    def __init__(self, payload: Payload, dup: bool, singles: bool = False) -> None:
         self.payload = payload
         self.dup = dup
+        self.singles = singles  # one message per result batch and per Ack, whatever the lab takes
+        self.batch_messages = 0  # ResultBatches messages sent
+        self.ack_messages = 0  # Acks messages received
         self.finished = 0
         self.skipped = 0
         self.target = 0
@@ -431,6 +440,7 @@ class SimAgent:
         self.submit_t0: int | None = None
         self.done = asyncio.Event()
         self.closing = False
+        self.lab_batches = False  # the lab's Welcome lists RESULT_BATCHES
         self.call: Any = None
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -443,15 +453,31 @@ class SimAgent:
 
     async def connect(self, stub: agent_pb2_grpc.AgentServiceStub) -> None:
         self.q.put_nowait(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
-            capabilities=common_pb2.Capabilities(slots=1, os="Linux", agent_version="fleet-bench"))))
+            capabilities=common_pb2.Capabilities(slots=1, os="Linux", agent_version="fleet-bench"),
+            features=[] if self.fleet.singles else list(AGENT_FEATURES))))
         self.call = stub.Session(self._requests(), metadata=self.md)
         self.tasks.append(asyncio.create_task(self._read()))
         await self.welcomed.wait()
         self.tasks.append(asyncio.create_task(self._heartbeat()))
 
     async def _requests(self) -> AsyncIterator[agent_pb2.AgentMessage]:
-        while (m := await self.q.get()) is not None:
-            yield m
+        """Like agents/worker.py: result batches queued together go in one ResultBatches message to a lab that
+        takes them (its Welcome lists the feature), else one message each."""
+        held: list[agent_pb2.AgentMessage | None] = []
+        while (m := held.pop() if held else await self.q.get()) is not None:
+            if m.WhichOneof("msg") != "results" or not self.lab_batches or self.q.empty():
+                yield m
+                continue
+            batches, size = [m.results], m.ByteSize()
+            while len(batches) < MAX_BATCHES_PER_MESSAGE and not self.q.empty():
+                nxt = self.q.get_nowait()
+                if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > MAX_BYTES_PER_MESSAGE:
+                    held.append(nxt)
+                    break
+                batches.append(nxt.results)
+                size += nxt.ByteSize()
+            self.fleet.batch_messages += 1
+            yield agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
 
     async def _heartbeat(self) -> None:
         await asyncio.sleep(random.uniform(0, self.interval_s))
@@ -483,18 +509,14 @@ class SimAgent:
                     self.stale = False
                     self._run(msg.assignment)
                 elif kind == "ack":
-                    if msg.ack.finished:
-                        self.running.discard(msg.ack.attempt_id)
-                        self.finish_sent.discard(msg.ack.attempt_id)
-                        if self.submit_t0 is not None:
-                            f.complete_ns.append(now - self.submit_t0)
-                        self.submit_t0 = None
-                        self.done.set()
-                        f.task_finished()
-                    else:
-                        f.batch_acks += 1
+                    self._ack(msg.ack, now)
+                elif kind == "acks":
+                    f.ack_messages += 1
+                    for ack in msg.acks.acks:
+                        self._ack(ack, now)
                 elif kind == "welcome":
                     self.interval_s = max(0.2, msg.welcome.heartbeat_interval_ms / 1000)
+                    self.lab_batches = RESULT_BATCHES in msg.welcome.features and not f.singles
                     self.welcomed.set()
                 elif kind == "cancel":
                     f.errors["cancel received"] += 1
@@ -505,6 +527,19 @@ class SimAgent:
             raise
         finally:
             self.welcomed.set()  # never leave connect() waiting on a dead session
+
+    def _ack(self, ack: agent_pb2.Ack, now: int) -> None:
+        f = self.fleet
+        if ack.finished:
+            self.running.discard(ack.attempt_id)
+            self.finish_sent.discard(ack.attempt_id)
+            if self.submit_t0 is not None:
+                f.complete_ns.append(now - self.submit_t0)
+            self.submit_t0 = None
+            self.done.set()
+            f.task_finished()
+        else:
+            f.batch_acks += 1
 
     def _run(self, a: agent_pb2.Assignment) -> None:
         """'Run' the assignment at once: every signed result batch, optionally batch 0 again, then finished."""
@@ -691,6 +726,7 @@ class Params:
     batches: int
     per_batch: int
     dup: bool
+    singles: bool
     verify_sample: int
     profile: str
     per_channel: int
@@ -707,7 +743,7 @@ class Bench:
         self.p = p
         self.labd = labd
         self.work = work
-        self.fleet = Fleet(Payload(p.batches, p.per_batch, *suite_task()), p.dup)
+        self.fleet = Fleet(Payload(p.batches, p.per_batch, *suite_task()), p.dup, p.singles)
         self.agents: list[SimAgent] = []
         self.channels: list[grpc.aio.Channel] = []
         self.lab_channel: grpc.aio.Channel | None = None
@@ -978,6 +1014,7 @@ class Bench:
             "lost_total": max(0, sent_unique - ingested), "duplicated_total": max(0, ingested - sent_unique),
             "dup_batches_sent": f.dups_sent, "labd_dup_batches_ignored": dups_ignored,
             "batch_acks": f.batch_acks, "batches_sent": f.batches_sent + f.dups_sent,
+            "result_batches_messages": f.batch_messages, "acks_messages": f.ack_messages,
             "unexpected_assignments": f.unexpected_assignments,
             "heartbeats_listing_finished_attempt": f.stale_heartbeats,
             "assignments_over_1s": f.slow, "assignments_over_1s_after_such_heartbeat": f.slow_after_stale,
@@ -1193,7 +1230,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Each agent: Enrol, Session, Hello (slots=1), heartbeats every {p['heartbeat_ms']} ms; per assignment: "
         f"per assigned repeat {p['batches']} signed `latency;repeat=R` batches × {p['per_batch']} samples, "
         "the audit and accuracy sets, each timed run's window and the exact effective settings"
-        + (", batch 0 sent again (a duplicate)" if p["dup"] else "") + ", then TaskFinished(OK). "
+        + (", batch 0 sent again (a duplicate)" if p["dup"] else "") + ", then TaskFinished(OK); "
+        + ("one message per batch and per Ack" if p.get("singles") else
+           "batches queued together go in one ResultBatches message and Acks come in one Acks message, where labd "
+           "takes them (its Welcome lists the feature), else one each") + ". "
         f"{p['per_channel']} agents per gRPC channel (one TCP connection each). Runs: suite `{SUITE}`, "
         "one per device (`SubmitRun(device=NAME)`).",
         "",
@@ -1237,6 +1277,8 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"(verdicts {v['verdicts']}); stored {v['labd_samples_ingested']:,} samples for "
                   f"{v['samples_sent_unique']:,} unique sent; {v['labd_dup_batches_ignored']} duplicate batches "
                   f"ignored of {v['dup_batches_sent']} sent; {v['batch_acks']}/{v['batches_sent']} batch acks; "
+                  f"{v.get('result_batches_messages', 0):,} ResultBatches and {v.get('acks_messages', 0):,} Acks "
+                  "messages (0: singles only); "
                   f"labd's own dispatch histogram mean {v['labd_dispatch_latency_mean_ms']} ms; "
                   f"{v.get('ingest_groups', 0):,} ingest groups of {v.get('ingest_batches_per_group', 0)} batches "
                   "on average (0: a labd without the group ingest)",
@@ -1284,8 +1326,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             for n in counts:
                 p = Params(agents=n, db=db, rounds=args.rounds, trickle=args.trickle, idle_s=args.idle_s,
                            batches=args.batches, per_batch=args.samples, dup=not args.no_dup,
-                           verify_sample=args.verify_sample, profile=args.profile, per_channel=args.per_channel,
-                           profile_svg=args.profile_svg,
+                           singles=args.singles, verify_sample=args.verify_sample, profile=args.profile,
+                           per_channel=args.per_channel, profile_svg=args.profile_svg,
                            labd_log_level=args.labd_log_level, labd_exe=args.labd,
                            steady_rate=args.steady_rate, steady_s=args.steady_s,
                            round_timeout_s=args.round_timeout or max(60.0, n * 0.5))
@@ -1314,7 +1356,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_info(dbs), "git": git_info(), "nofile": list(raise_nofile()),
             "params": {"agents": counts, "db": dbs, "rounds": args.rounds, "trickle": args.trickle,
                        "batches": args.batches, "per_batch": args.samples, "dup": not args.no_dup,
-                       "per_channel": args.per_channel, "heartbeat_ms": 5000, "suite": SUITE,
+                       "singles": args.singles, "per_channel": args.per_channel, "heartbeat_ms": 5000, "suite": SUITE,
                        "steady_rate": args.steady_rate, "steady_s": args.steady_s},
             "results": results}
 
@@ -1332,6 +1374,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=2, help="result batches per task (default 2)")
     ap.add_argument("--samples", type=int, default=500, help="samples per batch (default 500)")
     ap.add_argument("--no-dup", action="store_true", help="do not resend batch 0 once per task")
+    ap.add_argument("--singles", action="store_true",
+                    help="one message per result batch and per Ack, as an agent that predates ResultBatches")
     ap.add_argument("--per-channel", type=int, default=AGENTS_PER_CHANNEL, help="agents per gRPC channel")
     ap.add_argument("--verify-sample", type=int, default=200, help="runs checked with GetRun (0 = all)")
     ap.add_argument("--round-timeout", type=float, default=0, help="seconds a burst round may take")

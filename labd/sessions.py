@@ -191,6 +191,7 @@ class AgentSession:
     outbox: asyncio.Queue[LabEvent | None] = field(default_factory=asyncio.Queue)
     running: set[str] = field(default_factory=set)
     window: BatchWindow = field(default_factory=BatchWindow)
+    acks: bool = False  # the agent takes several Acks in one message (its Hello lists pilotlab.messages.ACKS)
 
     @property
     def free_slots(self) -> int:

@@ -245,10 +245,14 @@ def lab_event_to_pb(e: msg.LabEvent) -> agent_pb2.LabMessage:
     if isinstance(e, msg.Ack):
         return agent_pb2.LabMessage(ack=agent_pb2.Ack(attempt_id=e.attempt_id, seq=e.seq, finished=e.finished,
                                                       error=e.error))
+    if isinstance(e, msg.Acks):
+        return agent_pb2.LabMessage(acks=agent_pb2.Acks(acks=[
+            agent_pb2.Ack(attempt_id=a.attempt_id, seq=a.seq, finished=a.finished, error=a.error) for a in e.acks]))
     if isinstance(e, msg.Cancel):
         return agent_pb2.LabMessage(cancel=agent_pb2.Cancel(attempt_id=e.attempt_id, reason=e.reason))
     return agent_pb2.LabMessage(welcome=agent_pb2.Welcome(
-        device_id=e.device_id, device_name=e.device_name, heartbeat_interval_ms=e.heartbeat_interval_ms))
+        device_id=e.device_id, device_name=e.device_name, heartbeat_interval_ms=e.heartbeat_interval_ms,
+        features=list(e.features)))
 
 
 def lab_event_from_pb(m: agent_pb2.LabMessage) -> msg.LabEvent | None:
@@ -258,12 +262,15 @@ def lab_event_from_pb(m: agent_pb2.LabMessage) -> msg.LabEvent | None:
         return msg.Assign(assignment_from_pb(m.assignment))
     if kind == "ack":
         return msg.Ack(attempt_id=m.ack.attempt_id, seq=m.ack.seq, finished=m.ack.finished, error=m.ack.error)
+    if kind == "acks":
+        return msg.Acks(acks=tuple(msg.Ack(attempt_id=a.attempt_id, seq=a.seq, finished=a.finished, error=a.error)
+                                   for a in m.acks.acks))
     if kind == "cancel":
         return msg.Cancel(attempt_id=m.cancel.attempt_id, reason=m.cancel.reason)
     if kind == "welcome":
         w = m.welcome
         return msg.Welcome(device_id=w.device_id, device_name=w.device_name,
-                           heartbeat_interval_ms=w.heartbeat_interval_ms)
+                           heartbeat_interval_ms=w.heartbeat_interval_ms, features=tuple(w.features))
     return None
 
 
@@ -280,7 +287,8 @@ def agent_event_to_pb(e: msg.AgentEvent) -> agent_pb2.AgentMessage:
         return agent_pb2.AgentMessage(progress=agent_pb2.TaskProgress(
             attempt_id=e.attempt_id, phase=e.phase, fraction=e.fraction, message=e.message))
     return agent_pb2.AgentMessage(hello=agent_pb2.Hello(capabilities=capabilities_to_pb(e.capabilities),
-                                                        running_attempt_ids=sorted(e.running)))
+                                                        running_attempt_ids=sorted(e.running),
+                                                        features=sorted(e.features)))
 
 
 def agent_event_from_pb(m: agent_pb2.AgentMessage) -> msg.AgentEvent | None:
@@ -297,5 +305,5 @@ def agent_event_from_pb(m: agent_pb2.AgentMessage) -> msg.AgentEvent | None:
         return finish_from_pb(m.finished)
     if kind == "hello":
         return msg.Hello(capabilities=capabilities_from_pb(m.hello.capabilities),
-                         running=frozenset(m.hello.running_attempt_ids))
+                         running=frozenset(m.hello.running_attempt_ids), features=frozenset(m.hello.features))
     return None

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 
 from pilotlab import domain as d
 
+# Protocol features, listed in Hello (what the agent understands) and Welcome (what the lab does); a side uses one
+# only when the other lists it, so different versions talk in the single messages both know.
+RESULT_BATCHES = "result-batches"  # the lab takes several result batches in one message
+ACKS = "acks"  # the agent takes several Acks in one message
+LAB_FEATURES = (RESULT_BATCHES,)
+AGENT_FEATURES = (ACKS,)
+MAX_BATCHES_PER_MESSAGE = 8  # a lab's window of result batches in flight per session
+MAX_BYTES_PER_MESSAGE = 4 << 20
+
 
 # --- lab → agent ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -16,6 +25,7 @@ class Welcome:
     device_id: str
     device_name: str
     heartbeat_interval_ms: int
+    features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,14 @@ class Ack:
     error: str = ""
 
 
-LabEvent = Welcome | Assign | Cancel | Ack
+@dataclass(frozen=True)
+class Acks:
+    """Several Acks in one message, in order (to an agent whose Hello lists ACKS)."""
+
+    acks: tuple[Ack, ...]
+
+
+LabEvent = Welcome | Assign | Cancel | Ack | Acks
 
 
 # --- agent → lab ----------------------------------------------------------------------------------------------
@@ -54,6 +71,7 @@ class Hello:
 
     capabilities: d.Capabilities
     running: frozenset[str] = field(default_factory=frozenset)
+    features: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pilotlab.v1 import agent_pb2, agent_pb2_grpc
 log = logging.getLogger("labd.session")
 
 MAX_BATCHES_PER_TRIP = 32  # a session's result batches read ahead and handed to one ingest group together, at most
+MAX_ACKS_PER_MESSAGE = 64  # Acks queued together for an agent that takes them in one message (pilotlab.messages.ACKS)
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -75,7 +76,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise d.Invalid("a session must start with hello")
         still = set(hello.running)
         session = AgentSession(device.id, device.name, max(1, hello.capabilities.slots), device.public_key,
-                               running=still)
+                               running=still, acks=msg.ACKS in hello.features)
         lab.sessions.open(session)
         lab.metrics.sessions_opened.inc()
         reader: asyncio.Task[None] | None = None
@@ -91,13 +92,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 await lab.events.notify(run_id)
             log.info("session open: %s (%d running)", device.name, len(still))
             yield convert.lab_event_to_pb(msg.Welcome(device_id=device.id, device_name=device.name,
-                                                      heartbeat_interval_ms=lab.config.heartbeat_interval_ms))
+                                                      heartbeat_interval_ms=lab.config.heartbeat_interval_ms,
+                                                      features=msg.LAB_FEATURES))
             reader = asyncio.create_task(self._read(session, request_iterator, credential))
             self.dispatcher.kick()
-            while (event := await session.outbox.get()) is not None:
+            held: list[msg.LabEvent | None] = []  # the event read after a run of Acks
+            while (event := held.pop() if held else await session.outbox.get()) is not None:
+                if session.acks and isinstance(event, msg.Ack) and not session.outbox.empty():
+                    event = _coalesce(event, session.outbox, held)
                 yield convert.lab_event_to_pb(event)
-                if isinstance(event, msg.Ack) and not event.finished:
-                    session.window.acked(event.attempt_id, event.seq)  # written: room for the next batch
+                for ack in event.acks if isinstance(event, msg.Acks) else (event,):
+                    if isinstance(ack, msg.Ack) and not ack.finished:
+                        session.window.acked(ack.attempt_id, ack.seq)  # written: room for the next batch
             if reader.done() and (exc := reader.exception()) is not None:
                 if not isinstance(exc, d.LabError):
                     log.error("session of %s failed: %s: %s", device.name, type(exc).__name__, exc, exc_info=exc)
@@ -133,8 +139,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         try:
             async for m in requests:
                 check(m)  # a message that did not decode ends the session INVALID_ARGUMENT
-                if m.WhichOneof("msg") == "results":
+                kind = m.WhichOneof("msg")
+                if kind == "results":
                     session.window.took(m.results.attempt_id, m.results.seq, m.ByteSize())
+                elif kind == "result_batches":
+                    for r in m.result_batches.batches:
+                        session.window.took(r.attempt_id, r.seq, r.ByteSize())
                 inbox.put_nowait(m)
                 await session.window.room()
         finally:
@@ -147,17 +157,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         held: list[agent_pb2.AgentMessage | None] = []  # the message read after a run of result batches
         try:
             while (m := held.pop() if held else await inbox.get()) is not None:
-                if m.WhichOneof("msg") == "results":
-                    # This batch and those read ahead right behind it: checked, verified and stored in one group
-                    # with other sessions' batches (_ingest_group), off the event loop, and acknowledged in order.
-                    results = [m.results]
+                if (results := _batches(m)) is not None:
+                    # These batches and those read ahead right behind them: checked, verified and stored in one
+                    # group with other sessions' batches (_ingest_group), off the event loop, and acknowledged in
+                    # order.
                     while len(results) < MAX_BATCHES_PER_TRIP and not inbox.empty():
                         nxt = inbox.get_nowait()
-                        if nxt is None or nxt.WhichOneof("msg") != "results":
+                        if nxt is None or (more := _batches(nxt)) is None:
                             held.append(nxt)
                             break
-                        results.append(nxt.results)
-                    await self._results(session, results)
+                        results.extend(more)
+                    if results:
+                        await self._results(session, results)
                     continue
                 event = convert.agent_event_from_pb(m)
                 if event is None or isinstance(event, msg.Hello):
@@ -284,3 +295,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 self.dispatcher.kick()
             if changed is not None:
                 await lab.events.notify(changed)
+
+
+def _batches(m: agent_pb2.AgentMessage) -> list[agent_pb2.ResultBatch] | None:
+    """The result batches a message carries, in order; None when it carries none (another kind of message)."""
+    kind = m.WhichOneof("msg")
+    if kind == "results":
+        return [m.results]
+    if kind == "result_batches":
+        return list(m.result_batches.batches)
+    return None
+
+
+def _coalesce(first: msg.Ack, outbox: asyncio.Queue[msg.LabEvent | None], held: list[msg.LabEvent | None]
+              ) -> msg.Ack | msg.Acks:
+    """first and the Acks queued right behind it, as one message (at most MAX_ACKS_PER_MESSAGE); the event that
+    ended the run, if any, goes to held."""
+    acks = [first]
+    while len(acks) < MAX_ACKS_PER_MESSAGE and not outbox.empty():
+        nxt = outbox.get_nowait()
+        if not isinstance(nxt, msg.Ack):
+            held.append(nxt)
+            break
+        acks.append(nxt)
+    return msg.Acks(tuple(acks)) if len(acks) > 1 else first

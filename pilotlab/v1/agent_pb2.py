@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pilotlab.v1 import common_pb2 as pilotlab_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pilotlab/v1/agent.proto\x12\x0bpilotlab.v1\x1a\x18pilotlab/v1/common.proto\"\xe7\x01\n\x0c\x45nrolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_class\x18\x02 \x01(\t\x12\x31\n\x04tags\x18\x03 \x03(\x0b\x32#.pilotlab.v1.EnrolRequest.TagsEntry\x12\x0e\n\x06region\x18\x04 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x19.pilotlab.v1.Capabilities\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\rEnrolResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x02 \x01(\t\"\xf2\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.pilotlab.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.pilotlab.v1.HeartbeatH\x00\x12-\n\x08progress\x18\x03 \x01(\x0b\x32\x19.pilotlab.v1.TaskProgressH\x00\x12+\n\x07results\x18\x04 \x01(\x0b\x32\x18.pilotlab.v1.ResultBatchH\x00\x12-\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x19.pilotlab.v1.TaskFinishedH\x00\x42\x05\n\x03msg\"U\n\x05Hello\x12/\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x19.pilotlab.v1.Capabilities\x12\x1b\n\x13running_attempt_ids\x18\x02 \x03(\t\">\n\tHeartbeat\x12\x14\n\x0csent_unix_ms\x18\x01 \x01(\x03\x12\x1b\n\x13running_attempt_ids\x18\x02 \x03(\t\"T\n\x0cTaskProgress\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xc6\x01\n\x0bResultBatch\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\x05index\x18\x04 \x03(\x03\x42\x02\x10\x01\x12\x18\n\x0csample_index\x18\x05 \x03(\x03\x42\x02\x10\x01\x12\x10\n\x04t_ns\x18\x06 \x03(\x03\x42\x02\x10\x01\x12\x11\n\x05value\x18\x07 \x03(\x03\x42\x02\x10\x01\x12\x11\n\tsignature\x18\x08 \x01(\x0c\x12\x0f\n\x03\x61ux\x18\t \x03(\x03\x42\x02\x10\x01\x12\x12\n\x06\x66value\x18\n \x03(\x01\x42\x02\x10\x01\"\x89\x02\n\x0cTaskFinished\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.pilotlab.v1.Outcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x03\x12\x1f\n\x17\x65\x66\x66\x65\x63tive_settings_json\x18\x05 \x01(\t\x12\x18\n\x10\x65nvironment_json\x18\x06 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x07 \x01(\t\x12\x16\n\x0eproviders_used\x18\x08 \x03(\t\x12\x13\n\x0bphases_json\x18\t \x01(\t\x12\x19\n\x11observations_json\x18\n \x01(\t\"\xb3\x01\n\nLabMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.pilotlab.v1.WelcomeH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.pilotlab.v1.AssignmentH\x00\x12%\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x13.pilotlab.v1.CancelH\x00\x12\x1f\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x10.pilotlab.v1.AckH\x00\x42\x05\n\x03msg\"P\n\x07Welcome\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\"\xc8\x02\n\nAssignment\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x11\n\ttask_name\x18\x04 \x01(\t\x12\'\n\x05model\x18\x05 \x01(\x0b\x32\x18.pilotlab.v1.ArtifactRef\x12)\n\x07\x64\x61taset\x18\x06 \x01(\x0b\x32\x18.pilotlab.v1.ArtifactRef\x12\x10\n\x08scenario\x18\x07 \x01(\t\x12\x15\n\rsettings_json\x18\x08 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\t \x01(\t\x12\x15\n\raccuracy_json\x18\n \x01(\t\x12(\n\x06golden\x18\x0b \x01(\x0b\x32\x18.pilotlab.v1.ArtifactRef\x12\x18\n\x10\x63onformance_json\x18\x0c \x01(\t\",\n\x06\x43\x61ncel\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"G\n\x03\x41\x63k\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t*\x84\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\x12\x11\n\rOUTCOME_ERROR\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\x12\x11\n\rOUTCOME_FAULT\x10\x05\x32\x91\x01\n\x0c\x41gentService\x12>\n\x05\x45nrol\x12\x19.pilotlab.v1.EnrolRequest\x1a\x1a.pilotlab.v1.EnrolResponse\x12\x41\n\x07Session\x12\x19.pilotlab.v1.AgentMessage\x1a\x17.pilotlab.v1.LabMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pilotlab/v1/agent.proto\x12\x0bpilotlab.v1\x1a\x18pilotlab/v1/common.proto\"\xe7\x01\n\x0c\x45nrolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_class\x18\x02 \x01(\t\x12\x31\n\x04tags\x18\x03 \x03(\x0b\x32#.pilotlab.v1.EnrolRequest.TagsEntry\x12\x0e\n\x06region\x18\x04 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x19.pilotlab.v1.Capabilities\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\rEnrolResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x02 \x01(\t\"\xa8\x02\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.pilotlab.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.pilotlab.v1.HeartbeatH\x00\x12-\n\x08progress\x18\x03 \x01(\x0b\x32\x19.pilotlab.v1.TaskProgressH\x00\x12+\n\x07results\x18\x04 \x01(\x0b\x32\x18.pilotlab.v1.ResultBatchH\x00\x12-\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x19.pilotlab.v1.TaskFinishedH\x00\x12\x34\n\x0eresult_batches\x18\x06 \x01(\x0b\x32\x1a.pilotlab.v1.ResultBatchesH\x00\x42\x05\n\x03msg\"g\n\x05Hello\x12/\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x19.pilotlab.v1.Capabilities\x12\x1b\n\x13running_attempt_ids\x18\x02 \x03(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\">\n\tHeartbeat\x12\x14\n\x0csent_unix_ms\x18\x01 \x01(\x03\x12\x1b\n\x13running_attempt_ids\x18\x02 \x03(\t\"T\n\x0cTaskProgress\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xc6\x01\n\x0bResultBatch\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\x05index\x18\x04 \x03(\x03\x42\x02\x10\x01\x12\x18\n\x0csample_index\x18\x05 \x03(\x03\x42\x02\x10\x01\x12\x10\n\x04t_ns\x18\x06 \x03(\x03\x42\x02\x10\x01\x12\x11\n\x05value\x18\x07 \x03(\x03\x42\x02\x10\x01\x12\x11\n\tsignature\x18\x08 \x01(\x0c\x12\x0f\n\x03\x61ux\x18\t \x03(\x03\x42\x02\x10\x01\x12\x12\n\x06\x66value\x18\n \x03(\x01\x42\x02\x10\x01\":\n\rResultBatches\x12)\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x18.pilotlab.v1.ResultBatch\"\x89\x02\n\x0cTaskFinished\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.pilotlab.v1.Outcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x03\x12\x1f\n\x17\x65\x66\x66\x65\x63tive_settings_json\x18\x05 \x01(\t\x12\x18\n\x10\x65nvironment_json\x18\x06 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x07 \x01(\t\x12\x16\n\x0eproviders_used\x18\x08 \x03(\t\x12\x13\n\x0bphases_json\x18\t \x01(\t\x12\x19\n\x11observations_json\x18\n \x01(\t\"\xd6\x01\n\nLabMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.pilotlab.v1.WelcomeH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.pilotlab.v1.AssignmentH\x00\x12%\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x13.pilotlab.v1.CancelH\x00\x12\x1f\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x10.pilotlab.v1.AckH\x00\x12!\n\x04\x61\x63ks\x18\x05 \x01(\x0b\x32\x11.pilotlab.v1.AcksH\x00\x42\x05\n\x03msg\"b\n\x07Welcome\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\"\xc8\x02\n\nAssignment\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x11\n\ttask_name\x18\x04 \x01(\t\x12\'\n\x05model\x18\x05 \x01(\x0b\x32\x18.pilotlab.v1.ArtifactRef\x12)\n\x07\x64\x61taset\x18\x06 \x01(\x0b\x32\x18.pilotlab.v1.ArtifactRef\x12\x10\n\x08scenario\x18\x07 \x01(\t\x12\x15\n\rsettings_json\x18\x08 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\t \x01(\t\x12\x15\n\raccuracy_json\x18\n \x01(\t\x12(\n\x06golden\x18\x0b \x01(\x0b\x32\x18.pilotlab.v1.ArtifactRef\x12\x18\n\x10\x63onformance_json\x18\x0c \x01(\t\",\n\x06\x43\x61ncel\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"G\n\x03\x41\x63k\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"&\n\x04\x41\x63ks\x12\x1e\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x10.pilotlab.v1.Ack*\x84\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\x12\x11\n\rOUTCOME_ERROR\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\x12\x11\n\rOUTCOME_FAULT\x10\x05\x32\x91\x01\n\x0c\x41gentService\x12>\n\x05\x45nrol\x12\x19.pilotlab.v1.EnrolRequest\x1a\x1a.pilotlab.v1.EnrolResponse\x12\x41\n\x07Session\x12\x19.pilotlab.v1.AgentMessage\x1a\x17.pilotlab.v1.LabMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,8 +46,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESULTBATCH'].fields_by_name['aux']._serialized_options = b'\020\001'
   _globals['_RESULTBATCH'].fields_by_name['fvalue']._loaded_options = None
   _globals['_RESULTBATCH'].fields_by_name['fvalue']._serialized_options = b'\020\001'
-  _globals['_OUTCOME']._serialized_start=2024
-  _globals['_OUTCOME']._serialized_end=2156
+  _globals['_OUTCOME']._serialized_start=2249
+  _globals['_OUTCOME']._serialized_end=2381
   _globals['_ENROLREQUEST']._serialized_start=67
   _globals['_ENROLREQUEST']._serialized_end=298
   _globals['_ENROLREQUEST_TAGSENTRY']._serialized_start=255
@@ -55,27 +55,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLRESPONSE']._serialized_start=300
   _globals['_ENROLRESPONSE']._serialized_end=356
   _globals['_AGENTMESSAGE']._serialized_start=359
-  _globals['_AGENTMESSAGE']._serialized_end=601
-  _globals['_HELLO']._serialized_start=603
-  _globals['_HELLO']._serialized_end=688
-  _globals['_HEARTBEAT']._serialized_start=690
-  _globals['_HEARTBEAT']._serialized_end=752
-  _globals['_TASKPROGRESS']._serialized_start=754
-  _globals['_TASKPROGRESS']._serialized_end=838
-  _globals['_RESULTBATCH']._serialized_start=841
-  _globals['_RESULTBATCH']._serialized_end=1039
-  _globals['_TASKFINISHED']._serialized_start=1042
-  _globals['_TASKFINISHED']._serialized_end=1307
-  _globals['_LABMESSAGE']._serialized_start=1310
-  _globals['_LABMESSAGE']._serialized_end=1489
-  _globals['_WELCOME']._serialized_start=1491
-  _globals['_WELCOME']._serialized_end=1571
-  _globals['_ASSIGNMENT']._serialized_start=1574
-  _globals['_ASSIGNMENT']._serialized_end=1902
-  _globals['_CANCEL']._serialized_start=1904
-  _globals['_CANCEL']._serialized_end=1948
-  _globals['_ACK']._serialized_start=1950
-  _globals['_ACK']._serialized_end=2021
-  _globals['_AGENTSERVICE']._serialized_start=2159
-  _globals['_AGENTSERVICE']._serialized_end=2304
+  _globals['_AGENTMESSAGE']._serialized_end=655
+  _globals['_HELLO']._serialized_start=657
+  _globals['_HELLO']._serialized_end=760
+  _globals['_HEARTBEAT']._serialized_start=762
+  _globals['_HEARTBEAT']._serialized_end=824
+  _globals['_TASKPROGRESS']._serialized_start=826
+  _globals['_TASKPROGRESS']._serialized_end=910
+  _globals['_RESULTBATCH']._serialized_start=913
+  _globals['_RESULTBATCH']._serialized_end=1111
+  _globals['_RESULTBATCHES']._serialized_start=1113
+  _globals['_RESULTBATCHES']._serialized_end=1171
+  _globals['_TASKFINISHED']._serialized_start=1174
+  _globals['_TASKFINISHED']._serialized_end=1439
+  _globals['_LABMESSAGE']._serialized_start=1442
+  _globals['_LABMESSAGE']._serialized_end=1656
+  _globals['_WELCOME']._serialized_start=1658
+  _globals['_WELCOME']._serialized_end=1756
+  _globals['_ASSIGNMENT']._serialized_start=1759
+  _globals['_ASSIGNMENT']._serialized_end=2087
+  _globals['_CANCEL']._serialized_start=2089
+  _globals['_CANCEL']._serialized_end=2133
+  _globals['_ACK']._serialized_start=2135
+  _globals['_ACK']._serialized_end=2206
+  _globals['_ACKS']._serialized_start=2208
+  _globals['_ACKS']._serialized_end=2246
+  _globals['_AGENTSERVICE']._serialized_start=2384
+  _globals['_AGENTSERVICE']._serialized_end=2529
 # @@protoc_insertion_point(module_scope)

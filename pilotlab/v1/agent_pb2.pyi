@@ -55,26 +55,30 @@ class EnrolResponse(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., device_token: _Optional[str] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "progress", "results", "finished")
+    __slots__ = ("hello", "heartbeat", "progress", "results", "finished", "result_batches")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BATCHES_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     progress: TaskProgress
     results: ResultBatch
     finished: TaskFinished
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[TaskProgress, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., finished: _Optional[_Union[TaskFinished, _Mapping]] = ...) -> None: ...
+    result_batches: ResultBatches
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[TaskProgress, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., result_batches: _Optional[_Union[ResultBatches, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("capabilities", "running_attempt_ids")
+    __slots__ = ("capabilities", "running_attempt_ids", "features")
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_ATTEMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     capabilities: _common_pb2.Capabilities
     running_attempt_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, capabilities: _Optional[_Union[_common_pb2.Capabilities, _Mapping]] = ..., running_attempt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, capabilities: _Optional[_Union[_common_pb2.Capabilities, _Mapping]] = ..., running_attempt_ids: _Optional[_Iterable[str]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_unix_ms", "running_attempt_ids")
@@ -120,6 +124,12 @@ class ResultBatch(_message.Message):
     fvalue: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[str] = ..., index: _Optional[_Iterable[int]] = ..., sample_index: _Optional[_Iterable[int]] = ..., t_ns: _Optional[_Iterable[int]] = ..., value: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ..., aux: _Optional[_Iterable[int]] = ..., fvalue: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class ResultBatches(_message.Message):
+    __slots__ = ("batches",)
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    batches: _containers.RepeatedCompositeFieldContainer[ResultBatch]
+    def __init__(self, batches: _Optional[_Iterable[_Union[ResultBatch, _Mapping]]] = ...) -> None: ...
+
 class TaskFinished(_message.Message):
     __slots__ = ("attempt_id", "outcome", "reason", "batches", "effective_settings_json", "environment_json", "execution_provider", "providers_used", "phases_json", "observations_json")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -145,26 +155,30 @@ class TaskFinished(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., reason: _Optional[str] = ..., batches: _Optional[int] = ..., effective_settings_json: _Optional[str] = ..., environment_json: _Optional[str] = ..., execution_provider: _Optional[str] = ..., providers_used: _Optional[_Iterable[str]] = ..., phases_json: _Optional[str] = ..., observations_json: _Optional[str] = ...) -> None: ...
 
 class LabMessage(_message.Message):
-    __slots__ = ("welcome", "assignment", "cancel", "ack")
+    __slots__ = ("welcome", "assignment", "cancel", "ack", "acks")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignment: Assignment
     cancel: Cancel
     ack: Ack
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    acks: Acks
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("device_id", "device_name", "heartbeat_interval_ms")
+    __slots__ = ("device_id", "device_name", "heartbeat_interval_ms", "features")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     device_name: str
     heartbeat_interval_ms: int
-    def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("attempt_id", "task_id", "run_id", "task_name", "model", "dataset", "scenario", "settings_json", "execution_provider", "accuracy_json", "golden", "conformance_json")
@@ -213,3 +227,9 @@ class Ack(_message.Message):
     finished: bool
     error: str
     def __init__(self, attempt_id: _Optional[str] = ..., seq: _Optional[int] = ..., finished: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class Acks(_message.Message):
+    __slots__ = ("acks",)
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[Ack]
+    def __init__(self, acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ...) -> None: ...

@@ -11,8 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from pilotlab.messages import ACKS, RESULT_BATCHES
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, common_pb2
-from tests.e2e.conftest import labctl_json, make_token
+from tests.e2e.conftest import labctl_json, make_token, wait_until
 
 MODEL = Path("evalsuites/smoke/models/digits_logreg.onnx")
 
@@ -20,7 +21,8 @@ MODEL = Path("evalsuites/smoke/models/digits_logreg.onnx")
 class RawDevice:
     """A device speaking the real protocol by hand, for checks the real agent would never attempt."""
 
-    def __init__(self, addr: str, agent_token: str, name: str, public_key: bytes = b"", region: str = "") -> None:
+    def __init__(self, addr: str, agent_token: str, name: str, public_key: bytes = b"", region: str = "",
+                 features: tuple[str, ...] = ()) -> None:
         self.channel = grpc.insecure_channel(addr)
         stub = agent_pb2_grpc.AgentServiceStub(self.channel)
         resp = stub.Enrol(agent_pb2.EnrolRequest(name=name, device_class="smart-terminal",
@@ -29,11 +31,13 @@ class RawDevice:
                           metadata=[("authorization", f"Bearer {agent_token}")], timeout=10)
         self.md = [("authorization", f"Bearer {resp.device_token}")]
         self.out: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
-        self.out.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello()))
+        self.out.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(features=features)))
         self.inbox: queue.Queue[agent_pb2.LabMessage | grpc.RpcError] = queue.Queue()
         self.call = stub.Session(self._requests(), metadata=self.md)
         threading.Thread(target=self._read, daemon=True).start()
-        assert self.next().HasField("welcome")
+        first = self.next()
+        assert first.HasField("welcome")
+        self.welcome = first.welcome
 
     def _requests(self) -> Iterator[agent_pb2.AgentMessage]:
         while (m := self.out.get()) is not None:
@@ -90,6 +94,46 @@ def test_device_cannot_act_for_another(labd) -> None:  # type: ignore[no-untyped
     finally:
         a.close()
         b.close()
+
+
+def _batches(attempt_id: str, seqs: range) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(
+        batches=[_batch(attempt_id, seq).results for seq in seqs]))
+
+
+def test_batches_and_acks_travel_together_only_with_a_peer_that_says_so(labd) -> None:  # type: ignore[no-untyped-def]
+    agent_token, engineer = make_token(labd, "agent"), make_token(labd, "engineer")
+    new = RawDevice(labd.addr, agent_token, "dev-new", features=(ACKS,))
+    old = RawDevice(labd.addr, agent_token, "dev-old")  # an agent that predates Acks: its Hello lists nothing
+    try:
+        assert RESULT_BATCHES in new.welcome.features  # the lab takes several batches in one message
+        labctl_json(labd, engineer, "run", "submit", "--suite", "smoke", "--device", "dev-new")
+        labctl_json(labd, engineer, "run", "submit", "--suite", "smoke", "--device", "dev-old")
+        attempt_new, attempt_old = new.next().assignment.attempt_id, old.next().assignment.attempt_id
+
+        # Three batches in one message, answered with one Acks message, in order; then a resend of two of them
+        # with a new one (idempotent: the resent are acknowledged again, stored once).
+        new.send(_batches(attempt_new, range(3)))
+        m = new.next()
+        assert m.WhichOneof("msg") == "acks", m
+        assert [(a.seq, a.finished, a.error) for a in m.acks.acks] == [(0, False, ""), (1, False, ""), (2, False, "")]
+        new.send(_batches(attempt_new, range(1, 4)))
+        assert [a.seq for a in new.next().acks.acks] == [1, 2, 3]
+
+        # The older agent may send them together too, but each Ack comes alone.
+        old.send(_batches(attempt_old, range(3)))
+        singles = [old.next() for _ in range(3)]
+        assert [(m.WhichOneof("msg"), m.ack.seq) for m in singles] == [("ack", 0), ("ack", 1), ("ack", 2)]
+
+        metrics = labd.metrics()
+        assert 'labd_results_ingested_total{kind="latency"} 14.0' in metrics  # (4 + 3) batches of 2 samples
+        assert "labd_result_batches_duplicate_total 2.0" in metrics
+        # Every batch of a multi-batch message left the window once acknowledged.
+        wait_until(lambda: "labd_result_batches_in_flight 0.0" in labd.metrics(), timeout=30,
+                   what="labd's window of result batches in flight to empty")
+    finally:
+        new.close()
+        old.close()
 
 
 def test_artifact_download_resumes_from_offset(labd) -> None:  # type: ignore[no-untyped-def]

@@ -17,10 +17,12 @@ ASSIGNMENT = d.Assignment(attempt_id="att-1", task_id="task-1", run_id="run-1", 
 
 @pytest.mark.parametrize("event", [
     msg.Welcome(device_id="dev-1", device_name="r1", heartbeat_interval_ms=5000),
+    msg.Welcome(device_id="dev-1", device_name="r1", heartbeat_interval_ms=5000, features=msg.LAB_FEATURES),
     msg.Assign(ASSIGNMENT),
     msg.Cancel(attempt_id="att-1", reason="cancelled by a user"),
     msg.Ack(attempt_id="att-1", seq=7),
     msg.Ack(attempt_id="att-1", finished=True),
+    msg.Acks(acks=(msg.Ack(attempt_id="att-1", seq=7), msg.Ack(attempt_id="att-1", seq=8, error="late"))),
 ], ids=lambda e: type(e).__name__)
 def test_lab_events_round_trip(event: msg.LabEvent) -> None:
     assert cv.lab_event_from_pb(cv.lab_event_to_pb(event)) == event
@@ -35,6 +37,7 @@ def test_lab_events_fill_the_wires_oneof() -> None:
 
 @pytest.mark.parametrize("event", [
     msg.Hello(capabilities=d.Capabilities(os="Linux", slots=2), running=frozenset({"att-1", "att-2"})),
+    msg.Hello(capabilities=d.Capabilities(os="Linux", slots=1), features=frozenset(msg.AGENT_FEATURES)),
     msg.Heartbeat(running=("att-1",), sent_ms=1_700_000_000_000),
     msg.Progress(attempt_id="att-1", phase="warmup", fraction=0.25, message="50 queries"),
     d.ResultBatch(attempt_id="att-1", seq=0, kind="latency", index=[0, 1], sample_index=[3, 4], t_ns=[1, 2],
