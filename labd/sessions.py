@@ -91,11 +91,15 @@ class ThreadBatch(Generic[T]):
         self._flusher: asyncio.Future[None] | None = None
 
     async def submit(self, job: T) -> None:
+        await self.submit_nowait(job)
+
+    def submit_nowait(self, job: T) -> asyncio.Future[None]:
+        """Queue the job without waiting for it: the future completes with its outcome."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((job, fut))
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush())
-        await fut
+        return fut
 
     async def _flush(self) -> None:
         jobs: list[tuple[T, asyncio.Future[None]]] = []
@@ -192,6 +196,7 @@ class AgentSession:
     running: set[str] = field(default_factory=set)
     window: BatchWindow = field(default_factory=BatchWindow)
     acks: bool = False  # the agent takes several Acks in one message (its Hello lists pilotlab.messages.ACKS)
+    error: BaseException | None = None  # what ended the session from outside its reader (a refused heartbeat)
 
     @property
     def free_slots(self) -> int:
@@ -203,6 +208,12 @@ class AgentSession:
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
+
+    def fail(self, error: BaseException) -> None:
+        """End the session with error (its stream closes with the error's status)."""
+        if self.error is None:
+            self.error = error
+            self.close()
 
 
 class SessionRegistry:

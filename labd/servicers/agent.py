@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -104,7 +104,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 for ack in event.acks if isinstance(event, msg.Acks) else (event,):
                     if isinstance(ack, msg.Ack) and not ack.finished:
                         session.window.acked(ack.attempt_id, ack.seq)  # written: room for the next batch
-            if reader.done() and (exc := reader.exception()) is not None:
+            exc = session.error
+            if exc is None and reader.done() and not reader.cancelled():
+                exc = reader.exception()
+            if exc is not None:
                 if not isinstance(exc, d.LabError):
                     log.error("session of %s failed: %s: %s", device.name, type(exc).__name__, exc, exc_info=exc)
                     exc = d.LabError(f"the lab could not handle a message from {device.name}: "
@@ -131,15 +134,23 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if self.lab.leases.storage.noted(e) is None:
                 raise
 
-    @staticmethod
-    async def _pump(session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
-                    inbox: asyncio.Queue[agent_pb2.AgentMessage | None]) -> None:
+    async def _pump(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
+                    inbox: asyncio.Queue[agent_pb2.AgentMessage | None], credential: str | None) -> None:
         """Read the session's messages ahead of their handling, within its window of result batches in flight: at
-        the bound it stops reading, and HTTP/2 flow control holds the agent's sends back."""
+        the bound it stops reading, and HTTP/2 flow control holds the agent's sends back. Heartbeats are handled
+        here, as read, not in turn: they renew leases (of attempts the session still runs) and check the
+        credential, whatever is queued before them."""
         try:
             async for m in requests:
                 check(m)  # a message that did not decode ends the session INVALID_ARGUMENT
                 kind = m.WhichOneof("msg")
+                if kind == "heartbeat":
+                    # A credential revoked (or whose agent token was) while connected ends the session within one
+                    # heartbeat: the error closes it with UNAUTHENTICATED. Checked, and the leases renewed, together
+                    # with the other sessions' heartbeats of the moment, in one worker-thread trip.
+                    job = (credential, session, tuple(m.heartbeat.running_attempt_ids))
+                    self._heartbeats.submit_nowait(job).add_done_callback(session_failed_by(session))
+                    continue
                 if kind == "results":
                     session.window.took(m.results.attempt_id, m.results.seq, m.ByteSize())
                 elif kind == "result_batches":
@@ -153,7 +164,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def _read(self, session: AgentSession, requests: AsyncIterator[agent_pb2.AgentMessage],
                     credential: str | None) -> None:
         inbox: asyncio.Queue[agent_pb2.AgentMessage | None] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(session, requests, inbox))
+        pump = asyncio.create_task(self._pump(session, requests, inbox, credential))
         held: list[agent_pb2.AgentMessage | None] = []  # the message read after a run of result batches
         try:
             while (m := held.pop() if held else await inbox.get()) is not None:
@@ -173,12 +184,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 event = convert.agent_event_from_pb(m)
                 if event is None or isinstance(event, msg.Hello):
                     log.warning("ignoring session message %s from %s", m.WhichOneof("msg"), session.device_name)
-                    continue
-                if isinstance(event, msg.Heartbeat):
-                    # A credential revoked (or whose agent token was) while connected ends the session within one
-                    # heartbeat: the error closes it with UNAUTHENTICATED. Checked, and the leases renewed, together
-                    # with the other sessions' heartbeats of the moment, in one worker-thread trip.
-                    await self._heartbeats.submit((credential, session, event.running))
                     continue
                 await self._handle(session, event)
             await pump  # a failed read ends the session
@@ -319,3 +324,11 @@ def _coalesce(first: msg.Ack, outbox: asyncio.Queue[msg.LabEvent | None], held: 
             break
         acks.append(nxt)
     return msg.Acks(tuple(acks)) if len(acks) > 1 else first
+
+
+def session_failed_by(session: AgentSession) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback that ends the session with the job's error, if it failed."""
+    def done(fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and (e := fut.exception()) is not None:
+            session.fail(e)
+    return done
