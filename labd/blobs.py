@@ -34,7 +34,7 @@ import struct
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, cast
@@ -114,6 +114,14 @@ class BlobStore(ABC):
         """The blob's bytes, checked against digest; at: where put_many put it ('' for the digest alone);
         BlobMissing when absent or corrupt."""
 
+    def get_many(self, items: Iterable[tuple[str, str]]) -> Generator[bytes, None, None]:
+        """get for each (digest, at), one after another as the caller takes them: the same bytes, checks and errors
+        as a get each. A backend that can shares work between them (FsBlobs: each pack opened once, until the
+        generator ends or is closed: close it, e.g. with contextlib.closing, when not taking every blob). This
+        default gets each on its own."""
+        for digest, at in items:
+            yield self.get(digest, at)
+
     @abstractmethod
     def open(self, digest: str, at: str = "") -> BinaryIO:
         """The blob as a stream (for bundles), at as for get: not re-hashed; BlobMissing when absent."""
@@ -142,6 +150,7 @@ class FsBlobs(BlobStore):
         if pack_bytes <= 0:
             raise ValueError(f"pack_bytes must be positive, not {pack_bytes}")
         self.root = Path(root)
+        self._packs_dir = str(self.root / "packs")
         self.pack_bytes = pack_bytes
         self._made: set[str] = set()
         self._lock = threading.Lock()
@@ -257,7 +266,12 @@ class FsBlobs(BlobStore):
 
     def get(self, digest: str, at: str = "") -> bytes:
         if at:
-            return self._read_packed(digest, at)
+            packs: dict[str, tuple[int, int]] = {}
+            try:
+                return self._read_packed(digest, at, packs)
+            finally:
+                for fd, _ in packs.values():
+                    os.close(fd)
         try:
             data = self.path(digest).read_bytes()
         except FileNotFoundError:
@@ -268,43 +282,69 @@ class FsBlobs(BlobStore):
 
     def open(self, digest: str, at: str = "") -> BinaryIO:
         if at:
-            return io.BytesIO(self._read_packed(digest, at))  # packed blobs are small: read whole, and checked
+            return io.BytesIO(self.get(digest, at))  # packed blobs are small: read whole, and checked
         try:
             return self.path(digest).open("rb")
         except FileNotFoundError:
             raise BlobMissing(f"blob {digest} is missing from {self.root}") from None
 
-    def _read_packed(self, digest: str, at: str) -> bytes:
+    def get_many(self, items: Iterable[tuple[str, str]]) -> Generator[bytes, None, None]:
+        """Each blob as get reads it, with every check, in order; the packs they lie in opened once each (an
+        attempt's result batches are mostly in one or two packs) and closed when the generator ends or is closed."""
+        packs: dict[str, tuple[int, int]] = {}  # pack name -> (fd, its size when last looked at)
+        try:
+            for digest, at in items:
+                yield self._read_packed(digest, at, packs) if at else self.get(digest)
+        finally:
+            for fd, _ in packs.values():
+                os.close(fd)
+
+    def _read_packed(self, digest: str, at: str, packs: dict[str, tuple[int, int]]) -> bytes:
+        """The packed blob at `at`, checked; packs: the packs this read already opened (name -> fd, size), where it
+        adds the one it opens."""
         if not _DIGEST.match(digest):
             raise ValueError(f"not a sha256 digest: {digest!r}")
         m = _AT.fullmatch(at)
         if m is None:
             raise BlobMissing(f"blob {digest} has a bad location {at[:200]!r}: not packs/<name>.pack:<offset>:<length>")
         name, offset, length = m.group(1), int(m.group(2)), int(m.group(3))
-        where = f"{self.root / 'packs' / name} at offset {offset}"
-        try:
-            fd = os.open(self.root / "packs" / name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise BlobMissing(f"blob {digest} is missing: no pack {self.root / 'packs' / name}") from None
-        try:
+        found = packs.get(name)
+        if found is None:
+            try:
+                fd = os.open(os.path.join(self._packs_dir, name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                raise BlobMissing(f"blob {digest} is missing: no pack {self.root / 'packs' / name}") from None
+            try:
+                found = packs[name] = (fd, os.fstat(fd).st_size)
+            except BaseException:
+                os.close(fd)
+                raise
+        fd, size = found
+        if offset + length > size:  # a pack only grows: look again before calling it short
             size = os.fstat(fd).st_size
+            packs[name] = (fd, size)
             if offset + length > size:
-                raise BlobMissing(f"blob {digest} in {where} is missing: the pack ends at {size}, before the blob's "
-                                  f"{length} bytes do")
-            chunks: list[bytes] = []
-            got = 0
+                raise BlobMissing(f"blob {digest} in {self._where(name, offset)} is missing: the pack ends at {size}, "
+                                  f"before the blob's {length} bytes do")
+        data = os.pread(fd, length, offset)
+        if len(data) < length:
+            chunks = [data]
+            got = len(data)
             while got < length:
                 chunk = os.pread(fd, length - got, offset + got)
                 if not chunk:
-                    raise BlobMissing(f"blob {digest} in {where} is missing: the pack ends at {offset + got}")
+                    raise BlobMissing(f"blob {digest} in {self._where(name, offset)} is missing: the pack ends at "
+                                      f"{offset + got}")
                 chunks.append(chunk)
                 got += len(chunk)
-        finally:
-            os.close(fd)
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            data = b"".join(chunks)
         if digest_of(data) != digest:
-            raise BlobMissing(f"blob {digest} in {where} is corrupt: it hashes to {digest_of(data)}")
+            raise BlobMissing(f"blob {digest} in {self._where(name, offset)} is corrupt: it hashes to "
+                              f"{digest_of(data)}")
         return data
+
+    def _where(self, name: str, offset: int) -> str:
+        return f"{self.root / 'packs' / name} at offset {offset}"
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -93,7 +93,7 @@ def _stability(p50_ms: list[float], settings: dict[str, Any], hint: Any) -> dict
     """Whether the repeats agree: their p50s' spread (max - min) as a share of their median, against the assigned
     stability_max_spread. Unstable is reported, never invalid: a suite grades it with a criterion on
     repeats.spread_p50."""
-    median = float(np.median(p50_ms))
+    median = _median(p50_ms)
     spread = (max(p50_ms) - min(p50_ms)) / median if median > 0 else 0.0
     max_spread = float(settings.get("stability_max_spread", COMMON_SETTINGS["stability_max_spread"].default))
     stable = spread <= max_spread
@@ -101,6 +101,14 @@ def _stability(p50_ms: list[float], settings: dict[str, Any], hint: Any) -> dict
             "reason": None if stable else f"repeats' p50 spread by {spread:.0%} of their median, more than "
                                           f"{max_spread:.0%}",
             "likely_cause": None if stable or hint is None else str(hint)}
+
+
+def _median(values: list[float]) -> float:
+    """float(np.median(values)) of a few finite floats (the middle one, or the mean of the middle two), without
+    numpy's fixed cost on a list of three."""
+    s = sorted(values)
+    half = len(s) // 2
+    return float(s[half]) if len(s) % 2 else float((s[half - 1] + s[half]) / 2)
 
 
 def _median_repeat(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import numpy as np
 from pilotlab import conformance, genai
 from pilotlab.attempt_metrics import Samples, compute_metrics, parse_kind
 from pilotlab.domain import Observations
-from pilotlab.tasks import TaskSpec, effective
+from pilotlab.tasks import EffectiveSettings, TaskSpec, effective
 
 AUDITED_SCENARIOS = ("single-stream", "server", "multi-stream")  # where the agent runs TEST04 (and TEST01)
 SCHEDULED_SCENARIOS = ("server", "periodic")  # samples carry their scheduled time in `aux`
@@ -32,8 +32,24 @@ class Assigned:
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Assigned:
-        return cls(spec.scenario, effective(spec.settings).to_dict(), spec.execution_provider,
+        return cls(spec.scenario, _settings_dict(effective(spec.settings)), spec.execution_provider,
                    str(spec.accuracy.get("metric", "top1")) if spec.accuracy else None, spec.golden is not None)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _settings_dict(s: EffectiveSettings) -> dict[str, Any]:
+    """s.to_dict() without dataclasses.asdict's deep copy (a finish's largest single cost in building the
+    assignment): the same dict where every field but batch_sizes is a plain scalar, as EffectiveSettings' are; else
+    to_dict itself."""
+    out = {f.name: getattr(s, f.name) for f in fields(s)}
+    sizes = out.get("batch_sizes")
+    if type(sizes) is not tuple or any(type(v) not in _SCALARS for k, v in out.items() if k != "batch_sizes") \
+            or any(type(b) not in _SCALARS for b in sizes):
+        return s.to_dict()
+    out["batch_sizes"] = list(sizes)
+    return out
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,13 @@ def token_kinds(settings: Mapping[str, Any]) -> list[str]:
 def _canon(v: Any) -> str:
     """JSON text with every number a float and tuples as lists, so 1 and 1.0, (1,) and [1] compare equal."""
     def norm(x: Any) -> Any:
+        t = type(x)  # the usual types first, each as the isinstance chain below treats it
+        if t is float:
+            return x
+        if t is int:
+            return float(x)
+        if t is str or t is bool or x is None:
+            return x
         if isinstance(x, bool) or x is None or isinstance(x, str):
             return x
         if isinstance(x, int | float):

@@ -46,12 +46,38 @@ def binom_cdf(n: int, p: float) -> np.ndarray:
         out = np.zeros(n + 1)
         out[-1] = 1.0
         return out
-    k = np.arange(n + 1, dtype=np.float64)
-    steps = np.log(np.arange(n, 0, -1, dtype=np.float64)) - np.log(np.arange(1, n + 1, dtype=np.float64))
+    return _binom_cdf_head(n, p, n)
+
+
+def _binom_cdf_head(n: int, p: float, m: int) -> np.ndarray:
+    """binom_cdf(n, p)[:m + 1] for 0 < p < 1, bit for bit, from the first m + 1 terms alone, where m lies past the
+    mode far enough (_head_end) that no later term is the largest: every step is elementwise or a running sum (each
+    element the same whatever follows it), and the largest log-term, which scales them all, is among the first."""
+    k = np.arange(m + 1, dtype=np.float64)
+    steps = np.log(np.arange(n, n - m, -1, dtype=np.float64)) - np.log(np.arange(1, m + 1, dtype=np.float64))
     log_pmf = n * math.log1p(-p) + np.concatenate([[0.0], np.cumsum(steps)]) + k * (math.log(p) - math.log1p(-p))
     top = float(log_pmf.max())
     cdf = np.cumsum(np.exp(log_pmf - top)) * math.exp(top)
     return np.minimum(cdf, 1.0)
+
+
+def _head_end(n: int, p: float) -> int:
+    """A term index past which binom_cdf's log-terms only fall: 8 standard deviations and 10 terms past the mode,
+    where each next term is smaller by a factor of about exp(-8/sd) and more, far beyond the terms' rounding."""
+    return int((n + 1) * p) + int(8 * math.sqrt(n * p * (1 - p))) + 10
+
+
+def _count_at_most(n: int, p: float, level: float) -> int:
+    """int(np.searchsorted(binom_cdf(n, p)[:n], level, side="right")): how many of P(X <= k), k = 0..n-1, are at
+    most level. Where the answer lies among the first terms (a tail probability: the usual case), only those are
+    computed (_binom_cdf_head); else all of them."""
+    if 0.0 < p < 1.0:
+        m = _head_end(n, p)
+        if m < n:
+            found = int(np.searchsorted(_binom_cdf_head(n, p, m), level, side="right"))
+            if found <= m:  # a term of the head is above level: so are all after it (the CDF never falls)
+                return found
+    return int(np.searchsorted(binom_cdf(n, p)[:n], level, side="right"))
 
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -186,8 +212,7 @@ def early_stopping(sorted_values: Sequence[float] | np.ndarray, percentile: floa
     if n < need:
         return out
     q = 1 - percentile / 100.0
-    cdf = binom_cdf(n, q)[:n]
-    t = int(np.searchsorted(cdf, 1 - confidence, side="right")) - 1
+    t = _count_at_most(n, q, 1 - confidence) - 1  # over binom_cdf(n, q)[:n]
     if t < 0:
         return out
     out["overlatency_allowed"] = t

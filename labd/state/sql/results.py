@@ -4,6 +4,7 @@ blob, labd.blobs), reports and the append-only evidence log."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -99,24 +100,28 @@ class ResultsSql(SqlEngine):
             return {int(x) for x in c.execute(_SEQS, {"a": attempt_id}).scalars()}
 
     def _read_batches(self, attempt_id: str, kind: str | None) -> dict[str, list[tuple[int, int, bytes]]]:
-        """(seq, n, column bytes) of an attempt's batches by kind, in seq order: blobs read and checked (digest and
-        framing), inline rows as they are."""
+        """(seq, n, column bytes) of an attempt's batches by kind, in seq order: blobs read (BlobStore.get_many, in
+        seq order) and checked (digest and framing), inline rows as they are."""
         with self._core_read() as c:
             if kind is None:
                 found = c.execute(_BATCH_DATA, {"a": attempt_id}).all()
             else:
                 found = c.execute(_BATCH_DATA_OF_KIND, {"a": attempt_id, "k": kind}).all()
         out: dict[str, list[tuple[int, int, bytes]]] = {}
-        for seq, k, n, digest, at, data in found:
-            if digest:
-                if self.blobs is None:
+        if self.blobs is None:
+            for seq, k, n, digest, _, data in found:
+                if digest:
                     raise BlobMissing(f"result batch {seq} of attempt {attempt_id} is blob {digest}, and this store "
                                       "was opened without its blob folder")
-                signed = SignedBatch(attempt_id, int(seq), str(k), int(n), self.blobs.get(digest, at or ""),
-                                     sha256=digest)
-                signed.check_framing()
-                data = signed.payload
-            out.setdefault(str(k), []).append((int(seq), int(n), bytes(data)))
+                out.setdefault(str(k), []).append((int(seq), int(n), bytes(data)))
+            return out
+        with closing(self.blobs.get_many((digest, at or "") for _, _, _, digest, at, _ in found if digest)) as read:
+            for seq, k, n, digest, _, data in found:
+                if digest:
+                    signed = SignedBatch(attempt_id, int(seq), str(k), int(n), next(read), sha256=digest)
+                    signed.check_framing()
+                    data = signed.payload
+                out.setdefault(str(k), []).append((int(seq), int(n), bytes(data)))
         return out
 
     def samples(self, attempt_id: str, kind: str) -> dict[str, np.ndarray]:

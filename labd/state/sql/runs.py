@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -74,6 +74,11 @@ def _count(cond: Any) -> Any:
 _TASK_COUNTS = (select(func.count(), _count(or_(*(_T.status == s for s in _TERMINAL))), _count(_T.status == _QUEUED),
                        _count(_T.status == d.Status.ERROR.value), _count(_T.verdict == d.Verdict.PASS.value))
                 .where(_T.run_id == bindparam("run")))
+# A closing attempt's run with its tasks counted as _TASK_COUNTS counts them, in one statement: the counts (always
+# one row) joined to the run's row.
+_COUNTED = _TASK_COUNTS.subquery()
+_RUN_STATE_COUNTED = (select(_R.status, _R.kind, _R.verdict, _R.reason, _R.finished_ms, *_COUNTED.c)
+                      .select_from(_RUNS.join(_COUNTED, true())).where(_R.id == bindparam("run")))
 _FIRST_ERROR = (select(_T.reason).where(_T.run_id == bindparam("run"), _T.status == d.Status.ERROR.value)
                 .order_by(_T.ordinal).limit(1))
 _RUN_ERROR = (update(_RUNS).where(_R.id == bindparam("r_id"))
@@ -305,17 +310,18 @@ def _add_audit(c: Connection, entry: AuditEntry | None) -> None:
                                   "action": entry.action, "target": entry.target, "detail": entry.detail})
 
 
-def _refresh(c: Connection, run_id: str, at_ms: int) -> RunEnd | None:
+def _refresh(c: Connection, run_id: str, at_ms: int, counted: bool = False) -> RunEnd | None:
     """rows.refresh_run_status in Core: a run is done when all its tasks are; error if any errored (the reason of
-    the first, by ordinal), else completed with pass only if all pass. The tasks are counted in the database.
-    Returns the run's state after it (None: no such run)."""
-    found = c.execute(_RUN_STATE, {"run": run_id}).first()
+    the first, by ordinal), else completed with pass only if all pass. The tasks are counted in the database (counted:
+    in the statement that reads the run, one statement where there would be two when the run has not ended, as it
+    has not when one of its attempts closes). Returns the run's state after it (None: no such run)."""
+    found = c.execute(_RUN_STATE_COUNTED if counted else _RUN_STATE, {"run": run_id}).first()
     if found is None:
         return None
-    status, kind, verdict, reason, finished_ms = found
+    status, kind, verdict, reason, finished_ms = found[:5]
     status = d.Status(status)
     if not status.terminal:
-        n, terminal, queued, errors, passed = c.execute(_TASK_COUNTS, {"run": run_id}).one()
+        n, terminal, queued, errors, passed = found[5:] if counted else c.execute(_TASK_COUNTS, {"run": run_id}).one()
         if terminal == n:
             if errors:
                 reason = c.execute(_FIRST_ERROR, {"run": run_id}).scalar_one()
@@ -357,6 +363,6 @@ def _close(c: Connection, finish: d.AttemptFinish, *, task_status: d.Status, ver
             c.execute(_END_TASK, {"t_id": task_id, "t_status": task_status.value, "t_reason": reason,
                                   "t_verdict": verdict.value if verdict else None,
                                   "t_metrics": json.dumps(metrics, sort_keys=True)})
-    end = _refresh(c, run_id, now_ms)
+    end = _refresh(c, run_id, now_ms, counted=True)
     assert end is not None, "an attempt's run is never deleted"
     return end
