@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--suites", action="append", type=Path, default=[], help="suite directory (repeatable)")
     s.add_argument("--lease-seconds", type=float, default=30.0,
                    help="an attempt whose agent stops heartbeating this long is requeued (default 30)")
+    s.add_argument("--heartbeat-seconds", type=float, default=None,
+                   help="how often agents heartbeat (default: a third of --lease-seconds, at most 5); a large fleet "
+                        "heartbeats less often to spend less of labd on it (at most a third of --lease-seconds)")
     s.add_argument("--tls-cert", type=Path, default=None, help="the lab's TLS certificate chain (PEM)")
     s.add_argument("--tls-key", type=Path, default=None, help="the private key of --tls-cert (PEM, unencrypted)")
     s.add_argument("--tls-client-ca", type=Path, default=None,
@@ -60,14 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     except TlsError as e:
         print(f"labd: {e}", file=sys.stderr)
         return 2
+    lease_ms = int(args.lease_seconds * 1000)
+    if args.heartbeat_seconds is None:
+        heartbeat_ms = min(5_000, max(200, lease_ms // 3))
+    elif not 0.2 <= args.heartbeat_seconds <= args.lease_seconds / 3:
+        print(f"labd: --heartbeat-seconds {args.heartbeat_seconds:g} is out of range: it must be at least 0.2 and at "
+              f"most a third of --lease-seconds ({args.lease_seconds:g}), so that a lease outlives two missed "
+              "heartbeats; raise --lease-seconds or lower --heartbeat-seconds", file=sys.stderr)
+        return 2
+    else:
+        heartbeat_ms = int(args.heartbeat_seconds * 1000)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = LabConfig(data_dir=args.data_dir, listen=args.listen, db_url=args.db,
                        metrics_listen=args.metrics_listen, web_listen=args.web_listen, suite_dirs=args.suites,
                        tls=tls, insecure=args.insecure, blobs=args.blobs, signing_key=args.signing_key,
                        nats_url=args.nats, threads=args.threads,
-                       lease_ms=int(args.lease_seconds * 1000),
-                       heartbeat_interval_ms=min(5_000, max(200, int(args.lease_seconds * 1000 / 3))))
+                       lease_ms=lease_ms, heartbeat_interval_ms=heartbeat_ms)
     # An unreachable PostgreSQL is a start-up error in seconds, not a hang (libpq reads this; --db may override).
     os.environ.setdefault("PGCONNECT_TIMEOUT", "10")
     from labd.server import serve

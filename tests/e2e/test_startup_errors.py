@@ -146,3 +146,22 @@ def test_agent_refuses_a_name_or_tag_that_could_forge_log_lines(tmp_path: Path) 
 def test_labd_refuses_a_negative_number_of_worker_threads(tmp_path: Path) -> None:
     line = _labd(tmp_path / "lab", "--threads", "-1")
     assert line == ("labd: --threads -1: give a positive number of worker threads, or 0 for the default")
+
+
+def test_labd_refuses_heartbeats_a_lease_could_not_outlive(tmp_path: Path) -> None:
+    line = _labd(tmp_path / "lab", "--lease-seconds", "30", "--heartbeat-seconds", "12")
+    assert line == ("labd: --heartbeat-seconds 12 is out of range: it must be at least 0.2 and at most a third of "
+                    "--lease-seconds (30), so that a lease outlives two missed heartbeats; raise --lease-seconds or "
+                    "lower --heartbeat-seconds")
+
+
+def test_a_large_fleet_heartbeats_as_often_as_labd_says(tmp_path: Path) -> None:
+    from tests.e2e.test_protocol import RawDevice
+
+    lab = Labd(tmp_path / "lab", extra=["--lease-seconds", "90", "--heartbeat-seconds", "30"]).start()
+    try:
+        dev = RawDevice(lab.addr, make_token(lab, "agent"), "slow-beat")
+        assert dev.welcome.heartbeat_interval_ms == 30_000
+        dev.close()
+    finally:
+        lab.stop()
