@@ -162,6 +162,14 @@ def raise_nofile() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def heartbeat_ms(labd_args: str) -> int:
+    """The heartbeat interval labd's Welcome gives with these flags (labd's default: 5 s with its default lease)."""
+    words = shlex.split(labd_args)
+    if "--heartbeat-seconds" in words:
+        return int(float(words[words.index("--heartbeat-seconds") + 1]) * 1000)
+    return 5000
+
+
 # --- labd as a subprocess ------------------------------------------------------------------------------------
 class Labd:
     def __init__(self, data_dir: Path, db_url: str = "", log_level: str = "INFO", exe: str = "",
@@ -734,6 +742,7 @@ class Params:
     steady_rate: float
     steady_s: float
     labd_exe: str
+    labd_args: str
     round_timeout_s: float
     profile_svg: Path | None = None  # where the burst profile's flame graph goes (None: no svg)
 
@@ -1038,7 +1047,7 @@ async def run_config(p: Params, work: Path) -> dict[str, Any]:
     data = work / f"lab-{p.db}-{p.agents}"
     ctx: contextlib.AbstractContextManager[str] = PgSchema() if p.db == "postgresql" else contextlib.nullcontext("")
     with ctx as db_url:
-        labd = Labd(data, db_url, p.labd_log_level, p.labd_exe).start()
+        labd = Labd(data, db_url, p.labd_log_level, p.labd_exe, shlex.split(p.labd_args)).start()
         bench = Bench(p, labd, work)
         res: dict[str, Any] = {"db": p.db, "agents": p.agents}
         try:
@@ -1328,7 +1337,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                            batches=args.batches, per_batch=args.samples, dup=not args.no_dup,
                            singles=args.singles, verify_sample=args.verify_sample, profile=args.profile,
                            per_channel=args.per_channel, profile_svg=args.profile_svg,
-                           labd_log_level=args.labd_log_level, labd_exe=args.labd,
+                           labd_log_level=args.labd_log_level, labd_exe=args.labd, labd_args=args.labd_args,
                            steady_rate=args.steady_rate, steady_s=args.steady_s,
                            round_timeout_s=args.round_timeout or max(60.0, n * 0.5))
                 try:
@@ -1356,7 +1365,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_info(dbs), "git": git_info(), "nofile": list(raise_nofile()),
             "params": {"agents": counts, "db": dbs, "rounds": args.rounds, "trickle": args.trickle,
                        "batches": args.batches, "per_batch": args.samples, "dup": not args.no_dup,
-                       "singles": args.singles, "per_channel": args.per_channel, "heartbeat_ms": 5000, "suite": SUITE,
+                       "singles": args.singles, "labd_args": args.labd_args, "per_channel": args.per_channel,
+                       "heartbeat_ms": heartbeat_ms(args.labd_args), "suite": SUITE,
                        "steady_rate": args.steady_rate, "steady_s": args.steady_s},
             "results": results}
 
@@ -1380,6 +1390,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify-sample", type=int, default=200, help="runs checked with GetRun (0 = all)")
     ap.add_argument("--round-timeout", type=float, default=0, help="seconds a burst round may take")
     ap.add_argument("--labd-log-level", default="INFO")
+    ap.add_argument("--labd-args", default="", help="more `labd serve` flags, e.g. '--heartbeat-seconds 1'")
     ap.add_argument("--labd", default="", help="labd command to start (default .venv/bin/labd), for A/B runs")
     ap.add_argument("--labd-src", type=Path, default=None,
                     help="run labd from this source snapshot (a dir holding labd/, pilotlab/, evalsuites/), e.g. "
