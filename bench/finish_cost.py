@@ -178,7 +178,8 @@ def _trim(text: str) -> str:
 # The finish path: what --compare takes from REF, everything else from this tree.
 FINISH_FILES = ("labd/handlers/agents.py", "labd/results/attempts.py", "pilotlab/attempt_metrics.py",
                 "pilotlab/compliance.py", "pilotlab/stats.py", "labd/state/sql/runs.py", "labd/state/sql/results.py",
-                "labd/blobs.py")
+                "labd/blobs.py", "labd/state/base.py", "labd/state/rows.py", "labd/scheduler/health.py",
+                "labd/state/sql/fleet.py")
 
 
 def _snapshot(ref: str, into: Path) -> list[str]:
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a git commit: run the finish path's files as they are there (before) and this tree (after) "
                         "alternately")
     p.add_argument("--rounds", type=int, default=2, help="with --compare: measurements of each (default 2)")
+    p.add_argument("--note", default="", help="a sentence added to OUT.md under the table (what 'before' holds, ...)")
     p.add_argument("--out", default="", help="writes OUT.md and OUT.json (default: print only)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -289,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         lines += ["", f"Median CPU per finish: before {summary['before']['cpu_ms_median']:.3f} ms, after "
                       f"{summary['after']['cpu_ms_median']:.3f} ms ({doc['cpu_median_after_over_before']:.2f}x)."]
+    if args.note:
+        lines += ["", f"Note: {args.note}"]
     for lb in labels:
         lines += ["", f"## cProfile, {lb}: {first['profile_finishes']} finishes, top 25 by cumulative time", "",
                   "```", runs[lb][-1]["profile"], "```"]

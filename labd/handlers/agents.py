@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from labd.auth import hash_token, new_token
 from labd.clock import Clock
-from labd.results.attempts import attempt_metrics, grade
+from labd.results.attempts import finish_metrics, grade
 from labd.scheduler.health import DeviceHealth
 from labd.scheduler.leases import Leases
 from labd.sessions import AgentSession
@@ -211,7 +211,12 @@ def finish_attempt(store: Store, leases: Leases, health: DeviceHealth, clock: Cl
 def _finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, device_id: str,
             fin: d.AttemptFinish) -> tuple[d.Run | RunEnd | None, bool]:
     """Close an attempt. Returns (the changed run, whole or what changed of it, or None; whether to acknowledge)."""
-    att = own_attempt(store, device_id, fin.attempt_id)
+    # One read of what the finish needs (Store.read_finish): the attempt, and for a graded one its task, its result
+    # batches' rows (the missing-batch check and the samples alike) and the artifacts' paths, on one connection.
+    got = store.read_finish(fin.attempt_id, grading=fin.outcome == d.Outcome.OK)
+    att = got.attempt
+    if att.device_id != device_id:  # as own_attempt
+        raise d.Denied(f"attempt {fin.attempt_id} was not assigned to this device")
     if att.status != d.Status.RUNNING:
         return None, True
     if fault := leases.storage.fault_of(att.id):  # ended by a full store, not recorded yet: it stays that way
@@ -221,19 +226,19 @@ def _finish(store: Store, leases: Leases, health: DeviceHealth, clock: Clock, de
         health.run_ended(run)
         return run, True
     if fin.outcome == d.Outcome.OK:
-        missing = set(range(fin.batches)) - store.batch_seqs(att.id)
+        missing = set(range(fin.batches)) - got.batch_seqs()
         if missing:
             log.warning("attempt %s finished with %d result batches missing; waiting", att.id, len(missing))
             return None, False
-        task = store.get_task(att.task_id)
+        task = got.task()
         assert task.spec is not None, "a stored task always has its spec"
         reported = Reported(fin.effective_settings, fin.execution_provider, fin.observations)
-        metrics = attempt_metrics(store, att.id, task.spec, reported)
+        metrics = finish_metrics(got, task.spec, reported)
         verdict, _ = grade(metrics, task.spec)
         # Store.close_attempt: finish_attempt without reading the run back (labd.state.sql.runs).
         end: RunEnd = store.close_attempt(
             fin, task_status=d.Status.COMPLETED, verdict=verdict, metrics=metrics, reason="", now_ms=clock.now_ms())
-        health.after_attempt(device_id, infra_error=False)
+        health.after_attempt(device_id, infra_error=False, known_errors=got.infra_errors())
     else:
         status = d.Status.CANCELLED if fin.outcome == d.Outcome.CANCELLED else d.Status.ERROR
         reason = fin.reason or f"the device {fin.outcome.value} the task"

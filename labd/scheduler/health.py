@@ -27,8 +27,13 @@ class DeviceHealth:
     metrics: LabMetrics
     clock: Clock
 
-    def after_attempt(self, device_id: str, infra_error: bool) -> str | None:
-        """Count the outcome; quarantine at the threshold and queue a health check. Returns the health run id."""
+    def after_attempt(self, device_id: str, infra_error: bool, known_errors: int | None = None) -> str | None:
+        """Count the outcome; quarantine at the threshold and queue a health check. Returns the health run id.
+        known_errors: the device's count of consecutive infrastructure errors as the caller read it (with the
+        attempt, FinishRead.infra_errors), or None; a success on a device known to count none changes nothing, so
+        it is not written."""
+        if not infra_error and known_errors == 0:
+            return None
         count = self.store.note_outcome(device_id, infra_error)
         if not infra_error or count < QUARANTINE_AFTER:
             return None

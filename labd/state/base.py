@@ -48,6 +48,39 @@ class RunEnd(NamedTuple):
     finished_ms: int
 
 
+class FinishRead:
+    """What finishing an attempt reads of the store (Store.read_finish): the attempt, and, for an attempt being
+    graded, its task, the sequence numbers of its result batches, their samples and the lab's artifacts the grading
+    joins. This default reads each when asked, with the Store's own methods; a backend may read them at once (one
+    connection) and answer from what it read. Each raises what the Store method it stands for raises (NotFound,
+    BlobMissing, ...), and only when asked."""
+
+    def __init__(self, store: Store, attempt: d.Attempt) -> None:
+        self.store = store
+        self.attempt = attempt
+
+    def task(self) -> d.Task:
+        """Store.get_task of the attempt's task."""
+        return self.store.get_task(self.attempt.task_id)
+
+    def batch_seqs(self) -> set[int]:
+        """Store.batch_seqs of the attempt."""
+        return self.store.batch_seqs(self.attempt.id)
+
+    def all_samples(self) -> dict[str, dict[str, np.ndarray]]:
+        """Store.all_samples of the attempt."""
+        return self.store.all_samples(self.attempt.id)
+
+    def artifact_path(self, sha256: str) -> str:
+        """Store.get_artifact(sha256).path."""
+        return self.store.get_artifact(sha256).path
+
+    def infra_errors(self) -> int | None:
+        """The attempt's device's count of consecutive infrastructure errors as read with the attempt, or None
+        when not read (then only Store.note_outcome knows it)."""
+        return None
+
+
 SYSTEM_ACTOR = "labd"  # the actor of what labd decides itself (a health quarantine, a health-check run)
 SYSTEM_ROLE = "system"
 
@@ -218,6 +251,12 @@ class Store(ABC):
                 att = self.get_attempt(a)
                 found[a] = (att.device_id, att.status)
         return found
+
+    def read_finish(self, attempt_id: str, grading: bool) -> FinishRead:
+        """What finishing an attempt reads (FinishRead): MUST raise NotFound for no such attempt. grading: the
+        caller will grade it (read its task, batches and artifacts); a backend should then read them with the
+        attempt, in one connection, each result batch's row once."""
+        return FinishRead(self, self.get_attempt(attempt_id))
 
     @abstractmethod
     def running_attempts(self, device_id: str | None = None) -> list[d.Attempt]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -12,6 +13,20 @@ from labd.state.base import AuditEntry, TokenRecord
 from labd.state.tables import AttemptRow, AuditRow, DeviceRow, RunRow, TaskRow, TokenRow
 from pilotlab import domain as d
 from pilotlab.tasks import TaskSpec
+
+
+class Prefixed:
+    """The columns of one table in a joined row, each labelled prefix + its name, read by their names (what
+    attempt() and task() read of a row)."""
+
+    __slots__ = ("_m", "_p")
+
+    def __init__(self, row: Row[Any], prefix: str) -> None:
+        self._m = row._mapping
+        self._p = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._m[self._p + name]
 
 
 def token(r: TokenRow, issuer: TokenRow | None, device_name: str = "") -> TokenRecord:
@@ -54,10 +69,17 @@ def attempt(r: AttemptRow | Row[Any], device_name: str) -> d.Attempt:
     )
 
 
+@lru_cache(maxsize=256)
+def _spec(spec_json: str) -> TaskSpec:
+    """A stored task spec, decoded once per distinct text (every task of a suite's runs has one of a few): TaskSpec
+    and what it holds are immutable (frozen dataclasses, mappings), so tasks may share one."""
+    return TaskSpec.from_json(json.loads(spec_json))
+
+
 def task(r: TaskRow | Row[Any], device_name: str, history: list[d.Attempt]) -> d.Task:
     return d.Task(
         id=r.id, run_id=r.run_id, name=r.name, device_id=r.device_id, device_name=device_name,
-        status=d.Status(r.status), spec=TaskSpec.from_json(json.loads(r.spec_json)),
+        status=d.Status(r.status), spec=_spec(r.spec_json),
         verdict=d.Verdict(r.verdict) if r.verdict else None, attempts=r.attempts,
         metrics=json.loads(r.metrics_json or "{}"), reason=r.reason, phase=r.phase, progress=r.progress,
         queued_ms=r.queued_ms, history=history,

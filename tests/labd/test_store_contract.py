@@ -692,3 +692,59 @@ def test_actions_store_their_audit_entry_in_the_same_transaction(store: Store) -
     assert [e.action for e in store.list_audit(agent)] == ["token.revoke", "token.create"]
     assert store.list_audit("nope") == [] and store.list_audit("tok-nope") == []
     assert len(store.list_audit()) == 6
+
+
+def _same_samples(got: dict[str, dict[str, np.ndarray]], want: dict[str, dict[str, np.ndarray]]) -> None:
+    assert sorted(got) == sorted(want)
+    for kind, cols in want.items():
+        assert sorted(got[kind]) == sorted(cols)
+        for name, arr in cols.items():
+            assert got[kind][name].dtype == arr.dtype and got[kind][name].tolist() == arr.tolist()
+
+
+def test_read_finish_answers_as_the_stores_own_reads(store: Store) -> None:
+    """read_finish: the attempt, its task, its batches' seqs and samples, the artifacts' paths and the device's
+    infrastructure errors, each as the Store's own methods answer, and NotFound where they raise it."""
+    from dataclasses import replace
+
+    from labd.state.base import FinishRead
+
+    a = enrol(store, "dev-a")
+    rid = f"run-{uuid.uuid4().hex[:12]}"
+    spec = replace(spec_of("t0", 0), accuracy={"top_k": 1})
+    store.create_run(d.Run(id=rid, suite_id="s", suite_version="1.0.0", suite_digest="sha256:abc",
+                           status=d.Status.QUEUED, priority=0, submitted_ms=NOW, submitted_by="tok-eng",
+                           tasks=[d.Task(id=f"{rid}-t0", run_id=rid, name="t0", device_id=a.id, device_name=a.name,
+                                         status=d.Status.QUEUED, spec=spec)]))
+    _, att = claim(store, a)
+    assert store.add_result_batch(batch(att, 1, 3, 4), NOW) is True
+    assert store.add_result_batch(batch(att, 0, 0, 3), NOW) is True
+    pred = d.ResultBatch(attempt_id=att.id, seq=2, kind="prediction", index=[0, 1], sample_index=[0, 1],
+                         t_ns=[2**63 - 1, BIG_NS], value=[-(2**63), -5])
+    assert store.add_result_batch(pred, NOW) is True
+    assert spec.dataset is not None
+    data_sha = spec.dataset.sha256
+    with pytest.raises(d.NotFound):
+        store.read_finish("att-none", grading=True)
+    for grading in (True, False):
+        for got in (store.read_finish(att.id, grading=grading), FinishRead(store, store.get_attempt(att.id))):
+            assert got.attempt == store.get_attempt(att.id)
+            assert got.task() == store.get_task(att.task_id)
+            assert got.batch_seqs() == {0, 1, 2}
+            _same_samples(got.all_samples(), store.all_samples(att.id))
+            with pytest.raises(d.NotFound):
+                got.artifact_path(data_sha)  # not registered: as get_artifact, raised when asked
+            assert got.infra_errors() in (None, 0)
+    store.put_artifact(d.ArtifactRecord(sha256=data_sha, size=7, name="d", kind="dataset", path="blobs/d"))
+    assert store.note_outcome(a.id, infra_error=True) == 1
+    got = store.read_finish(att.id, grading=True)
+    assert got.artifact_path(data_sha) == "blobs/d"
+    with pytest.raises(d.NotFound):
+        got.artifact_path("f" * 64)  # one the read did not prefetch: the store is asked
+    assert got.infra_errors() in (None, 1)
+    # An attempt no longer running: the same answers (a backend need not prefetch its batches).
+    finish(store, att)
+    got = store.read_finish(att.id, grading=True)
+    assert got.attempt.status == d.Status.COMPLETED and got.batch_seqs() == {0, 1, 2}
+    _same_samples(got.all_samples(), store.all_samples(att.id))
+    assert got.task() == store.get_task(att.task_id)

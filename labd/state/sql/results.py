@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import closing
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Table, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from labd.blobs import BlobMissing
-from labd.state import batches
+from labd.state import batches, rows
+from labd.state.base import FinishRead, Store
 from labd.state.batches import ROW_BYTES, SignedBatch
 from labd.state.sql.engine import SqlEngine
-from labd.state.tables import LogRow, ReportRow, ResultBatchRow
+from labd.state.tables import ArtifactRow, AttemptRow, DeviceRow, LogRow, ReportRow, ResultBatchRow, TaskRow
 from pilotlab import domain as d
 
 # Prepared Core statements (compiled once, cached by SQLAlchemy): no ORM objects on the results' hot paths.
@@ -44,6 +45,62 @@ _BATCH_DATA = select(_C.seq, _C.kind, _C.n, _C.sha256, _C.blob_at, _C.data).wher
 _BATCH_DATA_OF_KIND = _BATCH_DATA.where(_C.kind == bindparam("k"))
 _INDEX = select(_C.seq, _C.kind, _C.n, _C.signature).where(_OF_ATTEMPT).order_by(_C.seq)
 _KINDS = select(_C.kind).where(_OF_ATTEMPT).distinct()
+# A finish's read (read_finish): the attempt, its task, the task's device's name (as get_task) and the attempt's
+# device's count of infrastructure errors in one statement, each table's columns labelled a_, t_ (rows.Prefixed).
+_ATT: Table = AttemptRow.__table__  # type: ignore[attr-defined]
+_TASK: Table = TaskRow.__table__  # type: ignore[attr-defined]
+_TASK_DEV = DeviceRow.__table__.alias("task_device")  # type: ignore[attr-defined]
+_ATT_DEV = DeviceRow.__table__.alias("attempt_device")  # type: ignore[attr-defined]
+_FINISH_READ = (select(*[c.label(f"a_{c.name}") for c in _ATT.c], *[c.label(f"t_{c.name}") for c in _TASK.c],
+                       _TASK_DEV.c.name.label("task_device_name"),
+                       _ATT_DEV.c.infra_errors.label("device_infra_errors"))
+                .select_from(_ATT.outerjoin(_TASK, _TASK.c.id == _ATT.c.task_id)
+                             .outerjoin(_TASK_DEV, _TASK_DEV.c.id == _TASK.c.device_id)
+                             .outerjoin(_ATT_DEV, _ATT_DEV.c.id == _ATT.c.device_id))
+                .where(_ATT.c.id == bindparam("id")))
+_ARTIFACTS: Table = ArtifactRow.__table__  # type: ignore[attr-defined]
+_ARTIFACT_PATH = select(_ARTIFACTS.c.path).where(_ARTIFACTS.c.sha256 == bindparam("sha256"))
+_BatchRow = tuple[Any, Any, Any, Any, Any, Any]  # seq, kind, n, sha256, blob_at, data (_BATCH_DATA)
+
+
+class _SqlFinishRead(FinishRead):
+    """FinishRead from one connection's reads (ResultsSql.read_finish): each result batch's row read once, for the
+    missing-batch check and the samples alike."""
+
+    def __init__(self, store: ResultsSql, attempt: d.Attempt, task: d.Task | None, infra_errors: int | None,
+                 found: list[_BatchRow] | None, paths: dict[str, str | None]) -> None:
+        super().__init__(cast(Store, store), attempt)
+        self._sql = store
+        self._task = task
+        self._infra_errors = infra_errors
+        self._found = found
+        self._paths = paths
+
+    def task(self) -> d.Task:
+        if self._task is None:
+            raise d.NotFound(f"no task {self.attempt.task_id}")
+        return self._task
+
+    def batch_seqs(self) -> set[int]:
+        if self._found is None:
+            return super().batch_seqs()
+        return {int(r[0]) for r in self._found}
+
+    def all_samples(self) -> dict[str, dict[str, np.ndarray]]:
+        if self._found is None:
+            return super().all_samples()
+        return {k: batches.concat(v) for k, v in sorted(self._sql._batch_data(self.attempt.id, self._found).items())}
+
+    def artifact_path(self, sha256: str) -> str:
+        if sha256 not in self._paths:
+            return super().artifact_path(sha256)
+        path = self._paths[sha256]
+        if path is None:  # as get_artifact says it
+            raise d.NotFound(f"no artifact with sha256 {sha256} in this lab")
+        return path
+
+    def infra_errors(self) -> int | None:
+        return self._infra_errors
 
 
 class ResultsSql(SqlEngine):
@@ -99,14 +156,41 @@ class ResultsSql(SqlEngine):
         with self._core_read() as c:
             return {int(x) for x in c.execute(_SEQS, {"a": attempt_id}).scalars()}
 
+    def read_finish(self, attempt_id: str, grading: bool) -> FinishRead:
+        """One connection: the attempt with its task and devices (one statement); when grading a running attempt,
+        its result batches' rows (one statement) and the paths of the artifacts its grading joins."""
+        found: list[_BatchRow] | None = None
+        paths: dict[str, str | None] = {}
+        with self._core_read() as c:
+            row = c.execute(_FINISH_READ, {"id": attempt_id}).first()
+            if row is None:
+                raise d.NotFound(f"no attempt {attempt_id}")
+            att = rows.attempt(rows.Prefixed(row, "a_"), "")
+            task = None
+            if row.t_id is not None:
+                task = rows.task(rows.Prefixed(row, "t_"), row.task_device_name or "", [])
+            if grading and att.status == d.Status.RUNNING and task is not None:
+                found = [tuple(r) for r in c.execute(_BATCH_DATA, {"a": attempt_id})]
+                spec = task.spec
+                assert spec is not None, "a stored task always has its spec"
+                for ref in (spec.dataset if spec.accuracy else None,
+                            spec.golden if spec.scenario == "generative" else None):
+                    if ref is not None and ref.sha256 not in paths:
+                        paths[ref.sha256] = c.execute(_ARTIFACT_PATH, {"sha256": ref.sha256}).scalar()
+        infra = row.device_infra_errors
+        return _SqlFinishRead(self, att, task, int(infra) if infra is not None else None, found, paths)
+
     def _read_batches(self, attempt_id: str, kind: str | None) -> dict[str, list[tuple[int, int, bytes]]]:
-        """(seq, n, column bytes) of an attempt's batches by kind, in seq order: blobs read (BlobStore.get_many, in
-        seq order) and checked (digest and framing), inline rows as they are."""
         with self._core_read() as c:
             if kind is None:
                 found = c.execute(_BATCH_DATA, {"a": attempt_id}).all()
             else:
                 found = c.execute(_BATCH_DATA_OF_KIND, {"a": attempt_id, "k": kind}).all()
+        return self._batch_data(attempt_id, found)
+
+    def _batch_data(self, attempt_id: str, found: Sequence[Sequence[Any]]) -> dict[str, list[tuple[int, int, bytes]]]:
+        """(seq, n, column bytes) of an attempt's batches by kind, in seq order, from their rows (_BATCH_DATA):
+        blobs read (BlobStore.get_many, in seq order) and checked (digest and framing), inline rows as they are."""
         out: dict[str, list[tuple[int, int, bytes]]] = {}
         if self.blobs is None:
             for seq, k, n, digest, _, data in found:
