@@ -63,7 +63,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,6 +432,28 @@ class Fleet:
             self.all_done.set()
 
 
+async def session_messages(q: asyncio.Queue[agent_pb2.AgentMessage | None], batches_ok: Callable[[], bool]
+                           ) -> AsyncIterator[agent_pb2.AgentMessage]:
+    """What agents/worker.py's session_messages does, on asyncio: the messages queued, in order, until None; result
+    batches queued together go in one ResultBatches message (bounded like the agent's) when batches_ok() (the lab's
+    Welcome listed the feature), else one message each."""
+    held: list[agent_pb2.AgentMessage | None] = []
+    while (m := held.pop() if held else await q.get()) is not None:
+        if m.WhichOneof("msg") != "results" or q.empty() or not batches_ok():
+            yield m
+            continue
+        batches, size = [m.results], m.ByteSize()
+        while len(batches) < MAX_BATCHES_PER_MESSAGE and not q.empty():
+            nxt = q.get_nowait()
+            if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > MAX_BYTES_PER_MESSAGE:
+                held.append(nxt)
+                break
+            batches.append(nxt.results)
+            size += nxt.ByteSize()
+        yield (agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
+               if len(batches) > 1 else m)
+
+
 class SimAgent:
     def __init__(self, fleet: Fleet, name: str) -> None:
         self.fleet = fleet
@@ -469,23 +491,10 @@ class SimAgent:
         self.tasks.append(asyncio.create_task(self._heartbeat()))
 
     async def _requests(self) -> AsyncIterator[agent_pb2.AgentMessage]:
-        """Like agents/worker.py: result batches queued together go in one ResultBatches message to a lab that
-        takes them (its Welcome lists the feature), else one message each."""
-        held: list[agent_pb2.AgentMessage | None] = []
-        while (m := held.pop() if held else await self.q.get()) is not None:
-            if m.WhichOneof("msg") != "results" or not self.lab_batches or self.q.empty():
-                yield m
-                continue
-            batches, size = [m.results], m.ByteSize()
-            while len(batches) < MAX_BATCHES_PER_MESSAGE and not self.q.empty():
-                nxt = self.q.get_nowait()
-                if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > MAX_BYTES_PER_MESSAGE:
-                    held.append(nxt)
-                    break
-                batches.append(nxt.results)
-                size += nxt.ByteSize()
-            self.fleet.batch_messages += 1
-            yield agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
+        async for m in session_messages(self.q, lambda: self.lab_batches):
+            if m.WhichOneof("msg") == "result_batches":
+                self.fleet.batch_messages += 1
+            yield m
 
     async def _heartbeat(self) -> None:
         await asyncio.sleep(random.uniform(0, self.interval_s))

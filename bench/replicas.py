@@ -57,9 +57,11 @@ from bench.fleet import (  # noqa: E402
     PgSchema,
     machine_info,
     raise_nofile,
+    session_messages,
     stats_ms,
     suite_task,
 )
+from pilotlab.messages import AGENT_FEATURES, RESULT_BATCHES  # noqa: E402
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, common_pb2, lab_pb2, lab_pb2_grpc  # noqa: E402
 
 AGENTS_PER_CHANNEL = 50
@@ -109,6 +111,7 @@ class ReplicaAgent:
         self.welcomed = asyncio.Event()
         self.closing = False
         self.interval_s = 5.0
+        self.lab_batches = False  # this session's replica takes several result batches in one message
         self.submit_t0: int | None = None
         self.sessions = 0
         self.task: asyncio.Task[None] | None = None
@@ -128,7 +131,7 @@ class ReplicaAgent:
         return sorted(a for a in self.unacked if a not in self.finish_acked)
 
     async def _requests(self, q: asyncio.Queue[agent_pb2.AgentMessage | None]) -> Any:
-        while (m := await q.get()) is not None:
+        async for m in session_messages(q, lambda: self.lab_batches):
             yield m
 
     async def _heartbeat(self, q: asyncio.Queue[agent_pb2.AgentMessage | None]) -> None:
@@ -152,9 +155,10 @@ class ReplicaAgent:
         while not self.closing:
             q: asyncio.Queue[agent_pb2.AgentMessage | None] = asyncio.Queue()
             self.q = q
+            self.lab_batches = False  # until this session's Welcome says otherwise
             q.put_nowait(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
                 capabilities=common_pb2.Capabilities(slots=1, os="Linux", agent_version="replica-bench"),
-                running_attempt_ids=self.running())))
+                running_attempt_ids=self.running(), features=list(AGENT_FEATURES))))
             for att in self.running():  # what the last replica did not acknowledge, again, in order
                 self._send_attempt(q, att, again=True)
             call = self.stub().Session(self._requests(q), metadata=self.md)
@@ -164,6 +168,7 @@ class ReplicaAgent:
                     kind = m.WhichOneof("msg")
                     if kind == "welcome":
                         self.interval_s = max(0.2, m.welcome.heartbeat_interval_ms / 1000)
+                        self.lab_batches = RESULT_BATCHES in m.welcome.features
                         self.sessions += 1
                         self.welcomed.set()
                         beat = asyncio.create_task(self._heartbeat(q))
@@ -174,15 +179,10 @@ class ReplicaAgent:
                         self.unacked[att] = set(range(len(f.payload.kinds)))
                         self._send_attempt(q, att, again=False)
                     elif kind == "ack":
-                        att = m.ack.attempt_id
-                        if m.ack.finished:
-                            if att not in self.finish_acked:
-                                self.finish_acked.add(att)
-                                self.unacked.pop(att, None)
-                                self.finish_acked.discard(att)
-                                f.task_finished()
-                        elif att in self.unacked:
-                            self.unacked[att].discard(m.ack.seq)
+                        self._ack(m.ack)
+                    elif kind == "acks":
+                        for ack in m.acks.acks:
+                            self._ack(ack)
                     elif kind == "cancel":
                         f.error("cancel received")
             except grpc.aio.AioRpcError as e:
@@ -199,6 +199,17 @@ class ReplicaAgent:
                 return
             self.replica = (self.replica + 1) % len(f.stubs)  # the next replica, as round_robin would
             await asyncio.sleep(random.uniform(0.1, 0.5))
+
+    def _ack(self, ack: agent_pb2.Ack) -> None:
+        att = ack.attempt_id
+        if ack.finished:
+            if att not in self.finish_acked:
+                self.finish_acked.add(att)
+                self.unacked.pop(att, None)
+                self.finish_acked.discard(att)
+                self.fleet.task_finished()
+        elif att in self.unacked:
+            self.unacked[att].discard(ack.seq)
 
     async def close(self) -> None:
         self.closing = True
