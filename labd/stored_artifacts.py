@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -131,18 +132,44 @@ def check(art: d.ArtifactRecord, force: bool = False) -> d.ArtifactRecord:
     return art
 
 
+# Artifact records by store and sha256, as last read from the store: an artifact is immutable by its sha256, so every
+# assignment need not read its row again. Only a record whose file is intact is taken from here; one whose file is
+# not is read again before the task is failed (re-registering an artifact may have moved its file), and so is
+# every record when forced (an agent's failed download).
+_RECORDS: weakref.WeakKeyDictionary[Store, dict[str, d.ArtifactRecord]] = weakref.WeakKeyDictionary()
+_MAX_RECORDS = 4096
+
+
+def _registered(store: Store, sha256: str, fresh: bool) -> d.ArtifactRecord:
+    """store.get_artifact(sha256), from _RECORDS unless fresh; NotFound (never remembered) when not registered."""
+    known = _RECORDS.get(store)
+    if known is None:
+        known = _RECORDS.setdefault(store, {})
+    if not fresh and (art := known.get(sha256)) is not None:
+        return art
+    art = store.get_artifact(sha256)
+    if len(known) >= _MAX_RECORDS:
+        known.clear()
+    known[sha256] = art
+    return art
+
+
 def task_fault(store: Store, spec: TaskSpec | None, force: bool = False) -> str:
     """'' when every artifact the task needs (model, dataset, golden outputs) is registered and intact in the lab's
     store; else the reason, for the first that is not."""
     if spec is None:
         return ""
     for role, ref in [("model", spec.model), *spec.data_refs()]:
+        sha256 = ref.sha256.lower()
         try:
-            art = store.get_artifact(ref.sha256.lower())
+            art = _registered(store, sha256, fresh=force)
+            why = fault(art, force)
+            # a remembered record whose file is not intact: read it again, it may have moved since
+            if why and not force and (now := _registered(store, sha256, fresh=True)) != art:
+                why = fault(now, force)
         except d.NotFound:
             return (f"the lab's stored artifact {ref.sha256} ({role} {ref.name}) is not registered in this lab: a "
                     f"fault of the lab, not of the device; re-import the suite ({RESTORE}), then resubmit")
-        why = fault(art, force)
         if why:
             return why
     return ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 
 from evalsuites import Suite
 from labd.scheduler.placement import zone_refusal
@@ -26,14 +25,22 @@ class SubmitOptions:
     kind: str = "test"
 
 
-@lru_cache(maxsize=64)
-def _suite(suite_json: str) -> Suite:
-    return Suite.from_json(suite_json)
+_SUITES: dict[tuple[str, str, str], Suite] = {}  # (id, version, digest) -> the suite parsed once
+_MAX_SUITES = 64
 
 
 def load_suite(store: Store, suite_id: str, version: str = "") -> Suite:
-    """The registered suite (its highest version when none is given)."""
-    return _suite(store.get_suite(suite_id, version or None).suite_json)
+    """The registered suite (its highest version when none is given): parsed once per registered content (a suite
+    is content-addressed and immutable; its digest names its content), not once per submission."""
+    rec = store.get_suite(suite_id, version or None)
+    key = (rec.id, rec.version, rec.digest)
+    suite = _SUITES.get(key)
+    if suite is None:
+        suite = Suite.from_json(rec.suite_json)
+        if len(_SUITES) >= _MAX_SUITES:
+            _SUITES.clear()
+        _SUITES[key] = suite
+    return suite
 
 
 def task_spec(suite: Suite, task_name: str) -> TaskSpec:
@@ -66,13 +73,30 @@ def task_spec(suite: Suite, task_name: str) -> TaskSpec:
                     criteria=tuple(Criterion.from_dict(c) for c in criteria))
 
 
+_PLANS: dict[int, tuple[Suite, tuple[TaskSpec, ...]]] = {}  # id(suite) -> (the suite, its task specs)
+_MAX_PLANS = 64
+
+
+def suite_specs(suite: Suite) -> tuple[TaskSpec, ...]:
+    """task_spec of each of the suite's tasks, in order: computed once per (immutable) Suite object, which
+    load_suite returns the same for every submission of one registered suite. Specs are frozen and shared."""
+    got = _PLANS.get(id(suite))
+    if got is not None and got[0] is suite:
+        return got[1]
+    specs = tuple(task_spec(suite, t.name) for t in suite.tasks)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(suite)] = (suite, specs)  # the suite kept alive with its entry: its id is not reused meanwhile
+    return specs
+
+
 def new_run(suite: Suite, devices: list[d.Device], who: d.Principal, o: SubmitOptions, now_ms: int) -> d.Run:
     """The run to store: every suite task on every device, queued, or in error when a data zone forbids it."""
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     tasks = []
+    specs = suite_specs(suite)
     for dev in devices:
-        for t in suite.tasks:
-            spec = task_spec(suite, t.name)
+        for t, spec in zip(suite.tasks, specs, strict=True):
             refusal = zone_refusal(spec, dev)
             tasks.append(d.Task(id=f"task-{uuid.uuid4().hex[:12]}", run_id=run_id, name=t.name, device_id=dev.id,
                                 device_name=dev.name, status=d.Status.ERROR if refusal else d.Status.QUEUED,

@@ -17,6 +17,7 @@ from labd.state.base import AuditEntry, RunEnd
 from labd.state.sql.engine import SqlEngine, new_id
 from labd.state.tables import AttemptRow, AuditRow, DeviceRow, RunRow, TaskRow
 from pilotlab import domain as d
+from pilotlab.tasks import TaskSpec
 
 # Prepared Core statements for the per-task paths (submit, claim, finish): compiled once and cached by SQLAlchemy,
 # no ORM objects built, and a finish reads back only what its caller needs of the run.
@@ -35,12 +36,14 @@ _INSERT_RUN = insert(_RUNS)
 _INSERT_TASKS = insert(_TASKS)
 _INSERT_ATTEMPT = insert(_ATTEMPTS)
 _INSERT_AUDIT = insert(_AUDIT)
-_DEVICE_STATE = select(_DEVICES.c.state, _DEVICES.c.name).where(_DEVICES.c.id == bindparam("device"))
-_NEXT_TASK = (select(_TASKS).where(_T.device_id == bindparam("device"), _T.status == _QUEUED)
-              .order_by(_T.priority.desc(), _T.queue_ns).limit(1).with_for_update(skip_locked=True))
-_NEXT_HEALTH_TASK = (select(_TASKS).where(_T.device_id == bindparam("device"), _T.status == _QUEUED,
-                                          _T.health.is_(True))
-                     .order_by(_T.priority.desc(), _T.queue_ns).limit(1).with_for_update(skip_locked=True))
+# A device's next queued task with the device's name, in one statement: none while the device drains, only a health
+# check while it is quarantined (the device's row is read, not locked: FOR UPDATE OF the task only).
+_NEXT_TASK_OF_DEVICE = (
+    select(_TASKS, _DEVICES.c.name.label("device_name"))
+    .select_from(_TASKS.join(_DEVICES, _DEVICES.c.id == _T.device_id))
+    .where(_T.device_id == bindparam("device"), _T.status == _QUEUED, _DEVICES.c.state != "draining",
+           or_(_DEVICES.c.state != "quarantined", _T.health.is_(True)))
+    .order_by(_T.priority.desc(), _T.queue_ns).limit(1).with_for_update(of=_TASKS, skip_locked=True))
 _TAKE_TASK = (update(_TASKS).where(_T.id == bindparam("t_id"))
               .values(attempts=bindparam("t_attempts"), status=_RUNNING, phase="assigned", progress=0.0))
 _RUN_STARTS = update(_RUNS).where(_R.id == bindparam("r_id"), _R.status == _QUEUED).values(status=_RUNNING)
@@ -109,7 +112,7 @@ class RunsSql(SqlEngine):
                 raise d.Invalid(f"task {t.name} has no spec to store")
             tasks.append({"id": t.id, "run_id": run.id, "ordinal": i, "name": t.name, "device_id": t.device_id,
                           "status": status.value, "verdict": None, "attempts": 0,
-                          "spec_json": json.dumps(t.spec.to_json(), sort_keys=True), "metrics_json": "{}",
+                          "spec_json": _spec_json(t.spec), "metrics_json": "{}",
                           "reason": t.reason, "phase": "", "progress": 0.0, "priority": run.priority,
                           "queued_ms": run.submitted_ms, "queue_ns": base_ns + i, "queue_deadline_ms": deadline,
                           "health": run.kind == "health"})
@@ -123,10 +126,12 @@ class RunsSql(SqlEngine):
             if tasks:
                 c.execute(_INSERT_TASKS, tasks)
             _add_audit(c, audit)
-            end = _refresh(c, run.id, run.submitted_ms)
-            assert end is not None
-            ids = sorted({t.device_id for t in run.tasks})
+            end = _created(c, run, tasks)
+            # The devices' names: as the run's tasks carry them (a submission's devices were just read from this
+            # store, by name or selector), read only for tasks that come without one.
+            ids = sorted({t.device_id for t in run.tasks if not t.device_name})
             names = {i: n for i, n in c.execute(_DEVICE_NAMES, {"ids": ids}).all()} if ids else {}
+            names.update((t.device_id, t.device_name) for t in run.tasks if t.device_name)
         return d.Run(id=run.id, suite_id=run.suite_id, suite_version=run.suite_version,
                      suite_digest=run.suite_digest, status=end.status, priority=run.priority, verdict=end.verdict,
                      submitted_ms=run.submitted_ms, finished_ms=end.finished_ms, reason=end.reason,
@@ -176,12 +181,10 @@ class RunsSql(SqlEngine):
 
     def claim_next_task(self, device_id: str, now_ms: int, lease_ms: int) -> tuple[d.Task, d.Attempt] | None:
         with self._core_tx() as c:  # every assignment: prepared Core statements, the task row read once
-            dev = c.execute(_DEVICE_STATE, {"device": device_id}).first()
-            if dev is None or dev.state == "draining":
-                return None
-            # SKIP LOCKED: labd replicas on one PostgreSQL never claim the same task (SQLite ignores it).
-            q = _NEXT_HEALTH_TASK if dev.state == "quarantined" else _NEXT_TASK
-            t = c.execute(q, {"device": device_id}).first()
+            # The device's state and its next task in one statement: none for a draining (or unknown) device, only
+            # a health check for a quarantined one. SKIP LOCKED: labd replicas on one PostgreSQL never claim the
+            # same task (SQLite ignores it).
+            t = c.execute(_NEXT_TASK_OF_DEVICE, {"device": device_id}).first()
             if t is None:
                 return None
             number = t.attempts + 1
@@ -194,9 +197,9 @@ class RunsSql(SqlEngine):
                                         "environment_json": "{}", "execution_provider": "",
                                         "providers_used_json": "[]", "phases_json": "{}", "observations_json": "{}"})
             c.execute(_RUN_STARTS, {"r_id": t.run_id})
-        task = replace(rows.task(t, dev.name, []), status=d.Status.RUNNING, attempts=number, phase="assigned",
+        task = replace(rows.task(t, t.device_name, []), status=d.Status.RUNNING, attempts=number, phase="assigned",
                        progress=0.0)
-        att = d.Attempt(id=att_id, task_id=t.id, number=number, device_id=device_id, device_name=dev.name,
+        att = d.Attempt(id=att_id, task_id=t.id, number=number, device_id=device_id, device_name=t.device_name,
                         status=d.Status.RUNNING, outcome="", reason="", started_ms=now_ms, finished_ms=0,
                         lease_expires_ms=now_ms + lease_ms, batches_expected=-1, effective_settings={},
                         environment={}, execution_provider="", providers_used=[], phases={},
@@ -301,6 +304,47 @@ class RunsSql(SqlEngine):
             q = select(TaskRow.status, func.count()).group_by(TaskRow.status)
             return {str(k): int(v) for k, v in s.execute(q).all()}  # type: ignore[call-overload]
 
+
+
+_SPEC_JSON: dict[int, tuple[TaskSpec, str]] = {}  # id(spec) -> (the spec, its stored JSON)
+_MAX_SPECS = 1024
+
+
+def _spec_json(spec: TaskSpec) -> str:
+    """The spec as stored (sorted JSON), encoded once per spec object: a submission's specs are shared by every run
+    of its suite (labd.scheduler.plan.suite_specs), and frozen."""
+    got = _SPEC_JSON.get(id(spec))
+    if got is not None and got[0] is spec:
+        return got[1]
+    text = json.dumps(spec.to_json(), sort_keys=True)
+    if len(_SPEC_JSON) >= _MAX_SPECS:
+        _SPEC_JSON.clear()
+    _SPEC_JSON[id(spec)] = (spec, text)  # the spec kept alive with its entry: its id is not reused meanwhile
+    return text
+
+
+def _created(c: Connection, run: d.Run, tasks: list[dict[str, Any]]) -> RunEnd:
+    """_refresh of a run just inserted, decided from the task rows written rather than read back: its tasks are all
+    queued or in error (refused), none has a verdict. The same rule and the same UPDATE when the status changes."""
+    status, verdict, reason, finished_ms = run.status, None, "", 0
+    if not status.terminal:
+        n = len(tasks)
+        errors = [t for t in tasks if t["status"] == d.Status.ERROR.value]
+        queued = n - len(errors)
+        if len(errors) == n:
+            if errors:
+                reason = errors[0]["reason"]  # the first error by ordinal (tasks are in ordinal order)
+                status, verdict, finished_ms = d.Status.ERROR, None, run.submitted_ms
+                c.execute(_RUN_ERROR, {"r_id": run.id, "r_reason": reason, "r_finished_ms": run.submitted_ms})
+            else:
+                status, finished_ms = d.Status.COMPLETED, run.submitted_ms
+                verdict = d.Verdict.PASS.value  # no task: all of them (none) pass
+                c.execute(_RUN_COMPLETED, {"r_id": run.id, "r_verdict": verdict, "r_finished_ms": run.submitted_ms})
+        elif queued != n and status != d.Status.RUNNING:
+            status = d.Status.RUNNING
+            c.execute(_RUN_RUNNING, {"r_id": run.id})
+    return RunEnd(id=run.id, kind=str(run.kind), status=status, verdict=d.Verdict(verdict) if verdict else None,
+                  reason=str(reason), finished_ms=int(finished_ms))
 
 
 def _add_audit(c: Connection, entry: AuditEntry | None) -> None:
