@@ -1067,6 +1067,10 @@ async def run_config(p: Params, work: Path) -> dict[str, Any]:
             res["idle"] = await bench.idle()
             labd.check_alive()
             print(f"[{p.db} × {p.agents}] idle {res['idle']}", flush=True)
+            if p.rounds == 0:  # idle only: what the connected fleet alone costs labd (heartbeats, sessions)
+                res["idle_only"] = True
+                res["labd"] = {"rss_hwm_mib": round(labd.hwm_mib(), 1), "cpu_total_s": round(labd.cpu_s(), 2)}
+                return res
             if p.profile:
                 spy = PySpy(labd.pid, work / f"pyspy-idle-{p.db}-{p.agents}.txt", gil=p.profile == "gil")
                 if spy.start():
@@ -1173,6 +1177,10 @@ def steady_cell(st: dict[str, Any] | None) -> str:
 def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in results:
+        if r.get("idle_only"):
+            rows.append([r["db"], fmt(r["agents"]), fmt(r["setup"]["connect_s"]), fmt(r["idle"]["labd_cpu_pct"]),
+                         *(["idle only (--rounds 0)"] + ["–"] * (len(COLUMNS) - 5))])
+            continue
         if "burst" not in r:
             rows.append([r["db"], fmt(r["agents"]), *(["failed: " + str(r.get("error", "?"))[:60]]
                                                       + ["–"] * (len(COLUMNS) - 3))])
@@ -1273,6 +1281,14 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
     ]
     for r in doc["results"]:
+        if r.get("idle_only"):
+            s, i = r["setup"], r["idle"]
+            lines += [f"## {r['db']}, {r['agents']} agents, idle only", "",
+                      f"- setup: labd start {s['labd_startup_s']} s, enrol {s['enrol_s']} s, all sessions welcomed in "
+                      f"{s['connect_s']} s, {s['connected']} connected, {s.get('session_errors', 0)} session errors",
+                      f"- idle with the fleet connected, {i['seconds']} s: labd {i['labd_cpu_pct']}% CPU, "
+                      f"{i['heartbeats_per_s']} heartbeats/s; labd RSS {r['labd']['rss_hwm_mib']} MiB", ""]
+            continue
         if "integrity" not in r:
             continue
         v, s = r["integrity"], r["setup"]
@@ -1384,7 +1400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agents", default="100,1000", help="comma-separated agent counts (default 100,1000)")
     ap.add_argument("--db", default="sqlite,postgresql", help="sqlite and/or postgresql (default both)")
-    ap.add_argument("--rounds", type=int, default=2, help="burst rounds per configuration (default 2)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="burst rounds per configuration (default 2; 0: idle only, the connected fleet alone)")
     ap.add_argument("--trickle", type=int, default=30, help="one-at-a-time runs per configuration (default 30)")
     ap.add_argument("--idle-s", type=float, default=5.0, help="idle measurement window (default 5 s)")
     ap.add_argument("--steady-rate", type=float, default=20.0,
