@@ -134,6 +134,18 @@ def test_finish_waits_for_missing_batches(parts: Parts) -> None:
     assert parts.store.get_attempt(att.id).status == d.Status.RUNNING
 
 
+@pytest.mark.parametrize("batches", [2**63 - 1, agents.MAX_BATCH_SEQ + 2, -1])
+def test_a_finish_reporting_an_impossible_batch_count_is_refused_at_once(parts: Parts, batches: int) -> None:
+    # 2**63 - 1 once froze labd: the missing batches were listed (set(range(n))) while holding the GIL.
+    dev = parts.enrol("r1")
+    _, att = _running(parts, dev)
+    agents.ingest(parts.store, parts.metrics, parts.clock, dev.id, _batch(att, seq=0))
+    with pytest.raises(d.Invalid, match=f"reports {batches} result batches; an attempt sends 0 to 1000001"):
+        agents.finish(parts.store, parts.leases, parts.health, parts.clock, dev.id,
+                      d.AttemptFinish(att.id, d.Outcome.OK, batches=batches))
+    assert parts.store.get_attempt(att.id).status == d.Status.RUNNING  # nothing stored changed
+
+
 def test_finish_ok_grades_the_task_and_resets_the_devices_error_count(parts: Parts) -> None:
     dev = parts.enrol("r1")
     _, att = _running(parts, dev)
