@@ -98,6 +98,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self.dispatcher.kick()
             held: list[msg.LabEvent | None] = []  # the event read after a run of Acks
             while (event := held.pop() if held else await session.outbox.get()) is not None:
+                if session.error is not None:  # ended from outside (a refused heartbeat): nothing more is sent
+                    break
                 if session.acks and isinstance(event, msg.Ack) and not session.outbox.empty():
                     event = _coalesce(event, session.outbox, held)
                 yield convert.lab_event_to_pb(event)
@@ -119,6 +121,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
+            elif reader is not None and not reader.cancelled():
+                reader.exception()  # seen (a session ended by session.error may leave the reader's own error unread)
             if lab.sessions.close(session):
                 # The handler may be being cancelled (the agent went away): record the device offline in a
                 # task of its own, which that cancellation cannot interrupt.
@@ -143,6 +147,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         try:
             async for m in requests:
                 check(m)  # a message that did not decode ends the session INVALID_ARGUMENT
+                if session.error is not None:  # ended from outside (a refused heartbeat): read no further
+                    break
                 kind = m.WhichOneof("msg")
                 if kind == "heartbeat":
                     # A credential revoked (or whose agent token was) while connected ends the session within one
@@ -154,6 +160,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 if kind == "results":
                     session.window.took(m.results.attempt_id, m.results.seq, m.ByteSize())
                 elif kind == "result_batches":
+                    if len(m.result_batches.batches) > msg.MAX_BATCHES_PER_MESSAGE:
+                        raise d.Invalid(f"a ResultBatches message carries {len(m.result_batches.batches)} result "
+                                        f"batches; send at most {msg.MAX_BATCHES_PER_MESSAGE} in one")
                     for r in m.result_batches.batches:
                         session.window.took(r.attempt_id, r.seq, r.ByteSize())
                 inbox.put_nowait(m)
@@ -168,6 +177,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         held: list[agent_pb2.AgentMessage | None] = []  # the message read after a run of result batches
         try:
             while (m := held.pop() if held else await inbox.get()) is not None:
+                if session.error is not None:  # ended from outside (a refused heartbeat): handle nothing more
+                    break
                 if (results := _batches(m)) is not None:
                     # These batches and those read ahead right behind them: checked, verified and stored in one
                     # group with other sessions' batches (_ingest_group), off the event loop, and acknowledged in

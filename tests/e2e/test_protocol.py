@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pilotlab.messages import ACKS, RESULT_BATCHES
+from pilotlab.messages import ACKS, MAX_BATCHES_PER_MESSAGE, RESULT_BATCHES
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, artifact_pb2, artifact_pb2_grpc, common_pb2
 from tests.e2e.conftest import labctl_json, make_token, wait_until
 
@@ -134,6 +134,22 @@ def test_batches_and_acks_travel_together_only_with_a_peer_that_says_so(labd) ->
     finally:
         new.close()
         old.close()
+
+
+def test_more_batches_in_one_message_than_the_window_ends_the_session(labd) -> None:  # type: ignore[no-untyped-def]
+    dev = RawDevice(labd.addr, make_token(labd, "agent"), "dev-greedy", features=(ACKS,))
+    try:
+        labctl_json(labd, make_token(labd, "engineer"), "run", "submit", "--suite", "smoke", "--device", "dev-greedy")
+        attempt = dev.next().assignment.attempt_id
+        dev.send(_batches(attempt, range(MAX_BATCHES_PER_MESSAGE + 1)))
+        with pytest.raises(grpc.RpcError) as e:
+            dev.next()
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == (f"a ResultBatches message carries {MAX_BATCHES_PER_MESSAGE + 1} result batches; "
+                                     f"send at most {MAX_BATCHES_PER_MESSAGE} in one")
+        assert 'labd_results_ingested_total{kind="latency"}' not in labd.metrics()  # none of them stored
+    finally:
+        dev.close()
 
 
 def test_artifact_download_resumes_from_offset(labd) -> None:  # type: ignore[no-untyped-def]

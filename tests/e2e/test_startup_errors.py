@@ -151,8 +151,9 @@ def test_labd_refuses_a_negative_number_of_worker_threads(tmp_path: Path) -> Non
 def test_labd_refuses_heartbeats_a_lease_could_not_outlive(tmp_path: Path) -> None:
     line = _labd(tmp_path / "lab", "--lease-seconds", "30", "--heartbeat-seconds", "12")
     assert line == ("labd: --heartbeat-seconds 12 is out of range: it must be at least 0.2 and at most a third of "
-                    "--lease-seconds (30), so that a lease outlives two missed heartbeats; raise --lease-seconds or "
-                    "lower --heartbeat-seconds")
+                    "--lease-seconds (30) and an hour, so that a lease outlives two missed heartbeats; raise "
+                    "--lease-seconds or lower --heartbeat-seconds")
+    assert "is out of range" in _labd(tmp_path / "lab2", "--lease-seconds", "1e7", "--heartbeat-seconds", "3e6")
 
 
 def test_a_large_fleet_heartbeats_as_often_as_labd_says(tmp_path: Path) -> None:
