@@ -27,12 +27,8 @@ import cProfile
 import datetime as dt
 import io
 import json
-import os
-import platform
 import pstats
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,33 +36,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _setup_path(src: str) -> None:
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-    if src:
-        sys.path.insert(0, str(Path(src).resolve()))  # its labd and pilotlab first; evalsuites and bench from here
 
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor()
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+from bench import abcompare  # noqa: E402
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One measurement in this process: ATTEMPTS timed finishes, then PROFILE profiled ones."""
-    _setup_path(args.src)
+    abcompare.setup_path(args.src)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -154,11 +132,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
         store.close()  # type: ignore[attr-defined]
     return {"code": code, "attempts": args.attempts, "warmup": args.warmup, "batches_per_task": len(payload.kinds),
-            "samples_per_task": payload.rows, "cpu_ms": {"median": statistics.median(cpu_ms), "p90": _pct(cpu_ms, 90),
-                                                         "mean": statistics.fmean(cpu_ms), "min": min(cpu_ms)},
-            "wall_ms": {"median": statistics.median(wall_ms), "p90": _pct(wall_ms, 90)},
+            "samples_per_task": payload.rows, "cpu_ms": abcompare.stats(cpu_ms),
+            "wall_ms": abcompare.stats(wall_ms),
             "run": sorted(verdicts), "graded": graded, "profile_finishes": args.profile,
-            "profile": _trim(buf.getvalue())}
+            "profile": abcompare.trim_profile(buf.getvalue())}
 
 
 def _digest(metrics: dict[str, Any]) -> str:
@@ -167,45 +144,11 @@ def _digest(metrics: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(metrics, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _trim(text: str) -> str:
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if "ncalls" in line:
-            return "\n".join(lines[i - 2 if i >= 2 else 0:]).rstrip()
-    return text.rstrip()
-
-
 # The finish path: what --compare takes from REF, everything else from this tree.
 FINISH_FILES = ("labd/handlers/agents.py", "labd/results/attempts.py", "pilotlab/attempt_metrics.py",
                 "pilotlab/compliance.py", "pilotlab/stats.py", "labd/state/sql/runs.py", "labd/state/sql/results.py",
                 "labd/blobs.py", "labd/state/base.py", "labd/state/rows.py", "labd/scheduler/health.py",
                 "labd/state/sql/fleet.py")
-
-
-def _snapshot(ref: str, into: Path) -> list[str]:
-    """This tree's labd and pilotlab copied into `into`, with the finish path's files (FINISH_FILES) as they are at
-    the git commit ref (read with `git show`, nothing in the repository changed). Returns the files that differ."""
-    import shutil
-
-    for pkg in ("labd", "pilotlab"):
-        shutil.copytree(ROOT / pkg, into / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    changed = []
-    for f in FINISH_FILES:
-        old = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{f}"], capture_output=True, check=True).stdout
-        if old != (ROOT / f).read_bytes():
-            changed.append(f)
-            (into / f).write_bytes(old)
-    return changed
-
-
-def _child(args: argparse.Namespace, src: str) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--attempts", str(args.attempts), "--warmup",
-           str(args.warmup), "--profile", str(args.profile), "--batches", str(args.batches), "--samples",
-           str(args.samples), "--top", str(args.top), "--sort", args.sort] + (["--src", src] if src else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
-    if done.returncode:
-        sys.exit(f"bench/finish_cost.py: a measurement failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _row(label: str, r: dict[str, Any]) -> str:
@@ -235,48 +178,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(measure(args)))
         return 0
-    exe = Path(sys.executable)
-    python = os.path.relpath(exe, ROOT) if exe.is_relative_to(ROOT) else str(exe)
-    command = f"{python} bench/finish_cost.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
-    t0 = time.perf_counter()
-    load_before = os.getloadavg()
-    labels = (["before", "after"] if args.compare else ["this tree"])
-    runs: dict[str, list[dict[str, Any]]] = {lb: [] for lb in labels}
-    changed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="pilotlab-bench-finish-src-") as base:
-        if args.compare:
-            changed = _snapshot(args.compare, Path(base))
-        srcs = {"before": base, "after": args.src, "this tree": args.src}
-        for _ in range(args.rounds if args.compare else 1):
-            for lb in labels:
-                runs[lb].append(_child(args, srcs[lb]))
-    load_after = os.getloadavg()
-    wall = time.perf_counter() - t0
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    command = abcompare.command_line("bench/finish_cost.py", argv)
+    child = ["--attempts", str(args.attempts), "--warmup", str(args.warmup), "--profile", str(args.profile),
+             "--batches", str(args.batches), "--samples", str(args.samples), "--top", str(args.top), "--sort",
+             args.sort]
+    alt = abcompare.alternate("bench/finish_cost.py", child, args.compare, args.src, args.rounds, FINISH_FILES)
+    labels, runs = alt.labels, alt.runs
     summary = {lb: {"cpu_ms_median": statistics.median(r["cpu_ms"]["median"] for r in rs),
                     "cpu_ms_p90": statistics.median(r["cpu_ms"]["p90"] for r in rs),
                     "wall_ms_median": statistics.median(r["wall_ms"]["median"] for r in rs)}
                for lb, rs in runs.items()}
     first = runs[labels[0]][0]
-    machine = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
-               "python": platform.python_version()}
+    machine = abcompare.machine()
     doc: dict[str, Any] = {
         "bench": "finish_cost", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command,
-        "commit": commit.strip(), "machine": machine, "loadavg": {"before": load_before, "after": load_after},
+        "commit": alt.commit, "machine": machine, "loadavg": {"before": alt.load_before, "after": alt.load_after},
         "batches_per_task": first["batches_per_task"], "samples_per_task": first["samples_per_task"],
-        "before": {"ref": args.compare, "files": changed} if args.compare else None, "summary": summary,
-        "runs": {lb: [{k: v for k, v in r.items() if k != "profile"} for r in rs] for lb, rs in runs.items()}}
+        "before": {"ref": args.compare, "files": alt.changed} if args.compare else None, "summary": summary,
+        "runs": alt.runs_without_profiles()}
     if args.compare:
         doc["cpu_median_after_over_before"] = summary["after"]["cpu_ms_median"] / summary["before"]["cpu_ms_median"]
     lines = [
         "# Finishing an attempt: labd CPU per finish_attempt", "",
         f"Date: {doc['date']}  ",
         f"Command: `{command}`  ",
-        f"Code: commit `{doc['commit'][:12]}`"
-        + (f"; before = this tree with {', '.join(changed) or 'nothing'} as at `{args.compare}`, after = this working "
-           "tree" if args.compare else "") + "  ",
-        f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}; "
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; {wall:.0f} s in all", "",
+        alt.code_line(),
+        alt.machine_line(machine), "",
         f"Each finish: one smoke-suite task of {first['batches_per_task']} signed result batches, "
         f"{first['samples_per_task']:,} samples (bench/fleet.py's Payload, --batches {args.batches} --samples "
         f"{args.samples}), on a SQLite store with blob packs, graded PASS. CPU ms = time.thread_time around "
@@ -302,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         line["cpu_median_after_over_before"] = doc["cpu_median_after_over_before"]
     print(json.dumps(line))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text)
-        out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
+    abcompare.write(args.out, text, doc)
     return 0
 
 

@@ -33,11 +33,8 @@ import hashlib
 import io
 import json
 import os
-import platform
 import pstats
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,29 +45,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("PILOTLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _setup_path(src: str) -> None:
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-    if src:
-        sys.path.insert(0, str(Path(src).resolve()))  # its labd and pilotlab first; evalsuites and bench from here
 
+from bench import abcompare  # noqa: E402
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor()
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+PG_URL = os.environ.get("PILOTLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @contextmanager
@@ -91,17 +71,13 @@ def _store_url(db: str, tmp: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _stats(xs: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(xs), "p90": _pct(xs, 90), "mean": statistics.fmean(xs), "min": min(xs)}
-
-
 def _sha(x: Any) -> str:
     return hashlib.sha256(json.dumps(x, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One measurement in this process: DEVICES timed submits then claims, then PROFILE profiled ones of each."""
-    _setup_path(args.src)
+    abcompare.setup_path(args.src)
     import labd
     from evalsuites import builtin_suites_dir, load_suite
     from labd.catalog import register_suite
@@ -205,51 +181,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 prof.disable()
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(args.sort).print_stats(args.top)
-            profiles[name] = _trim(buf.getvalue())
+            profiles[name] = abcompare.trim_profile(buf.getvalue())
         store.close()  # type: ignore[attr-defined]
     return {"code": code, "db": args.db, "devices": n, "warmup": args.warmup, "profiled": args.profile,
-            "submit": {"cpu_ms": _stats(s_cpu), "wall_ms": _stats(s_wall)},
-            "claim": {"cpu_ms": _stats(c_cpu), "wall_ms": _stats(c_wall)}, "shape": shape, "profile": profiles}
-
-
-def _trim(text: str) -> str:
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if "ncalls" in line:
-            return "\n".join(lines[i - 2 if i >= 2 else 0:]).rstrip()
-    return text.rstrip()
+            "submit": {"cpu_ms": abcompare.stats(s_cpu), "wall_ms": abcompare.stats(s_wall)},
+            "claim": {"cpu_ms": abcompare.stats(c_cpu), "wall_ms": abcompare.stats(c_wall)}, "shape": shape,
+            "profile": profiles}
 
 
 # The submit and claim paths: what --compare takes from REF, everything else from this tree.
 PATH_FILES = ("labd/handlers/runs.py", "labd/state/sql/runs.py", "labd/scheduler/leases.py",
               "labd/scheduler/dispatcher.py", "labd/scheduler/plan.py", "labd/catalog.py",
               "labd/stored_artifacts.py")
-
-
-def _snapshot(ref: str, into: Path) -> list[str]:
-    """This tree's labd and pilotlab copied into `into`, with the paths' files (PATH_FILES) as they are at the git
-    commit ref (read with `git show`, nothing in the repository changed). Returns the files that differ."""
-    import shutil
-
-    for pkg in ("labd", "pilotlab"):
-        shutil.copytree(ROOT / pkg, into / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    changed = []
-    for f in PATH_FILES:
-        old = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{f}"], capture_output=True, check=True).stdout
-        if old != (ROOT / f).read_bytes():
-            changed.append(f)
-            (into / f).write_bytes(old)
-    return changed
-
-
-def _child(args: argparse.Namespace, src: str) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--devices", str(args.devices), "--warmup",
-           str(args.warmup), "--profile", str(args.profile), "--db", args.db, "--top", str(args.top), "--sort",
-           args.sort] + (["--src", src] if src else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
-    if done.returncode:
-        sys.exit(f"bench/submit_claim_cost.py: a measurement failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _row(label: str, r: dict[str, Any], path: str) -> str:
@@ -278,24 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(measure(args)))
         return 0
-    exe = Path(sys.executable)
-    python = os.path.relpath(exe, ROOT) if exe.is_relative_to(ROOT) else str(exe)
-    command = f"{python} bench/submit_claim_cost.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
-    t0 = time.perf_counter()
-    load_before = os.getloadavg()
-    labels = (["before", "after"] if args.compare else ["this tree"])
-    runs: dict[str, list[dict[str, Any]]] = {lb: [] for lb in labels}
-    changed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="pilotlab-bench-submit-src-") as base:
-        if args.compare:
-            changed = _snapshot(args.compare, Path(base))
-        srcs = {"before": base, "after": args.src, "this tree": args.src}
-        for _ in range(args.rounds if args.compare else 1):
-            for lb in labels:
-                runs[lb].append(_child(args, srcs[lb]))
-    load_after = os.getloadavg()
-    wall = time.perf_counter() - t0
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    command = abcompare.command_line("bench/submit_claim_cost.py", argv)
+    child = ["--devices", str(args.devices), "--warmup", str(args.warmup), "--profile", str(args.profile), "--db",
+             args.db, "--top", str(args.top), "--sort", args.sort]
+    alt = abcompare.alternate("bench/submit_claim_cost.py", child, args.compare, args.src, args.rounds, PATH_FILES)
+    labels, runs = alt.labels, alt.runs
     summary = {lb: {f"{path}_{m}": statistics.median(r[path][unit][stat] for r in rs)
                     for path in ("submit", "claim")
                     for m, unit, stat in (("cpu_ms_median", "cpu_ms", "median"), ("cpu_ms_p90", "cpu_ms", "p90"),
@@ -307,15 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     shapes = {lb: sorted({json.dumps(r["shape"], sort_keys=True) for r in rs}) for lb, rs in runs.items()}
     same_shape = len({s for ss in shapes.values() for s in ss}) == 1
     first = runs[labels[0]][0]
-    machine = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
-               "python": platform.python_version()}
+    machine = abcompare.machine()
     doc: dict[str, Any] = {
         "bench": "submit_claim_cost", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": command, "commit": commit.strip(), "machine": machine,
-        "loadavg": {"before": load_before, "after": load_after}, "db": args.db,
-        "before": {"ref": args.compare, "files": changed} if args.compare else None, "summary": summary,
+        "command": command, "commit": alt.commit, "machine": machine,
+        "loadavg": {"before": alt.load_before, "after": alt.load_after}, "db": args.db,
+        "before": {"ref": args.compare, "files": alt.changed} if args.compare else None, "summary": summary,
         "same_rows_and_messages": same_shape, "shape": first["shape"],
-        "runs": {lb: [{k: v for k, v in r.items() if k != "profile"} for r in rs] for lb, rs in runs.items()}}
+        "runs": alt.runs_without_profiles()}
     if args.compare:
         doc["after_over_before"] = {path: summary["after"][f"{path}_cpu_ms_median"]
                                     / summary["before"][f"{path}_cpu_ms_median"] for path in ("submit", "claim")}
@@ -325,11 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Submitting a run and claiming a task: labd CPU per submit_run and per assignment", "",
         f"Date: {doc['date']}  ",
         f"Command: `{command}`  ",
-        f"Code: commit `{doc['commit'][:12]}`"
-        + (f"; before = this tree with {', '.join(changed) or 'nothing'} as at `{args.compare}`, after = this working "
-           "tree" if args.compare else "") + "  ",
-        f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}; "
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; {wall:.0f} s in all", "",
+        alt.code_line(),
+        alt.machine_line(machine), "",
         f"Store: {args.db}, the smoke suite registered ({first['shape']['tasks_per_run']} task per run), "
         f"{args.devices} devices enrolled and connected. Submit = labd.handlers.runs.submit_run as "
         "LabService.SubmitRun calls it (device=NAME); claim = Leases.claim + task_fault + the Assignment built "
@@ -366,11 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         line["after_over_before"] = doc["after_over_before"]
         line["after_over_before_min"] = doc["after_over_before_min"]
     print(json.dumps(line))
-    if args.out:
-        out = Path(args.out)  # OUT.md and OUT.json (OUT may hold a dot: submit_claim_cost.postgresql)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{out}.md").write_text(text)
-        Path(f"{out}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    abcompare.write(args.out, text, doc)
     return 0 if same_shape else 1
 
 
