@@ -25,7 +25,7 @@ from agents.meters.registry import best_meter, open_meters
 from agents.outbox import Outbox
 from pilotlab import convert
 from pilotlab import domain as d
-from pilotlab.messages import AGENT_FEATURES, MAX_BATCHES_PER_MESSAGE, MAX_BYTES_PER_MESSAGE, RESULT_BATCHES
+from pilotlab.messages import AGENT_FEATURES, RESULT_BATCHES
 from pilotlab.samples import batch_signing_bytes
 from pilotlab.v1 import agent_pb2
 
@@ -55,20 +55,8 @@ def session_messages(q: queue.Queue[agent_pb2.AgentMessage | None], batches_ok: 
     while (m := held.pop() if held else q.get()) is not None:
         if m.WhichOneof("msg") != "results" or q.empty() or not batches_ok():
             yield m
-            continue
-        batches, size = [m.results], m.ByteSize()
-        while len(batches) < MAX_BATCHES_PER_MESSAGE:
-            try:
-                nxt = q.get_nowait()
-            except queue.Empty:
-                break
-            if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > MAX_BYTES_PER_MESSAGE:
-                held.append(nxt)
-                break
-            batches.append(nxt.results)
-            size += nxt.ByteSize()
-        yield (agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
-               if len(batches) > 1 else m)
+        else:  # one consumer: what q holds stays there until taken here
+            yield convert.result_batches_message(m, lambda: not q.empty(), q.get_nowait, held)
 
 
 class AgentStopped(Exception):

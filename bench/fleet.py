@@ -80,12 +80,8 @@ if str(REPO) not in sys.path:
 from evalsuites import builtin_suites_dir, load_suite  # noqa: E402
 from labd.scheduler.plan import task_spec  # noqa: E402
 from pilotlab.compliance import Assigned, latency_kinds, required_sets  # noqa: E402
-from pilotlab.messages import (  # noqa: E402
-    AGENT_FEATURES,
-    MAX_BATCHES_PER_MESSAGE,
-    MAX_BYTES_PER_MESSAGE,
-    RESULT_BATCHES,
-)
+from pilotlab.convert import result_batches_message  # noqa: E402
+from pilotlab.messages import AGENT_FEATURES, RESULT_BATCHES  # noqa: E402
 from pilotlab.samples import batch_signing_bytes  # noqa: E402
 from pilotlab.v1 import agent_pb2, agent_pb2_grpc, common_pb2, lab_pb2, lab_pb2_grpc  # noqa: E402
 
@@ -441,17 +437,8 @@ async def session_messages(q: asyncio.Queue[agent_pb2.AgentMessage | None], batc
     while (m := held.pop() if held else await q.get()) is not None:
         if m.WhichOneof("msg") != "results" or q.empty() or not batches_ok():
             yield m
-            continue
-        batches, size = [m.results], m.ByteSize()
-        while len(batches) < MAX_BATCHES_PER_MESSAGE and not q.empty():
-            nxt = q.get_nowait()
-            if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > MAX_BYTES_PER_MESSAGE:
-                held.append(nxt)
-                break
-            batches.append(nxt.results)
-            size += nxt.ByteSize()
-        yield (agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
-               if len(batches) > 1 else m)
+        else:
+            yield result_batches_message(m, lambda: not q.empty(), q.get_nowait, held)
 
 
 class SimAgent:

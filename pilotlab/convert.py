@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pilotlab import domain as d
@@ -307,3 +308,23 @@ def agent_event_from_pb(m: agent_pb2.AgentMessage) -> msg.AgentEvent | None:
         return msg.Hello(capabilities=capabilities_from_pb(m.hello.capabilities),
                          running=frozenset(m.hello.running_attempt_ids), features=frozenset(m.hello.features))
     return None
+
+
+def result_batches_message(first: agent_pb2.AgentMessage, waiting: Callable[[], bool],
+                           take: Callable[[], agent_pb2.AgentMessage | None],
+                           held: list[agent_pb2.AgentMessage | None]) -> agent_pb2.AgentMessage:
+    """first (a result batch's message) and the result batches queued right behind it (take() the next while
+    waiting()) as one ResultBatches message, at most MAX_BATCHES_PER_MESSAGE and MAX_BYTES_PER_MESSAGE; first itself
+    when none follows. The message taken that ended the run goes to held, to be sent next. For an agent whose lab
+    takes them (its Welcome lists RESULT_BATCHES): agents/worker.py, and bench/fleet.py's simulated agents."""
+    batches, size = [first.results], first.ByteSize()
+    while len(batches) < msg.MAX_BATCHES_PER_MESSAGE and waiting():
+        nxt = take()
+        if nxt is None or nxt.WhichOneof("msg") != "results" or size + nxt.ByteSize() > msg.MAX_BYTES_PER_MESSAGE:
+            held.append(nxt)
+            break
+        batches.append(nxt.results)
+        size += nxt.ByteSize()
+    if len(batches) == 1:
+        return first
+    return agent_pb2.AgentMessage(result_batches=agent_pb2.ResultBatches(batches=batches))
