@@ -90,11 +90,8 @@ class ThreadBatch(Generic[T]):
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._flusher: asyncio.Future[None] | None = None
 
-    async def submit(self, job: T) -> None:
-        await self.submit_nowait(job)
-
     def submit_nowait(self, job: T) -> asyncio.Future[None]:
-        """Queue the job without waiting for it: the future completes with its outcome."""
+        """Queue the job without waiting for it: the future completes with its outcome (await it to wait)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((job, fut))
         if self._flusher is None:

@@ -70,12 +70,6 @@ def task_labels(store: Store, spec: TaskSpec) -> np.ndarray | None:
     return _labels(_artifact_path(store), spec)
 
 
-def task_references(store: Store, spec: TaskSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A generative task's golden decode and reference log-likelihoods (golden_references), read from the lab's own
-    copy of the suite's golden artifact."""
-    return _references(_artifact_path(store), spec)
-
-
 def graded_samples(store: Store, attempt_id: str, spec: TaskSpec) -> Samples:
     """The attempt's raw samples with what the lab joins to them from its own artifacts: a generative task's
     golden decode beside its tokens and golden log-likelihoods beside its log-likelihoods (never a reference the

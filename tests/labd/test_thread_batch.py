@@ -24,8 +24,8 @@ def test_jobs_submitted_together_run_in_one_trip_with_their_own_outcomes() -> No
 
     async def main() -> list[BaseException | None]:
         batch: ThreadBatch[int] = ThreadBatch(run, delay=0.01)
-        results = await asyncio.gather(*(batch.submit(i) for i in range(8)), return_exceptions=True)
-        await batch.submit(9)  # a later job: a trip of its own
+        results = await asyncio.gather(*(batch.submit_nowait(i) for i in range(8)), return_exceptions=True)
+        await batch.submit_nowait(9)  # a later job: a trip of its own
         return results
 
     results = asyncio.run(main())
@@ -37,7 +37,7 @@ def test_jobs_submitted_together_run_in_one_trip_with_their_own_outcomes() -> No
 def test_cancelled_flush_cancels_its_submitters() -> None:
     async def main() -> None:
         batch: ThreadBatch[int] = ThreadBatch(lambda _: None, delay=10)
-        waiter = asyncio.ensure_future(batch.submit(1))
+        waiter = asyncio.ensure_future(batch.submit_nowait(1))
         await asyncio.sleep(0.01)
         assert batch._flusher is not None
         batch._flusher.cancel()
