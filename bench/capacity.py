@@ -197,7 +197,15 @@ def main() -> int:
                     help="default: as many as --many connected with zero session errors")
     ap.add_argument("--out", type=Path, default=RESULTS / "capacity")
     args = ap.parse_args()
-    m = measured(args.fleet, args.big, list(args.heartbeats), args.many)
+    try:
+        m = measured(args.fleet, args.big, list(args.heartbeats), args.many)
+    except (OSError, ValueError, KeyError, ZeroDivisionError) as e:
+        sys.exit(f"bench/capacity.py: cannot read the measured costs ({type(e).__name__}: {e}); give bench/fleet.py "
+                 "result files: --fleet with sqlite and postgresql rows, --big with a sqlite row of other samples per "
+                 "task, --heartbeats two idle-only runs at two heartbeat rates, --many a run with more agents")
+    if not m["idle_base_cores"] < args.utilisation <= 1:
+        sys.exit(f"bench/capacity.py: --utilisation {args.utilisation:g} must be above a replica's idle base "
+                 f"({m['idle_base_cores']:.3f} of a core) and at most 1")
     per_replica = args.sessions_per_replica or m["sessions_tested_per_labd"]
     n = args.devices
     scenarios = [  # (tasks per device per day, window h, samples per task, heartbeat s)

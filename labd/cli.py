@@ -64,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labd: {e}", file=sys.stderr)
         return 2
     lease_ms = int(args.lease_seconds * 1000)
+    most = min(3600.0, args.lease_seconds / 3)  # the longest heartbeat interval this lease allows
     if args.heartbeat_seconds is None:
         heartbeat_ms = min(5_000, max(200, lease_ms // 3))
-    elif not 0.2 <= args.heartbeat_seconds <= min(3600.0, args.lease_seconds / 3):
-        print(f"labd: --heartbeat-seconds {args.heartbeat_seconds:g} is out of range: it must be at least 0.2 and at "
-              f"most a third of --lease-seconds ({args.lease_seconds:g}) and an hour, so that a lease outlives two "
-              "missed heartbeats; raise --lease-seconds or lower --heartbeat-seconds", file=sys.stderr)
+    elif not 0.2 <= args.heartbeat_seconds <= most:
+        print(f"labd: --heartbeat-seconds {args.heartbeat_seconds:g} is out of range: give 0.2 to {most:g} (at most a "
+              f"third of --lease-seconds {args.lease_seconds:g}, so that a lease outlives two missed heartbeats, and "
+              "an hour), or raise --lease-seconds", file=sys.stderr)
         return 2
     else:
         heartbeat_ms = int(args.heartbeat_seconds * 1000)

@@ -150,9 +150,10 @@ def test_labd_refuses_a_negative_number_of_worker_threads(tmp_path: Path) -> Non
 
 def test_labd_refuses_heartbeats_a_lease_could_not_outlive(tmp_path: Path) -> None:
     line = _labd(tmp_path / "lab", "--lease-seconds", "30", "--heartbeat-seconds", "12")
-    assert line == ("labd: --heartbeat-seconds 12 is out of range: it must be at least 0.2 and at most a third of "
-                    "--lease-seconds (30) and an hour, so that a lease outlives two missed heartbeats; raise "
-                    "--lease-seconds or lower --heartbeat-seconds")
+    assert line == ("labd: --heartbeat-seconds 12 is out of range: give 0.2 to 10 (at most a third of "
+                    "--lease-seconds 30, so that a lease outlives two missed heartbeats, and an hour), or raise "
+                    "--lease-seconds")
+    assert "give 0.2 to 10 " in _labd(tmp_path / "lab1", "--heartbeat-seconds", "0.1")
     assert "is out of range" in _labd(tmp_path / "lab2", "--lease-seconds", "1e7", "--heartbeat-seconds", "3e6")
 
 
